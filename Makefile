@@ -1,0 +1,28 @@
+# Two commands for a fresh machine: `make demo` and `make test` (see README).
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.gigcx-installed
+EXAMPLE := examples/kestrel/gigcx.yaml
+
+.PHONY: install demo test bench lint
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build: an unpinned torch pulled in by
+# sentence-transformers would be a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
+	$(BIN)/gigcx knowledge search --config $(EXAMPLE)
+
+test: install
+	$(BIN)/ruff check gigcx tests benchmarks
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/knowledge_bench.py

@@ -1,0 +1,1 @@
+"""The front line: retrieval-grounded answers and the decision to escalate (issue 3)."""

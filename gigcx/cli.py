@@ -1,0 +1,282 @@
+"""The `gigcx` command: each verb is a thin layer over a `gigcx.*` call.
+
+Exit codes: 0 done, 1 done but some input was bad (reported), 2 could not run (config, index).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gigcx.config import ConfigError, Settings, load_settings
+from gigcx.knowledge import (
+    ChunkingOptions,
+    KnowledgeFolderMissing,
+    KnowledgeIndex,
+    KnowledgeIndexError,
+    SearchHit,
+    SyncReport,
+    open_index,
+    sync_knowledge,
+)
+from gigcx.knowledge.embeddings import EmbeddingError
+
+app = typer.Typer(
+    help="gigcx: an AI front line for customer support, backed by gig experts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+knowledge_app = typer.Typer(help="Sync and search a brand's knowledge files.", no_args_is_help=True)
+app.add_typer(knowledge_app, name="knowledge")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The brand's gigcx.yaml (default: $GIGCX_CONFIG, else ./gigcx.yaml).",
+        dir_okay=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object for machines.")]
+
+EXIT_INPUT_PROBLEMS = 1
+EXIT_CANNOT_RUN = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(EXIT_CANNOT_RUN)
+
+
+def _settings(config: Path | None, knowledge_dir: Path | None = None) -> Settings:
+    try:
+        settings = load_settings(config)
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    if knowledge_dir is not None:
+        settings = settings.model_copy(
+            update={
+                "knowledge": settings.knowledge.model_copy(update={"path": knowledge_dir.resolve()})
+            }
+        )
+    return settings
+
+
+def _index(settings: Settings) -> KnowledgeIndex:
+    try:
+        return open_index(settings)
+    except KnowledgeIndexError as error:
+        raise _fail(str(error)) from None
+
+
+# ---------------------------------------------------------------- knowledge sync
+
+
+@knowledge_app.command("sync")
+def knowledge_sync(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="Knowledge folder (default: knowledge.path from the config)."),
+    ] = None,
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would change; change nothing.")
+    ] = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Drop the index and embed everything again.")
+    ] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep running; re-sync on every change.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring the index in line with the knowledge files: only changed files are embedded."""
+    settings = _settings(config, folder)
+    index = _index(settings)
+    options = ChunkingOptions(settings.knowledge.chunk_size, settings.knowledge.chunk_overlap)
+    report = _run_sync(settings, index, options, dry_run=dry_run, rebuild=rebuild, as_json=as_json)
+    if watch and not dry_run:
+        from gigcx.knowledge.watch import watch_knowledge
+
+        err.print(f"Watching {settings.knowledge.path} for changes (Ctrl-C to stop)...")
+        with contextlib.suppress(KeyboardInterrupt):
+            watch_knowledge(
+                settings.knowledge.path,
+                index,
+                options,
+                lambda r: _print_report(r, as_json) if r.has_changes or r.failed else None,
+            )
+        return
+    if not report.ok:
+        raise typer.Exit(EXIT_INPUT_PROBLEMS)
+
+
+def _run_sync(
+    settings: Settings,
+    index: KnowledgeIndex,
+    options: ChunkingOptions,
+    *,
+    dry_run: bool,
+    rebuild: bool,
+    as_json: bool,
+) -> SyncReport:
+    progress = Progress(
+        TextColumn("Embedding chunks"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json or not err.is_terminal,
+    )
+    task = progress.add_task("embed", total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    try:
+        with progress:
+            report = sync_knowledge(
+                settings.knowledge.path,
+                index,
+                options,
+                dry_run=dry_run,
+                rebuild=rebuild,
+                on_progress=on_progress,
+            )
+    except (KnowledgeFolderMissing, KnowledgeIndexError, EmbeddingError) as error:
+        raise _fail(str(error)) from None
+    _print_report(report, as_json)
+    return report
+
+
+def _print_report(report: SyncReport, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        return
+    verb = "Would sync" if report.dry_run else "Synced"
+    rebuilt = " (index rebuilt)" if report.rebuilt else ""
+    out.print(f"{verb} [bold]{report.folder}[/]{rebuilt}", highlight=False)
+    table = Table(show_header=True, header_style="bold")
+    for name in ("added", "changed", "removed", "unchanged", "failed"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        str(len(report.added)),
+        str(len(report.changed)),
+        str(len(report.removed)),
+        str(len(report.unchanged)),
+        f"[red]{len(report.failed)}[/]" if report.failed else "0",
+    )
+    out.print(table)
+    for label, paths, colour in (
+        ("added", report.added, "green"),
+        ("changed", report.changed, "yellow"),
+        ("removed", report.removed, "magenta"),
+    ):
+        for path in paths:
+            out.print(f"  [{colour}]{label:>8}[/] {path}", highlight=False)
+    for error in report.failed:
+        out.print(f"  [red]{'failed':>8}[/] {error}", highlight=False)
+    if report.failed and not report.dry_run:
+        out.print(
+            "[red]Some files were not synced;[/] their last good version (if any) is still "
+            "searchable. Fix them and sync again.",
+            highlight=False,
+        )
+    embedded = "would embed" if report.dry_run else "embedded"
+    total = "" if report.dry_run else f", {report.chunks_total} in the index"
+    out.print(f"{report.chunks_embedded} chunks {embedded}{total}, {report.seconds:.2f} s")
+
+
+# ---------------------------------------------------------------- knowledge search
+
+
+@knowledge_app.command("search")
+def knowledge_search(
+    query: Annotated[
+        str | None, typer.Argument(help="The question. Leave out for an interactive prompt.")
+    ] = None,
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-k", min=1, max=50, help="How many hits.")] = 5,
+    internal: Annotated[
+        bool, typer.Option("--internal", help="Include internal passages (what experts see).")
+    ] = False,
+    product: Annotated[str | None, typer.Option("--product", help="Only this product.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the knowledge index the way the bot does: best passages, with their source."""
+    settings = _settings(config)
+    index = _index(settings)
+
+    def run(text: str) -> list[SearchHit]:
+        try:
+            return index.search(text, limit, include_internal=internal, product=product)
+        except (KnowledgeIndexError, EmbeddingError) as error:
+            raise _fail(str(error)) from None
+
+    if query is not None:
+        if not as_json:
+            with err.status("Loading the embedding model..."):
+                hits = run(query)
+        else:
+            hits = run(query)
+        _print_hits(query, hits, as_json)
+        return
+
+    with err.status("Loading the embedding model..."):
+        run("warm up")
+    out.print(
+        f"Searching the knowledge of [bold]{settings.display_name}[/] "
+        f"({index.count()} chunks). Ask a question; an empty line or Ctrl-D quits.",
+        highlight=False,
+    )
+    while True:
+        try:
+            text = input("? ").strip()
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            return
+        if not text:
+            return
+        _print_hits(text, run(text), as_json)
+
+
+def _print_hits(query: str, hits: list[SearchHit], as_json: bool) -> None:
+    if as_json:
+        print(
+            json.dumps(
+                {"query": query, "hits": [hit.to_dict() for hit in hits]}, ensure_ascii=False
+            )
+        )
+        return
+    if not hits:
+        out.print("[dim]No matching knowledge.[/]")
+        return
+    table = Table(show_header=True, header_style="bold", expand=True)
+    table.add_column("score", justify="right", width=6)
+    table.add_column("source", ratio=2, overflow="fold")
+    table.add_column("snippet", ratio=5)
+    for hit in hits:
+        source = f"[bold]{hit.title}[/]"
+        if hit.section and hit.section != hit.title:
+            source += f"\n{hit.section}"
+        source += f"\n[dim]{hit.path}[/]"
+        if hit.audience == "internal":
+            source += "\n[red]internal[/]"
+        table.add_row(f"{hit.score:.2f}", source, hit.snippet)
+    out.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""The edges: web (FastAPI, WebSocket, widget), Slack (slack-bolt), Rasa import."""

