@@ -12,8 +12,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from gigcx.config import ConfigError, Settings, load_settings
 from gigcx.knowledge import (
@@ -263,20 +266,18 @@ def _print_hits(query: str, hits: list[SearchHit], as_json: bool) -> None:
     if not hits:
         out.print("[dim]No matching knowledge.[/]")
         return
-    table = Table(show_header=True, header_style="bold", expand=True)
-    table.add_column("score", justify="right", width=6)
-    table.add_column("source", ratio=2, overflow="fold")
-    table.add_column("snippet", ratio=5)
-    for hit in hits:
-        source = f"[bold]{hit.title}[/]"
+    for rank, hit in enumerate(hits, start=1):
+        heading = hit.title
         if hit.section and hit.section != hit.title:
-            source += f"\n{hit.section}"
-        source += f"\n[dim]{hit.path}[/]"
-        if hit.audience == "internal":
-            source += "\n[red]internal[/]"
-        table.add_row(f"{hit.score:.2f}", source, hit.snippet)
-    out.print(table)
-
+            heading += f" > {hit.section}"
+        marker = "  [red]internal[/]" if hit.audience == "internal" else ""
+        out.print(
+            f"[bold]{rank}.[/] [cyan]{hit.score:.2f}[/]  [bold]{escape(heading)}[/]{marker}",
+            highlight=False,
+        )
+        out.print(f"   [dim]{escape(hit.path)}[/]", highlight=False, soft_wrap=True)
+        out.print(Padding(Text(hit.snippet), (0, 0, 0, 3)))
+    out.print()
 
 if __name__ == "__main__":
     app()

@@ -7,6 +7,7 @@ The collection records which embedding model built it and refuses vectors from a
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from gigcx.knowledge.embeddings import Embedder, create_embedder
 MODEL_KEY = "gigcx_embedding_model"
 SCHEMA_KEY = "gigcx_schema"
 SCHEMA_VERSION = 1
+_MARKDOWN_MARKERS = re.compile(r"^#{1,6}[ \t]+|\*\*|__|`", re.MULTILINE)
 
 
 class KnowledgeIndexError(Exception):
@@ -62,7 +64,9 @@ class SearchHit:
 
     @property
     def snippet(self) -> str:
-        flat = " ".join(self.text.split())
+        """The passage on one line, Markdown markers removed, cut to about 160 characters."""
+        plain = _MARKDOWN_MARKERS.sub("", self.text)
+        flat = " ".join(plain.split())
         return flat if len(flat) <= 160 else flat[:157].rstrip() + "..."
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,13 +285,13 @@ class KnowledgeIndex:
             include=["metadatas", "distances", "documents"],
         )
         hits: list[SearchHit] = []
-        seen: set[tuple[str, str, str]] = set()
+        # One hit per passage: a question and the section it answers fold into the better one.
+        seen: set[tuple[str, str]] = set()
         metadatas = (result["metadatas"] or [[]])[0]
         distances = (result["distances"] or [[]])[0]
         documents = (result["documents"] or [[]])[0]
         for metadata, distance, matched in zip(metadatas, distances, documents, strict=True):
-            answer = str(metadata["answer"])
-            key = (str(metadata["path"]), str(metadata["section"]), answer)
+            key = (str(metadata["path"]), str(metadata["section"]))
             if key in seen:
                 continue
             seen.add(key)

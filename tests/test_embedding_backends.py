@@ -1,0 +1,94 @@
+"""The OpenAI-compatible embeddings backend against a local server speaking that protocol,
+and the index refusing to mix vectors of two models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gigcx.cli import app
+from gigcx.config import load_settings
+from gigcx.knowledge import IndexModelMismatch, open_index, sync_knowledge
+from gigcx.knowledge.documents import ChunkingOptions
+from tests.helpers.openai_server import OpenAIEmbeddingsServer
+
+runner = CliRunner()
+
+
+def use_openai(brand_dir: Path, base_url: str) -> Path:
+    config = brand_dir / "gigcx.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "backend: local",
+            "backend: openai\n  model: test-embed-1\n"
+            f"  base_url: {base_url}\n  api_key: sk-test-123",
+        )
+    )
+    return config
+
+
+def test_sync_and_search_through_an_openai_compatible_endpoint(brand_dir: Path) -> None:
+    with OpenAIEmbeddingsServer() as server:
+        settings = load_settings(use_openai(brand_dir, server.base_url))
+        index = open_index(settings)
+        options = ChunkingOptions()
+
+        report = sync_knowledge(settings.knowledge.path, index, options)
+
+        assert report.ok and len(report.added) == 21
+        assert index.embedder.model_id == "openai:test-embed-1"
+        hit = index.search("what is the warranty for products bought in the EU", 1)[0]
+        assert hit.path == "general/warranty.md"
+        bodies = [r["body"] for r in server.requests]
+        assert all(body["model"] == "test-embed-1" for body in bodies)
+        assert all(r["auth"] == "Bearer sk-test-123" for r in server.requests)
+        # Plain text goes to the server (no tiktoken token ids, which need a download).
+        assert isinstance(bodies[0]["input"][0], str)
+
+
+def test_an_index_built_by_one_model_refuses_another_until_rebuilt(brand_dir: Path) -> None:
+    config = brand_dir / "gigcx.yaml"
+    assert runner.invoke(app, ["knowledge", "sync", "-c", str(config)]).exit_code == 0
+
+    with OpenAIEmbeddingsServer() as server:
+        use_openai(brand_dir, server.base_url)
+        settings = load_settings(config)
+        with pytest.raises(IndexModelMismatch, match="--rebuild"):
+            open_index(settings).search("warranty", 1)
+
+        refused = runner.invoke(app, ["knowledge", "sync", "-c", str(config)])
+        assert refused.exit_code == 2
+        message = " ".join(refused.output.split())
+        assert "built with embedding model 'local:all-MiniLM-L6-v2'" in message
+        assert "'openai:test-embed-1'" in message and "--rebuild" in message
+
+        rebuilt = runner.invoke(
+            app, ["knowledge", "sync", "-c", str(config), "--rebuild", "--json"]
+        )
+        assert rebuilt.exit_code == 0
+        assert json.loads(rebuilt.output)["counts"]["added"] == 21
+        search = runner.invoke(
+            app, ["knowledge", "search", "-c", str(config), "--json", "warranty"]
+        )
+        assert json.loads(search.output)["hits"][0]["path"] == "general/warranty.md"
+
+
+def test_a_failing_endpoint_is_reported_and_the_index_keeps_what_it_had(brand_dir: Path) -> None:
+    with OpenAIEmbeddingsServer() as server:
+        config = use_openai(brand_dir, server.base_url)
+        assert runner.invoke(app, ["knowledge", "sync", "-c", str(config)]).exit_code == 0
+    (brand_dir / "knowledge" / "new.md").write_text("# New\n\nGift cards never expire.\n")
+
+    with OpenAIEmbeddingsServer(fail_with=500) as broken:
+        use_openai_again = config.read_text().replace(server.base_url, broken.base_url)
+        config.write_text(use_openai_again)
+        result = runner.invoke(app, ["knowledge", "sync", "-c", str(config), "--json"])
+
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["counts"]["failed"] == 1 and report["failed"][0]["path"] == "new.md"
+    assert "embeddings endpoint failed" in report["failed"][0]["error"]
+    assert report["chunks_total"] > 100  # nothing already stored was lost
