@@ -279,5 +279,6 @@ def _print_hits(query: str, hits: list[SearchHit], as_json: bool) -> None:
         out.print(Padding(Text(hit.snippet), (0, 0, 0, 3)))
     out.print()
 
+
 if __name__ == "__main__":
     app()

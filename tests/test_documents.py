@@ -163,6 +163,11 @@ def test_a_field_of_the_wrong_type_is_reported() -> None:
     assert error.line == 3 and "'tags'" in error.message
 
 
+def test_a_yaml_boolean_where_text_belongs_explains_the_quoting_rule() -> None:
+    error = parse_error("norway.md", "---\ntitle: T\ntags: [no]\n---\nBody\n")
+    assert error.line == 3 and "put the value in quotes" in error.message
+
+
 def test_non_utf8_file_names_the_line_of_the_bad_byte() -> None:
     error = parse_error("latin1.md", "# Caf\u00e9\n\nline two\nna\u00efve\n".encode("latin-1"))
     assert error.line == 1

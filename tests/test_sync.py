@@ -254,11 +254,10 @@ def test_leftovers_of_an_interrupted_write_are_cleaned_up(
     # Simulate a crash after the new version was written but before the old one was dropped:
     # an extra version of shipping.md sits beside the current one.
     stale = parse_document("general/shipping.md", b"# Shipping\n\nStale text.\n", options)
-    collection = index._writable()
+    collection = index._writable("public")
     collection.upsert(
         ids=["general/shipping.md::stale::0"],
         embeddings=[index.embedder.embed_query("stale")],
-        documents=["stale"],
         metadatas=[{**_metadata(stale), "file_hash": "stale"}],
     )
     assert index.count() == total + 1

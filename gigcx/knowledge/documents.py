@@ -458,4 +458,8 @@ def _field_error(
         message = f"{where}: {field_name} {item['input']!r} is not allowed; use {expected}"
     else:
         message = f"{where}: field '{field_name}': {item['msg']}"
+        if isinstance(item.get("input"), bool):
+            message += (
+                " (YAML reads yes/no/on/off/true/false as true or false: put the value in quotes)"
+            )
     return KnowledgeFileError(relative, message, line)

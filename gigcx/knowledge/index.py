@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -21,12 +21,13 @@ from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
 
 from gigcx.config import Settings
-from gigcx.knowledge.documents import Chunk, KnowledgeDocument
+from gigcx.knowledge.documents import Audience, Chunk, KnowledgeDocument
 from gigcx.knowledge.embeddings import Embedder, create_embedder
 
 MODEL_KEY = "gigcx_embedding_model"
 SCHEMA_KEY = "gigcx_schema"
 SCHEMA_VERSION = 1
+AUDIENCES: tuple[Audience, ...] = ("public", "internal")
 _MARKDOWN_MARKERS = re.compile(r"^#{1,6}[ \t]+|\*\*|__|`", re.MULTILINE)
 
 
@@ -110,38 +111,48 @@ def create_chroma_client(settings: Settings) -> ClientAPI:
 
 
 class KnowledgeIndex:
-    """Chunks of one brand's knowledge in a Chroma collection, searchable by meaning."""
+    """Chunks of one brand's knowledge in Chroma, searchable by meaning.
+
+    Public and internal chunks live in two collections. A customer search only ever queries
+    the public one, so internal knowledge cannot reach a customer through a missing filter.
+    """
 
     def __init__(self, client: ClientAPI, brand: str, embedder: Embedder, location: str) -> None:
         self.client = client
         self.brand = brand
         self.embedder = embedder
         self.location = location
-        self.name = collection_name(brand)
-        self._collection: Collection | None = None
+        self.names: dict[Audience, str] = {
+            "public": collection_name(brand),
+            "internal": f"{collection_name(brand)}-internal",
+        }
+        self._collections: dict[Audience, Collection] = {}
 
-    # ------------------------------------------------------------ collection
+    # ------------------------------------------------------------ collections
 
-    def _existing(self) -> Collection | None:
-        if self._collection is not None:
-            return self._collection
+    def _existing(self, audience: Audience) -> Collection | None:
+        if audience in self._collections:
+            return self._collections[audience]
         try:
-            collection = self.client.get_collection(self.name)
+            collection = self.client.get_collection(self.names[audience])
         except Exception as error:  # Chroma raises NotFoundError, or ValueError on older servers
-            if "does not exist" in str(error) or type(error).__name__ == "NotFoundError":
+            if _is_not_found(error):
                 return None
             raise IndexUnavailable(
                 f"cannot open the knowledge index at {self.location}: {error}"
             ) from error
         self._check_model(collection)
-        self._collection = collection
+        self._collections[audience] = collection
         return collection
 
-    def _writable(self) -> Collection:
-        collection = self._existing()
+    def _all_existing(self) -> list[Collection]:
+        return [c for a in AUDIENCES if (c := self._existing(a)) is not None]
+
+    def _writable(self, audience: Audience) -> Collection:
+        collection = self._existing(audience)
         if collection is None:
             collection = self.client.create_collection(
-                self.name,
+                self.names[audience],
                 metadata={
                     "hnsw:space": "cosine",
                     MODEL_KEY: self.embedder.model_id,
@@ -149,7 +160,7 @@ class KnowledgeIndex:
                 },
                 embedding_function=None,
             )
-            self._collection = collection
+            self._collections[audience] = collection
         return collection
 
     def _check_model(self, collection: Collection) -> None:
@@ -162,86 +173,69 @@ class KnowledgeIndex:
                 "re-sync with `gigcx knowledge sync --rebuild`."
             )
 
-    @property
-    def built_with(self) -> str | None:
-        """The embedding model recorded in the index, without checking it."""
-        try:
-            collection = self.client.get_collection(self.name)
-        except Exception:
-            return None
-        return (collection.metadata or {}).get(MODEL_KEY)
-
     def exists(self) -> bool:
-        return self._existing() is not None
+        return bool(self._all_existing())
 
     def reset(self) -> None:
         """Drop every chunk and the recorded model: the next write starts a new index."""
-        try:
-            self.client.delete_collection(self.name)
-        except Exception as error:
-            if "does not exist" not in str(error) and type(error).__name__ != "NotFoundError":
-                raise
-        self._collection = None
+        for name in self.names.values():
+            try:
+                self.client.delete_collection(name)
+            except Exception as error:
+                if not _is_not_found(error):
+                    raise
+        self._collections.clear()
 
     def count(self) -> int:
-        collection = self._existing()
-        return collection.count() if collection is not None else 0
+        return sum(collection.count() for collection in self._all_existing())
 
     # ------------------------------------------------------------ files
 
     def file_versions(self) -> dict[str, set[str]]:
         """Path -> content hashes stored for it (more than one only after an interrupted write)."""
-        collection = self._existing()
-        if collection is None:
-            return {}
-        rows = collection.get(where={"position": 0}, include=["metadatas"])
         versions: dict[str, set[str]] = defaultdict(set)
-        for metadata in rows["metadatas"] or []:
-            versions[str(metadata["path"])].add(str(metadata["file_hash"]))
+        for collection in self._all_existing():
+            rows = collection.get(where={"position": 0}, include=["metadatas"])
+            for metadata in rows["metadatas"] or []:
+                versions[str(metadata["path"])].add(str(metadata["file_hash"]))
         return dict(versions)
 
     def write_documents(
         self, documents: Sequence[KnowledgeDocument], vectors: Sequence[Sequence[float]]
     ) -> None:
         """Store these files' chunks, then drop any other version of the same files."""
-        collection = self._writable()
-        ids: list[str] = []
-        texts: list[str] = []
-        metadatas: list[dict[str, Any]] = []
-        for document in documents:
-            for chunk in document.chunks:
-                ids.append(f"{document.path}::{document.content_hash[:16]}::{chunk.position}")
-                texts.append(chunk.embed_text)
-                metadatas.append(_chunk_metadata(chunk, document.content_hash))
-        if len(ids) != len(vectors):
-            raise ValueError(f"{len(ids)} chunks but {len(vectors)} vectors")
+        rows: dict[Audience, _Rows] = {audience: _Rows() for audience in AUDIENCES}
+        chunks = [(document, chunk) for document in documents for chunk in document.chunks]
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        for (document, chunk), vector in zip(chunks, vectors, strict=True):
+            target = rows[chunk.audience]
+            target.ids.append(f"{document.path}::{document.content_hash[:16]}::{chunk.position}")
+            target.embeddings.append(list(vector))
+            target.metadatas.append(_chunk_metadata(chunk, document.content_hash))
         limit = self.client.get_max_batch_size()
-        for start in range(0, len(ids), limit):
-            end = start + limit
-            collection.upsert(
-                ids=ids[start:end],
-                embeddings=[list(v) for v in vectors[start:end]],
-                documents=texts[start:end],
-                metadatas=metadatas[start:end],  # type: ignore[arg-type]
-            )
+        for audience, batch in rows.items():
+            for start in range(0, len(batch.ids), limit):
+                end = start + limit
+                self._writable(audience).upsert(
+                    ids=batch.ids[start:end],
+                    embeddings=batch.embeddings[start:end],  # type: ignore[arg-type]
+                    metadatas=batch.metadatas[start:end],  # type: ignore[arg-type]
+                )
         for document in documents:
-            collection.delete(
-                where={
-                    "$and": [{"path": document.path}, {"file_hash": {"$ne": document.content_hash}}]
-                }
-            )
+            self.keep_only_version(document.path, document.content_hash)
 
     def keep_only_version(self, path: str, file_hash: str) -> None:
-        """Drop leftovers of an interrupted write, keeping the version `file_hash`."""
-        collection = self._writable()
-        collection.delete(where={"$and": [{"path": path}, {"file_hash": {"$ne": file_hash}}]})
+        """Drop every stored version of `path` but `file_hash` (old ones, interrupted writes)."""
+        for collection in self._all_existing():
+            collection.delete(where={"$and": [{"path": path}, {"file_hash": {"$ne": file_hash}}]})
 
     def remove_files(self, paths: Iterable[str]) -> None:
-        collection = self._existing()
         paths = list(paths)
-        if collection is None or not paths:
+        if not paths:
             return
-        collection.delete(where={"path": {"$in": paths}})
+        for collection in self._all_existing():
+            collection.delete(where={"path": {"$in": paths}})
 
     # ------------------------------------------------------------ search
 
@@ -255,54 +249,62 @@ class KnowledgeIndex:
     ) -> list[SearchHit]:
         """The passages that best answer `query`, best first, one hit per passage.
 
-        Customer-facing callers leave `include_internal` off: internal chunks are then
-        filtered out inside the index query, never after it.
+        Customer-facing callers leave `include_internal` off: then only the public collection
+        is queried at all.
         """
-        collection = self._existing()
-        if collection is None:
+        collections = self._all_existing() if include_internal else [self._existing("public")]
+        searchable = [c for c in collections if c is not None]
+        if not searchable:
             raise IndexNotBuilt(
                 f"no knowledge index for brand '{self.brand}' at {self.location} yet: "
                 "run `gigcx knowledge sync` first"
             )
         if not query.strip():
             return []
-        conditions: list[dict[str, Any]] = []
-        if not include_internal:
-            conditions.append({"audience": "public"})
-        if product:
-            conditions.append({"product": product})
-        where: dict[str, Any] | None = None
-        if len(conditions) == 1:
-            where = conditions[0]
-        elif conditions:
-            where = {"$and": conditions}
         vector = self.embedder.embed_query(query)
-        # Questions and sections of one passage can both match: ask for more and fold them.
-        result = collection.query(
-            query_embeddings=[vector],
-            n_results=max(limit * 4, 10),
-            where=where,
-            include=["metadatas", "distances", "documents"],
-        )
+        candidates: list[tuple[float, Any]] = []
+        for collection in searchable:
+            # Questions and sections of one passage can both match: ask for more and fold them.
+            result = collection.query(
+                query_embeddings=[vector],
+                n_results=max(limit * 4, 10),
+                where={"product": product} if product else None,
+                include=["metadatas", "distances"],
+            )
+            metadatas = (result["metadatas"] or [[]])[0]
+            distances = (result["distances"] or [[]])[0]
+            for metadata, distance in zip(metadatas, distances, strict=True):
+                candidates.append((1.0 - float(distance), metadata))
+        candidates.sort(key=lambda candidate: candidate[0], reverse=True)
         hits: list[SearchHit] = []
         # One hit per passage: a question and the section it answers fold into the better one.
         seen: set[tuple[str, str]] = set()
-        metadatas = (result["metadatas"] or [[]])[0]
-        distances = (result["distances"] or [[]])[0]
-        documents = (result["documents"] or [[]])[0]
-        for metadata, distance, matched in zip(metadatas, distances, documents, strict=True):
+        for score, metadata in candidates:
             key = (str(metadata["path"]), str(metadata["section"]))
             if key in seen:
                 continue
             seen.add(key)
-            hits.append(_hit(metadata, 1.0 - float(distance), matched or ""))
+            hits.append(_hit(metadata, score))
             if len(hits) == limit:
                 break
         return hits
 
 
+@dataclass
+class _Rows:
+    ids: list[str] = field(default_factory=list)
+    embeddings: list[list[float]] = field(default_factory=list)
+    metadatas: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _is_not_found(error: Exception) -> bool:
+    return "does not exist" in str(error) or type(error).__name__ == "NotFoundError"
+
+
 def _chunk_metadata(chunk: Chunk, file_hash: str) -> dict[str, Any]:
-    return {
+    # Every key costs write time in Chroma: empty ones are left out, and the embedded text is
+    # not stored (only a question's wording, to show what matched).
+    metadata: dict[str, Any] = {
         "path": chunk.path,
         "file_hash": file_hash,
         "position": chunk.position,
@@ -311,13 +313,18 @@ def _chunk_metadata(chunk: Chunk, file_hash: str) -> dict[str, Any]:
         "section": chunk.section,
         "answer": chunk.answer,
         "audience": chunk.audience,
+    }
+    optional = {
+        "question": chunk.embed_text if chunk.kind == "question" else "",
         "product": chunk.product or "",
         "tags": ",".join(chunk.tags),
         "url": chunk.url or "",
     }
+    metadata.update({key: value for key, value in optional.items() if value})
+    return metadata
 
 
-def _hit(metadata: Any, score: float, matched: str) -> SearchHit:
+def _hit(metadata: Any, score: float) -> SearchHit:
     tags = str(metadata.get("tags") or "")
     return SearchHit(
         score=score,
@@ -325,7 +332,7 @@ def _hit(metadata: Any, score: float, matched: str) -> SearchHit:
         title=str(metadata["title"]),
         section=str(metadata["section"]),
         text=str(metadata["answer"]),
-        matched=matched,
+        matched=str(metadata.get("question") or metadata["section"] or metadata["title"]),
         kind=str(metadata["kind"]),
         audience=str(metadata["audience"]),
         product=str(metadata.get("product") or "") or None,

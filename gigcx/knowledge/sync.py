@@ -26,7 +26,7 @@ from gigcx.knowledge.embeddings import EmbeddingError
 from gigcx.knowledge.index import KnowledgeIndex
 
 # Chunks embedded and written together: large enough to keep the model's batches full.
-WRITE_BATCH_CHUNKS = 512
+WRITE_BATCH_CHUNKS = 2048
 
 ProgressCallback = Callable[[int, int], None]
 
