@@ -55,6 +55,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 
 EXIT_INPUT_PROBLEMS = 1
 EXIT_CANNOT_RUN = 2
+# Files listed per kind of change in the terminal; --json lists them all. Failures: always all.
+LIST_AT_MOST = 25
 
 
 def _fail(message: str) -> typer.Exit:
@@ -187,8 +189,10 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
         ("changed", report.changed, "yellow"),
         ("removed", report.removed, "magenta"),
     ):
-        for path in paths:
+        for path in paths[:LIST_AT_MOST]:
             out.print(f"  [{colour}]{label:>8}[/] {path}", highlight=False)
+        if len(paths) > LIST_AT_MOST:
+            out.print(f"  {'':>8} ... and {len(paths) - LIST_AT_MOST} more {label} (see --json)")
     for error in report.failed:
         out.print(f"  [red]{'failed':>8}[/] {error}", highlight=False)
     if report.failed and not report.dry_run:

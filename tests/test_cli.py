@@ -124,3 +124,12 @@ def test_interactive_search_answers_each_question_until_an_empty_line(brand_dir:
     )
     assert result.exit_code == 0, result.output
     assert "general/shipping.md" in result.output
+
+
+def test_a_large_sync_lists_a_sample_of_files_and_counts_the_rest(brand_dir: Path) -> None:
+    for number in range(10):
+        (brand_dir / "knowledge" / f"extra-{number}.md").write_text(f"# Extra {number}\n\nText.\n")
+    result = gigcx("knowledge", "sync", "--config", str(brand_dir / "gigcx.yaml"))
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 0
+    assert "... and 6 more added (see --json)" in flat  # 31 added, 25 listed
