@@ -137,33 +137,24 @@ def scan_folder(root: Path) -> Iterator[KnowledgeFolderEntry]:
         for name in list(dir_names):
             candidate = Path(directory, name)
             if candidate.is_symlink():
+                # A linked folder inside the knowledge folder is already walked where it lives.
                 dir_names.remove(name)
-                relative = candidate.relative_to(root).as_posix()
                 if not _inside(candidate, real_root):
-                    yield KnowledgeFolderEntry(
-                        relative,
-                        KnowledgeFileError(
-                            relative,
-                            f"symlink leads outside the knowledge folder "
-                            f"(-> {os.readlink(candidate)}); not indexed",
-                        ),
-                    )
+                    yield _leads_outside(candidate, root)
         for name in sorted(file_names):
             if name.startswith(".") or not is_knowledge_file(name):
                 continue
             candidate = Path(directory, name)
-            relative = candidate.relative_to(root).as_posix()
             if candidate.is_symlink() and not _inside(candidate, real_root):
-                yield KnowledgeFolderEntry(
-                    relative,
-                    KnowledgeFileError(
-                        relative,
-                        f"symlink leads outside the knowledge folder "
-                        f"(-> {os.readlink(candidate)}); not indexed",
-                    ),
-                )
-                continue
-            yield KnowledgeFolderEntry(relative)
+                yield _leads_outside(candidate, root)
+            else:
+                yield KnowledgeFolderEntry(candidate.relative_to(root).as_posix())
+
+
+def _leads_outside(link: Path, root: Path) -> KnowledgeFolderEntry:
+    relative = link.relative_to(root).as_posix()
+    message = f"symlink leads outside the knowledge folder (-> {os.readlink(link)}); not indexed"
+    return KnowledgeFolderEntry(relative, KnowledgeFileError(relative, message))
 
 
 def _inside(path: Path, real_root: Path) -> bool:
