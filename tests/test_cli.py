@@ -82,10 +82,9 @@ def test_dry_run_changes_nothing_and_folder_argument_overrides_config(
 
     plan = gigcx("knowledge", "sync", str(other), "--config", config, "--dry-run", "--json")
     assert json.loads(plan.output)["added"] == ["gift-cards.md"]
-    assert (
-        not (brand_dir / ".gigcx").exists()
-        or gigcx("knowledge", "search", "--config", config, "gift cards").exit_code == 2
-    )
+    nothing_synced = gigcx("knowledge", "search", "--config", config, "gift cards")
+    assert nothing_synced.exit_code == 2
+    assert "run `gigcx knowledge sync` first" in " ".join(nothing_synced.output.split())
 
     gigcx("knowledge", "sync", str(other), "--config", config)
     hits = json.loads(

@@ -173,9 +173,6 @@ class KnowledgeIndex:
                 "re-sync with `gigcx knowledge sync --rebuild`."
             )
 
-    def exists(self) -> bool:
-        return bool(self._all_existing())
-
     def reset(self) -> None:
         """Drop every chunk and the recorded model: the next write starts a new index."""
         for name in self.names.values():
