@@ -272,3 +272,17 @@ def _metadata(document):  # the same fields the index writes
     from gigcx.knowledge.index import _chunk_metadata
 
     return _chunk_metadata(document.chunks[0], document.content_hash)
+
+
+def test_a_brand_with_only_internal_knowledge_gives_customers_no_hits(
+    tmp_path: Path, index: KnowledgeIndex, options: ChunkingOptions
+) -> None:
+    folder = tmp_path / "internal-only"
+    folder.mkdir()
+    (folder / "playbook.md").write_text(
+        "---\ntitle: Refund playbook\naudience: internal\n---\nApprove refunds up to $50.\n"
+    )
+    sync_knowledge(folder, index, options)
+
+    assert index.search("can I get a refund", 5) == []
+    assert index.search("can I get a refund", 5, include_internal=True)[0].path == "playbook.md"

@@ -1,8 +1,8 @@
-"""The vector index: one Chroma collection per brand, holding every chunk of every good file.
+"""The vector index: each brand's chunks in Chroma, public and internal in two collections.
 
 Each chunk carries its file's path and content hash. A new version of a file is written whole
 before the old one is deleted, so a search sees an old or a new version of a file, never half.
-The collection records which embedding model built it and refuses vectors from another.
+Each collection records which embedding model built it and refuses vectors from another.
 """
 
 from __future__ import annotations
@@ -249,14 +249,15 @@ class KnowledgeIndex:
         Customer-facing callers leave `include_internal` off: then only the public collection
         is queried at all.
         """
-        collections = self._all_existing() if include_internal else [self._existing("public")]
-        searchable = [c for c in collections if c is not None]
-        if not searchable:
+        existing = self._all_existing()
+        if not existing:
             raise IndexNotBuilt(
                 f"no knowledge index for brand '{self.brand}' at {self.location} yet: "
                 "run `gigcx knowledge sync` first"
             )
-        if not query.strip():
+        public = self._existing("public")
+        searchable = existing if include_internal else [public] if public is not None else []
+        if not query.strip() or not searchable:
             return []
         vector = self.embedder.embed_query(query)
         candidates: list[tuple[float, Any]] = []

@@ -135,13 +135,12 @@ def sync_knowledge(
         plan.to_write.append(document)
 
     report.removed = sorted(set(indexed) - present)
+    total_chunks = sum(len(doc.chunks) for doc in plan.to_write)
     if dry_run:
-        report.chunks_embedded = sum(len(doc.chunks) for doc in plan.to_write)
+        report.chunks_embedded = total_chunks
         report.seconds = time.perf_counter() - started
         return report
 
-    total_chunks = sum(len(doc.chunks) for doc in plan.to_write)
-    done = 0
     if on_progress:
         on_progress(0, total_chunks)
     for batch in _batches(plan.to_write, WRITE_BATCH_CHUNKS):
@@ -154,9 +153,8 @@ def sync_knowledge(
             report.failed.extend(KnowledgeFileError(doc.path, str(error)) for doc in batch)
             continue
         report.chunks_embedded += len(texts)
-        done += len(texts)
         if on_progress:
-            on_progress(done, total_chunks)
+            on_progress(report.chunks_embedded, total_chunks)
     for path, keep in plan.leftovers:
         index.keep_only_version(path, keep)
     index.remove_files(report.removed)
