@@ -7,6 +7,7 @@ repo can be checked out anywhere.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +86,198 @@ class EmbeddingSettings(_Section):
         return f"openai:{self.model}"
 
 
+class StoreSettings(_Section):
+    url: str = Field(
+        "sqlite+aiosqlite:///.gigcx/gigcx.db",
+        description="SQLAlchemy URL: a SQLite file (relative to the config file) or PostgreSQL.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        # Accept the URLs people paste (sqlite:///x.db, postgresql://...) and pick the async
+        # driver for them.
+        for plain, driver in _ASYNC_DRIVERS.items():
+            if value.startswith(plain):
+                return driver + value[len(plain) :]
+        if value.startswith(tuple(_ASYNC_DRIVERS.values())):
+            return value
+        raise ValueError(
+            "must be a SQLite or PostgreSQL URL, e.g. sqlite:///.gigcx/gigcx.db or "
+            "postgresql://user@127.0.0.1:5432/gigcx"
+        )
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file when the store is a SQLite file, else None."""
+        prefix = _ASYNC_DRIVERS["sqlite://"] + "/"
+        if not self.url.startswith(prefix) or self.url.endswith(":memory:"):
+            return None
+        return Path(self.url[len(prefix) :])
+
+
+_ASYNC_DRIVERS = {
+    "sqlite://": "sqlite+aiosqlite://",
+    "postgresql://": "postgresql+asyncpg://",
+    "postgres://": "postgresql+asyncpg://",
+}
+
+
+class ProductSettings(_Section):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="As in front matter `product:`.")
+    name: str = Field(description="How customers and experts see it, e.g. 'X2 headset'.")
+    kind: str | None = Field(
+        None, description="Products of one kind are 'the other model' of each other."
+    )
+    aliases: list[str] = Field(
+        default_factory=list, description="Other words customers use for it, e.g. 'x-2'."
+    )
+
+    def mention_pattern(self) -> re.Pattern[str]:
+        """Whole-word match of the id, the name or an alias, in any case."""
+        words = sorted({self.id, self.name, *self.aliases}, key=len, reverse=True)
+        alternatives = "|".join(re.escape(word) for word in words if word.strip())
+        return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])", re.IGNORECASE)
+
+
+DEFAULT_STAFF_TOPICS: dict[str, list[str]] = {
+    "orders": [
+        r"\bmy (?:order|package|parcel|delivery|shipment)\b",
+        r"\border\s*(?:number|no\.?|#)?\s*#?\d{3,}",
+        r"\b(?:cancel|change|modify) (?:my|the) order\b",
+        r"\bnever (?:arrived|came|got it)\b",
+    ],
+    "refunds": [
+        r"\bmy (?:refund|money back|return)\b",
+        r"\b(?:want|need|get) (?:a|my) refund\b",
+        r"\brefund (?:me|my|for my)\b",
+    ],
+    "billing": [
+        r"\b(?:charged|billed) (?:twice|two times|double|wrong|me)\b",
+        r"\bdouble charge",
+        r"\bmy (?:invoice|receipt|bill|card|payment)\b",
+    ],
+    "account": [
+        r"\b(?:delete|close|locked out of|hacked) (?:my )?account\b",
+        r"\bmy account\b",
+        r"\bchange my (?:e-?mail|address|shipping address)\b",
+    ],
+}
+
+DEFAULT_HUMAN_REQUEST = [
+    r"\b(?:talk|speak|chat) (?:to|with) (?:a |an |some|your )?"
+    r"(?:human|person|people|agent|someone|somebody|real|rep|representative|operator|expert|staff)",
+    r"\b(?:human|real person|live agent|live person|representative|operator)\b(?: please)?$",
+    r"\b(?:get|need|want) (?:a |an )?(?:human|person|agent|real person|representative)\b",
+    r"\bconnect me (?:to|with)\b",
+]
+
+DEFAULT_FRUSTRATION = [
+    r"\b(?:that|this|it) (?:did ?n[o']?t|does ?n[o']?t|did not|does not) help",
+    r"\bnot (?:helpful|what i asked|what i meant|my question)\b",
+    r"\b(?:useless|ridiculous|waste of time|pointless)\b",
+    r"\byou(?:'re| are)? not (?:listening|understanding|helping)\b",
+    r"\b(?:still|again) (?:not working|doesn'?t work|broken)\b",
+    r"\balready (?:tried|did) that\b",
+]
+
+
+def _check_patterns(name: str, patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(
+                f"{name}: {pattern!r} is not a valid regular expression ({error})"
+            ) from None
+    return patterns
+
+
+class RoutingSettings(_Section):
+    staff_topics: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_STAFF_TOPICS.items()},
+        description="Topics that need the customer's records, as regular expressions: to staff.",
+    )
+    default_route: Literal["expert", "staff"] = Field(
+        "expert", description="Where escalations that are not staff topics go."
+    )
+
+    @field_validator("staff_topics")
+    @classmethod
+    def _valid_topic_patterns(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for topic, patterns in value.items():
+            _check_patterns(topic, patterns)
+        return value
+
+
+class LLMSettings(_Section):
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. .../v1.")
+    model: str | None = Field(None, description="Chat model name.")
+    api_key: SecretStr | None = Field(None, description="Key for the endpoint, if it needs one.")
+    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    temperature: float = Field(0.1, ge=0, le=2)
+    max_tokens: int = Field(600, ge=16, le=8000)
+
+
+class BotSettings(_Section):
+    mode: Literal["quote", "llm"] = Field(
+        "quote", description="quote: the best passage, no LLM; llm: a grounded LLM answer."
+    )
+    answer_threshold: float = Field(
+        0.56, ge=0, le=1, description="Least search score of the best passage to answer at all."
+    )
+    related_threshold: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="Below this nothing related is known (low_confidence); above it, a product "
+        "question the knowledge base does not cover (expert_needed).",
+    )
+    history_turns: int = Field(6, ge=0, le=50, description="Earlier turns used for follow-ups.")
+    human_request: list[str] = Field(default_factory=lambda: list(DEFAULT_HUMAN_REQUEST))
+    frustration: list[str] = Field(default_factory=lambda: list(DEFAULT_FRUSTRATION))
+    llm: LLMSettings = LLMSettings()
+
+    @field_validator("human_request", "frustration")
+    @classmethod
+    def _valid_patterns(cls, value: list[str]) -> list[str]:
+        return _check_patterns("pattern", value)
+
+    @model_validator(mode="after")
+    def _llm_mode_needs_a_model(self) -> BotSettings:
+        if self.related_threshold > self.answer_threshold:
+            raise ValueError("related_threshold must not be above answer_threshold")
+        if self.mode == "llm" and not (self.llm.base_url and self.llm.model):
+            raise ValueError("mode 'llm' needs llm.base_url and llm.model")
+        return self
+
+
+class EscalationSettings(_Section):
+    redact_personal_data: bool = Field(
+        True, description="Mask e-mail addresses, phone and card numbers in handover packets."
+    )
+    claim_timeout_seconds: int = Field(
+        300, ge=10, description="Unclaimed for this long: the handoff is offered again."
+    )
+    resolve_timeout_seconds: int = Field(
+        86400, ge=60, description="Claimed but not resolved for this long: flagged as late."
+    )
+
+
+class WebSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address `gigcx serve` listens on.")
+    port: int = Field(8080, ge=1, le=65535)
+    widget_keys: list[str] = Field(
+        default_factory=list, description="Public keys a widget may start conversations with."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["*"], description="Sites allowed to embed the widget (CORS)."
+    )
+    max_message_chars: int = Field(4000, ge=1, le=100_000)
+    messages_per_minute_per_conversation: int = Field(20, ge=1)
+    messages_per_minute_per_ip: int = Field(60, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything one brand's gigcx deployment is configured with."""
 
@@ -103,6 +296,12 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = KnowledgeSettings()
     index: IndexSettings = IndexSettings()
     embeddings: EmbeddingSettings = EmbeddingSettings()
+    products: list[ProductSettings] = Field(default_factory=list)
+    routing: RoutingSettings = RoutingSettings()
+    bot: BotSettings = BotSettings()
+    escalation: EscalationSettings = EscalationSettings()
+    store: StoreSettings = StoreSettings()
+    web: WebSettings = WebSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -119,6 +318,9 @@ class Settings(BaseSettings):
     @property
     def display_name(self) -> str:
         return self.name or self.brand
+
+    def product(self, product_id: str | None) -> ProductSettings | None:
+        return next((p for p in self.products if p.id == product_id), None)
 
 
 def find_config(explicit: Path | None) -> Path | None:
@@ -197,8 +399,13 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     def resolve(path: Path) -> Path:
         return path if path.is_absolute() else (base_dir / path).resolve()
 
+    store = settings.store
+    sqlite_path = store.sqlite_path
+    if sqlite_path is not None and not sqlite_path.is_absolute():
+        store = StoreSettings(url=f"sqlite+aiosqlite:///{resolve(sqlite_path)}")
     return settings.model_copy(
         update={
+            "store": store,
             "knowledge": settings.knowledge.model_copy(
                 update={"path": resolve(settings.knowledge.path)}
             ),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from gigcx.config import Settings, load_settings
+from gigcx.config import Settings, StoreSettings, load_settings
 from gigcx.knowledge import KnowledgeIndex, open_index
 from gigcx.knowledge.documents import ChunkingOptions
+from gigcx.store import ConversationStore, create_engine, upgrade_database
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_BRAND = REPO / "examples" / "kestrel"
@@ -41,3 +45,34 @@ def index(settings: Settings) -> KnowledgeIndex:
 @pytest.fixture
 def options(settings: Settings) -> ChunkingOptions:
     return ChunkingOptions(settings.knowledge.chunk_size, settings.knowledge.chunk_overlap)
+
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'gigcx.db'}"
+        return
+    name = f"gigcx_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[ConversationStore]:
+    engine = create_engine(StoreSettings(url=store_url))
+    await upgrade_database(engine)
+    yield ConversationStore(engine)
+    await engine.dispose()

@@ -1,0 +1,162 @@
+"""The conversation store on SQLite and PostgreSQL: numbering, guarded state changes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from gigcx.config import StoreSettings
+from gigcx.store import ConversationNotFound, ConversationStore, create_engine, upgrade_database
+from gigcx.store.database import current_revision
+
+MINUTE = timedelta(minutes=1)
+
+
+async def open_handoff(store: ConversationStore, conversation_id: str) -> str:
+    opened = await store.open_handoff(
+        conversation_id,
+        reason="human_requested",
+        route="expert",
+        tags=["product:x2"],
+        packet={"reason": "human_requested"},
+        notice="A person will take over.",
+        notice_meta={"kind": "handover"},
+        claim_timeout=MINUTE,
+    )
+    assert opened is not None
+    return opened[0].id
+
+
+async def test_messages_are_numbered_in_order_and_read_after_a_sequence(store: ConversationStore):
+    conversation = await store.create_conversation("kestrel", attributes={"plan": "gold"})
+    for text_ in ["hi", "my x2 won't pair", "thanks"]:
+        await store.add_message(conversation.id, "customer", text_)
+    later = await store.messages_after(conversation.id, after_seq=1)
+    assert [(m.seq, m.text) for m in later] == [(2, "my x2 won't pair"), (3, "thanks")]
+    again = await store.get_conversation(conversation.id)
+    assert again.customer_attributes == {"plan": "gold"}
+    assert again.last_seq == 3
+
+
+async def test_concurrent_writers_get_gapless_unique_sequence_numbers(store: ConversationStore):
+    conversation = await store.create_conversation("kestrel")
+    writers = 40
+
+    async def write(number: int) -> None:
+        author = "customer" if number % 2 else "bot"
+        await store.add_message(conversation.id, author, f"message {number}")
+
+    await asyncio.gather(*(write(n) for n in range(writers)))
+    messages = await store.messages_after(conversation.id)
+    assert [m.seq for m in messages] == list(range(1, writers + 1))
+    assert sorted(m.text for m in messages) == sorted(f"message {n}" for n in range(writers))
+
+
+async def test_a_message_to_an_unknown_conversation_is_refused_and_nothing_is_numbered(
+    store: ConversationStore,
+):
+    with pytest.raises(ConversationNotFound):
+        await store.add_message("nope", "customer", "hello")
+    conversation = await store.create_conversation("kestrel")
+    await store.add_message(conversation.id, "customer", "hello")
+    assert [m.seq for m in await store.messages_after(conversation.id)] == [1]
+
+
+async def test_the_bot_cannot_write_once_the_conversation_is_escalated(store: ConversationStore):
+    conversation = await store.create_conversation("kestrel")
+    await store.add_message(conversation.id, "customer", "I want a human")
+    await open_handoff(store, conversation.id)
+    assert (await store.get_conversation(conversation.id)).state == "waiting"
+    late = await store.add_message(conversation.id, "bot", "Here is a tip!", only_in_state="bot")
+    assert late is None
+    # The customer can still write; only the bot is held back.
+    assert await store.add_message(conversation.id, "customer", "hello?") is not None
+    authors = [m.author for m in await store.messages_after(conversation.id)]
+    assert authors == ["customer", "bot", "customer"]
+
+
+async def test_escalating_twice_opens_one_handoff(store: ConversationStore):
+    conversation = await store.create_conversation("kestrel")
+    await open_handoff(store, conversation.id)
+    second = await store.open_handoff(
+        conversation.id,
+        reason="frustration",
+        route="expert",
+        tags=[],
+        packet={},
+        notice="again",
+        notice_meta={},
+        claim_timeout=MINUTE,
+    )
+    assert second is None
+    assert [m.text for m in await store.messages_after(conversation.id)] == [
+        "A person will take over."
+    ]
+
+
+async def test_two_experts_claim_at_once_and_exactly_one_wins(store: ConversationStore):
+    conversation = await store.create_conversation("kestrel")
+    handoff_id = await open_handoff(store, conversation.id)
+    results = await asyncio.gather(
+        *(store.claim_handoff(handoff_id, f"expert-{n}", MINUTE) for n in range(8))
+    )
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert winners[0].state == "assigned"
+    assert (await store.get_conversation(conversation.id)).state == "assigned"
+    # A repeated claim by the winner changes nothing.
+    assert await store.claim_handoff(handoff_id, winners[0].assignee or "", MINUTE) is None
+
+
+async def test_release_reoffer_hand_back_and_resolve_follow_the_state_machine(
+    store: ConversationStore,
+):
+    conversation = await store.create_conversation("kestrel")
+    handoff_id = await open_handoff(store, conversation.id)
+
+    reoffered = await store.reoffer_handoff(handoff_id, MINUTE, route="staff")
+    assert reoffered is not None and reoffered.route == "staff" and reoffered.offers == 2
+
+    await store.claim_handoff(handoff_id, "ana", MINUTE)
+    assert await store.release_handoff(handoff_id, "bob", MINUTE) is None, "only the holder"
+    released = await store.release_handoff(handoff_id, "ana", MINUTE)
+    assert released is not None and released.state == "waiting" and released.assignee is None
+    assert (await store.get_conversation(conversation.id)).state == "waiting"
+
+    await store.claim_handoff(handoff_id, "bob", MINUTE)
+    assert await store.resolve_handoff(handoff_id, "ana") is None
+    resolved = await store.resolve_handoff(handoff_id, "bob")
+    assert resolved is not None and resolved.state == "resolved"
+    assert (await store.get_conversation(conversation.id)).state == "resolved"
+    assert await store.hand_back(handoff_id, "bob") is None, "a resolved handoff stays resolved"
+
+    assert await store.reopen(conversation.id)
+    assert (await store.get_conversation(conversation.id)).state == "bot"
+
+
+async def test_hand_back_returns_the_conversation_to_the_bot(store: ConversationStore):
+    conversation = await store.create_conversation("kestrel")
+    handoff_id = await open_handoff(store, conversation.id)
+    await store.claim_handoff(handoff_id, "ana", MINUTE)
+    returned = await store.hand_back(handoff_id, "ana")
+    assert returned is not None and returned.state == "returned"
+    assert (await store.get_conversation(conversation.id)).state == "bot"
+    assert await store.open_handoff_for(conversation.id) is None
+    assert await store.add_message(conversation.id, "bot", "back", only_in_state="bot")
+
+
+async def test_migrations_are_numbered_and_rerunning_them_changes_nothing(store_url: str):
+    engine = create_engine(StoreSettings(url=store_url))
+    await upgrade_database(engine)
+    store = ConversationStore(engine)
+    conversation = await store.create_conversation("kestrel")
+    await store.add_message(conversation.id, "customer", "kept")
+    await upgrade_database(engine)
+    assert await current_revision(engine) == "0001"
+    async with engine.connect() as connection:
+        count = await connection.scalar(text("select count(*) from messages"))
+    assert count == 1
+    await engine.dispose()
