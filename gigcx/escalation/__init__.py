@@ -1,1 +1,11 @@
-"""Expert pool, routing, claim/SLA state machine, handover packet, resolution ledger (issue 5)."""
+"""Escalation: the handover packet, personal-data masking and the handoff state machine.
+
+Experts and staff act on handoffs through `Escalations`; connectors learn of every change
+through events.
+"""
+
+from gigcx.escalation.handoffs import Escalations
+from gigcx.escalation.packet import HandoffPacket, build_packet
+from gigcx.escalation.redaction import redact
+
+__all__ = ["Escalations", "HandoffPacket", "build_packet", "redact"]

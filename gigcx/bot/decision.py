@@ -1,0 +1,241 @@
+"""The front line's decision for one customer message: answer, small talk, or escalate (why,
+and to whom), from the message, the recent turns and what the knowledge base holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gigcx.bot.signals import OTHER_ONE, SignalReader, Signals, same_question
+from gigcx.config import Settings
+from gigcx.knowledge import KnowledgeIndex, SearchHit
+
+Action = Literal["answer", "small_talk", "escalate"]
+Reason = Literal[
+    "low_confidence",
+    "human_requested",
+    "frustration",
+    "staff_topic",
+    "expert_needed",
+    "llm_escalated",
+]
+RouteName = Literal["expert", "staff"]
+
+SEARCH_LIMIT = 8
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier message of the conversation, as the bot sees it."""
+
+    author: str
+    text: str
+    action: str | None = None  # for bot turns: what the bot did
+    product: str | None = None  # for bot turns: the product of the passage it quoted
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: Reason | None = None
+    route: RouteName | None = None
+    confidence: float = 0.0
+    query: str = ""
+    product: str | None = None
+    topic: str | None = None
+    small_talk: str | None = None
+    tags: tuple[str, ...] = ()
+    hits: tuple[SearchHit, ...] = field(default=(), repr=False)
+
+    @property
+    def best(self) -> SearchHit | None:
+        return self.hits[0] if self.hits else None
+
+    def summary(self) -> dict[str, object]:
+        """The decision as stored with the bot's message and shown by `gigcx ask`."""
+        return {
+            "action": self.action,
+            "reason": self.reason,
+            "route": self.route,
+            "confidence": round(self.confidence, 4),
+            "query": self.query,
+            "product": self.product,
+            "topic": self.topic,
+            "tags": list(self.tags),
+        }
+
+
+@dataclass(frozen=True)
+class _Context:
+    previous_question: str | None
+    product: str | None
+    staff_topic: str | None
+    repeated: bool
+
+
+class FrontLineBot:
+    """Decides what to do with a customer's message; never reads internal knowledge."""
+
+    def __init__(self, settings: Settings, index: KnowledgeIndex) -> None:
+        self.settings = settings
+        self.index = index
+        self.signals = SignalReader(settings)
+
+    def decide(self, text: str, history: Sequence[Turn] = ()) -> Decision:
+        signals = self.signals.read(text)
+        context = self._context(text, history)
+        if signals.human_requested:
+            staff = signals.staff_topic or context.staff_topic
+            return self._escalate("human_requested", signals, context, staff_topic=staff)
+        if signals.staff_topic:
+            return self._escalate("staff_topic", signals, context, staff_topic=signals.staff_topic)
+        if signals.frustrated or context.repeated:
+            return self._escalate("frustration", signals, context, staff_topic=context.staff_topic)
+        if signals.small_talk:
+            return Decision(action="small_talk", small_talk=signals.small_talk)
+
+        query, product, excluded = self._query(text, signals, context)
+        hits = self._search(query, product, excluded)
+        best = hits[0].score if hits else 0.0
+        bot = self.settings.bot
+        if best >= bot.answer_threshold:
+            return Decision(
+                action="answer",
+                confidence=best,
+                query=query,
+                product=product or hits[0].product,
+                hits=tuple(hits),
+            )
+        related = best >= bot.related_threshold or product is not None
+        return self._escalate(
+            "expert_needed" if related else "low_confidence",
+            signals,
+            context,
+            query=query,
+            product=product,
+            hits=hits,
+        )
+
+    # ------------------------------------------------------------ retrieval
+
+    def _query(
+        self, text: str, signals: Signals, context: _Context
+    ) -> tuple[str, str | None, set[str]]:
+        """The search text, the product it is about, and products it is not about.
+
+        A follow-up ("and the other model?") is searched together with the question before
+        it, with the product swapped when the customer means another one.
+        """
+        product = signals.products[0] if signals.products else None
+        excluded: set[str] = set()
+        follow_up = signals.looks_like_follow_up or signals.refers_to_other
+        if not follow_up or context.previous_question is None:
+            return text, product, excluded
+        previous = context.previous_question
+        if signals.refers_to_other and context.product and product is None:
+            others = self.signals.others_of_kind(context.product)
+            excluded.add(context.product)
+            product = others[0] if len(others) == 1 else None
+        elif product is None:
+            product = context.product
+        current = text
+        if product is not None:
+            name = self._product_name(product)
+            current = OTHER_ONE.sub(name, text)
+            if context.product and context.product != product:
+                previous = self.signals.replace_mentions(previous, context.product, name)
+        return f"{previous} {current}", product, excluded
+
+    def _search(self, query: str, product: str | None, excluded: set[str]) -> list[SearchHit]:
+        hits = self.index.search(query, limit=SEARCH_LIMIT)
+        # A passage about another product does not answer this product's question.
+        kept = [
+            hit
+            for hit in hits
+            if hit.product not in excluded
+            and (product is None or hit.product is None or hit.product == product)
+        ]
+        return kept
+
+    def _product_name(self, product_id: str) -> str:
+        product = self.settings.product(product_id)
+        return product.name if product is not None else product_id
+
+    # ------------------------------------------------------------ context
+
+    def _context(self, text: str, history: Sequence[Turn]) -> _Context:
+        previous_question: str | None = None
+        product: str | None = None
+        staff_topic: str | None = None
+        repeated = False
+        recent = list(history)[-2 * self.settings.bot.history_turns :] if history else []
+        answered_before = False
+        for turn in reversed(recent):
+            if turn.author == "bot":
+                answered_before = answered_before or turn.action == "answer"
+                if product is None and turn.product:
+                    product = turn.product
+                continue
+            if turn.author != "customer":
+                continue
+            signals = self.signals.read(turn.text)
+            if signals.small_talk:
+                continue
+            if previous_question is None and not signals.frustrated:
+                previous_question = turn.text
+            if product is None and signals.products:
+                product = signals.products[0]
+            staff_topic = staff_topic or signals.staff_topic
+            if answered_before and same_question(turn.text, text):
+                repeated = True
+        return _Context(previous_question, product, staff_topic, repeated)
+
+    # ------------------------------------------------------------ escalation
+
+    def escalated_by_llm(self, decision: Decision) -> Decision:
+        """The answer decision, turned into the escalation the language model asked for."""
+        tags = (f"product:{decision.product}",) if decision.product else ()
+        return Decision(
+            action="escalate",
+            reason="llm_escalated",
+            route=self.settings.routing.default_route,
+            confidence=decision.confidence,
+            query=decision.query,
+            product=decision.product,
+            tags=tags,
+            hits=decision.hits,
+        )
+
+    def _escalate(
+        self,
+        reason: Reason,
+        signals: Signals,
+        context: _Context,
+        *,
+        staff_topic: str | None = None,
+        query: str = "",
+        product: str | None = None,
+        hits: Sequence[SearchHit] = (),
+    ) -> Decision:
+        route: RouteName = "staff" if staff_topic else self.settings.routing.default_route
+        product = product or (signals.products[0] if signals.products else context.product)
+        tags: list[str] = []
+        if product:
+            tags.append(f"product:{product}")
+        if staff_topic:
+            tags.append(f"topic:{staff_topic}")
+        for hit in hits[:3]:
+            tags.extend(f"topic:{tag}" for tag in hit.tags if f"topic:{tag}" not in tags)
+        return Decision(
+            action="escalate",
+            reason=reason,
+            route=route,
+            confidence=hits[0].score if hits else 0.0,
+            query=query,
+            product=product,
+            topic=staff_topic,
+            tags=tuple(tags),
+            hits=tuple(hits),
+        )

@@ -1,0 +1,256 @@
+"""The front line's turn: store the customer's message, decide, then answer or escalate.
+
+The API, `gigcx ask` and `gigcx eval` all go through `FrontLine.handle_customer_message`.
+Every message is committed before its event is published, and the bot's own messages are
+written only while the conversation is with the bot, so it cannot talk after a handoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from gigcx import events
+from gigcx.bot.decision import Decision, FrontLineBot, Turn
+from gigcx.bot.llm import LLMAnswerer, LLMFailure
+from gigcx.bot.replies import citation, handover_notice, quote_answer, small_talk_reply
+from gigcx.config import Settings
+from gigcx.escalation import Escalations, build_packet
+from gigcx.events import Event, EventBus
+from gigcx.knowledge import KnowledgeIndexError, SearchHit
+from gigcx.store import Conversation, ConversationStore, Message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TurnResult:
+    """What one customer message led to."""
+
+    customer_message: Message
+    replies: list[Message] = field(default_factory=list)
+    decision: Decision | None = None
+    state: str = "bot"
+    handoff_id: str | None = None
+
+
+class FrontLine:
+    """One brand's front line over its store, event bus, knowledge and escalations."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ConversationStore,
+        bus: EventBus,
+        bot: FrontLineBot,
+        escalations: Escalations,
+        llm: LLMAnswerer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.bot = bot
+        self.escalations = escalations
+        self.llm = llm
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def start_conversation(
+        self, customer_id: str | None = None, attributes: dict[str, Any] | None = None
+    ) -> Conversation:
+        return await self.store.create_conversation(self.settings.brand, customer_id, attributes)
+
+    async def handle_customer_message(self, conversation_id: str, text: str) -> TurnResult:
+        """Store the customer's message and let the bot reply, unless a person has it."""
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation.state == "resolved" and await self.store.reopen(conversation_id):
+            await self._publish(conversation_id, events.CONVERSATION_STATE, state="bot")
+        message = await self.store.add_message(conversation_id, "customer", text)
+        assert message is not None
+        await self._publish(conversation_id, events.MESSAGE_CREATED, message=message.to_dict())
+
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = self._locks[conversation_id] = asyncio.Lock()
+        async with lock:
+            return await self._bot_turn(conversation_id, message)
+
+    async def _bot_turn(self, conversation_id: str, message: Message) -> TurnResult:
+        conversation = await self.store.get_conversation(conversation_id)
+        result = TurnResult(customer_message=message, state=conversation.state)
+        if conversation.state != "bot":
+            return result  # a person has the conversation: the bot stays silent
+        history = await self._history(conversation_id, message.seq)
+        decision = await self._decide(message.text, history)
+        result.decision = decision
+        if decision.action == "escalate":
+            return await self._escalate(conversation, decision, message.text, result)
+        if decision.action == "small_talk":
+            reply_text = small_talk_reply(decision.small_talk, self.settings.display_name)
+            await self._reply(conversation_id, reply_text, [], decision, result)
+            return result
+
+        meta: dict[str, Any] = {}
+        if self.llm is not None:
+            answered = await self._llm_answer(conversation_id, message.text, history, decision)
+            if answered is None:
+                meta["llm_fallback"] = True
+            elif answered[0] is None:
+                escalation = self.bot.escalated_by_llm(decision)
+                result.decision = escalation
+                return await self._escalate(conversation, escalation, message.text, result)
+            else:
+                text, citations, draft_id = answered[0], answered[1], answered[2]
+                meta["draft_id"] = draft_id
+                await self._reply(conversation_id, text, citations, decision, result, meta)
+                return result
+        text, citations = quote_answer(decision)
+        await self._reply(conversation_id, text, citations, decision, result, meta)
+        return result
+
+    async def _decide(self, text: str, history: list[Turn]) -> Decision:
+        try:
+            # Embedding and search are CPU work: keep the event loop free for other chats.
+            return await asyncio.to_thread(self.bot.decide, text, history)
+        except KnowledgeIndexError as error:
+            log.error("knowledge index unavailable, escalating: %s", error)
+            return Decision(
+                action="escalate",
+                reason="low_confidence",
+                route=self.settings.routing.default_route,
+            )
+
+    async def _llm_answer(
+        self, conversation_id: str, question: str, history: list[Turn], decision: Decision
+    ) -> tuple[str | None, list[dict[str, Any]], str] | None:
+        """(text, citations, draft id); text None when the model escalates; None on failure."""
+        assert self.llm is not None
+        draft_id = uuid.uuid4().hex
+
+        async def on_delta(text: str) -> None:
+            await self._publish(
+                conversation_id, events.MESSAGE_DRAFT, draft_id=draft_id, author="bot", text=text
+            )
+
+        try:
+            answer = await asyncio.wait_for(
+                self.llm.answer(question, history, decision.hits[:5], on_delta),
+                timeout=self.settings.bot.llm.timeout_seconds,
+            )
+        except (LLMFailure, TimeoutError) as error:
+            log.warning(
+                "LLM answer failed, quoting the best passage instead: %s", error or "timeout"
+            )
+            return None
+        if answer.escalate:
+            return None, [], draft_id
+        return answer.text, [citation(hit) for hit in answer.cited], draft_id
+
+    async def _reply(
+        self,
+        conversation_id: str,
+        text: str,
+        citations: list[dict[str, Any]],
+        decision: Decision,
+        result: TurnResult,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        reply = await self.store.add_message(
+            conversation_id,
+            "bot",
+            text,
+            citations=citations,
+            meta={"decision": decision.summary(), **(meta or {})},
+            only_in_state="bot",
+        )
+        if reply is None:
+            # A person took the conversation while the bot was thinking: say nothing.
+            result.state = (await self.store.get_conversation(conversation_id)).state
+            return
+        result.replies.append(reply)
+        await self._publish(conversation_id, events.MESSAGE_CREATED, message=reply.to_dict())
+
+    async def _escalate(
+        self, conversation: Conversation, decision: Decision, text: str, result: TurnResult
+    ) -> TurnResult:
+        messages = await self.store.messages_after(conversation.id)
+        questions = [
+            m.text
+            for m in messages
+            if m.author == "customer" and not self.bot.signals.read(m.text).small_talk
+        ]
+        # For "a person please" or "that didn't help": what the bot last searched for.
+        earlier_queries = [
+            str(m.meta["decision"]["query"])
+            for m in messages
+            if m.author == "bot" and (m.meta.get("decision") or {}).get("query")
+        ]
+        query = decision.query or (earlier_queries[-1] if earlier_queries else text)
+        hits = decision.hits or tuple(await self._search(query, include_internal=False))
+        packet = build_packet(
+            reason=decision.reason or "low_confidence",
+            route=decision.route or self.settings.routing.default_route,
+            tags=decision.tags,
+            hits=hits,
+            conversation=conversation,
+            messages=messages,
+            question=questions[0] if questions else None,
+            internal_hits=[
+                hit
+                for hit in await self._search(query, include_internal=True)
+                if hit.audience == "internal"
+            ],
+            redact_personal_data=self.settings.escalation.redact_personal_data,
+        )
+        opened = await self.escalations.open(
+            conversation,
+            reason=packet.reason,
+            route=decision.route or self.settings.routing.default_route,
+            tags=list(decision.tags),
+            packet=packet.model_dump(),
+            notice=handover_notice(decision, self.settings.display_name),
+            notice_meta={"decision": decision.summary(), "kind": "handover"},
+        )
+        if opened is not None:
+            handoff, notice = opened
+            result.replies.append(notice)
+            result.handoff_id = handoff.id
+        result.state = (await self.store.get_conversation(conversation.id)).state
+        return result
+
+    async def _search(self, query: str, *, include_internal: bool) -> list[SearchHit]:
+        """Passages for the expert's packet; internal ones are never shown to the customer."""
+        try:
+            return await asyncio.to_thread(
+                self.bot.index.search, query, 3, include_internal=include_internal
+            )
+        except KnowledgeIndexError:
+            return []
+
+    async def _history(self, conversation_id: str, before_seq: int) -> list[Turn]:
+        window = 2 * self.settings.bot.history_turns
+        if window == 0:
+            return []
+        messages = await self.store.messages_after(
+            conversation_id, after_seq=max(0, before_seq - 1 - window)
+        )
+        turns = []
+        for message in messages:
+            if message.seq >= before_seq:
+                break
+            decision = message.meta.get("decision") or {}
+            turns.append(
+                Turn(
+                    author=message.author,
+                    text=message.text,
+                    action=decision.get("action"),
+                    product=decision.get("product"),
+                )
+            )
+        return turns
+
+    async def _publish(self, conversation_id: str, kind: str, **data: Any) -> None:
+        await self.bus.publish(Event(kind, self.settings.brand, conversation_id, data))

@@ -1,0 +1,121 @@
+"""The handover packet: everything an expert needs to pick a conversation up without asking
+the customer to repeat themselves. Personal data is masked by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from gigcx.escalation.redaction import redact
+from gigcx.knowledge import SearchHit
+from gigcx.store import Conversation, Message
+
+QUOTE_CHARS = 200
+REASON_TEXT: dict[str, str] = {
+    "low_confidence": "the knowledge base has nothing close to the question",
+    "human_requested": "the customer asked for a person",
+    "frustration": "the customer says the answers did not help, or asked again",
+    "staff_topic": "it needs the customer's records (orders, refunds, billing, account)",
+    "expert_needed": "a product question the knowledge base does not answer",
+    "llm_escalated": "the language model judged the passages not enough to answer",
+}
+
+
+class PacketPassage(BaseModel):
+    path: str
+    title: str
+    section: str
+    score: float
+    snippet: str
+    audience: str
+
+
+class PacketLine(BaseModel):
+    seq: int
+    author: str
+    text: str
+
+
+class HandoffPacket(BaseModel):
+    reason: str
+    reason_text: str
+    route: str
+    tags: list[str]
+    summary: str
+    transcript: list[PacketLine]
+    retrieved: list[PacketPassage]
+    # Internal knowledge that matches: for the expert's eyes only, never sent to the customer.
+    expert_notes: list[PacketPassage]
+    bot_said: list[str]
+    customer_id: str
+    customer_attributes: dict[str, Any]
+    redacted: bool
+
+
+def _passage(hit: SearchHit) -> PacketPassage:
+    return PacketPassage(
+        path=hit.path,
+        title=hit.title,
+        section=hit.section,
+        score=round(hit.score, 4),
+        snippet=hit.snippet,
+        audience=hit.audience,
+    )
+
+
+def _clip(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= QUOTE_CHARS else flat[: QUOTE_CHARS - 3].rstrip() + "..."
+
+
+def build_packet(
+    *,
+    reason: str,
+    route: str,
+    tags: Sequence[str],
+    hits: Sequence[SearchHit],
+    conversation: Conversation,
+    messages: Sequence[Message],
+    question: str | None = None,
+    internal_hits: Sequence[SearchHit] = (),
+    redact_personal_data: bool = True,
+) -> HandoffPacket:
+    """The packet for an escalation over the conversation so far (`messages`, oldest first).
+
+    `question` is the customer's first real question (not a greeting), for the summary.
+    """
+    mask: Callable[[str], str] = redact if redact_personal_data else (lambda text: text)
+    customer_turns = [m.text for m in messages if m.author == "customer"]
+    bot_turns = [m for m in messages if m.author == "bot"]
+    parts = []
+    question = question or (customer_turns[0] if customer_turns else None)
+    if question:
+        parts.append(f"Customer asked: “{_clip(question)}”.")
+    if customer_turns and customer_turns[-1] != question:
+        parts.append(f"Latest: “{_clip(customer_turns[-1])}”.")
+    answered = sorted({str(c["title"]) for m in bot_turns for c in m.citations if "title" in c})
+    if answered:
+        parts.append(f"The bot answered from: {', '.join(answered)}.")
+    else:
+        parts.append("The bot did not answer.")
+    parts.append(f"Escalated because {REASON_TEXT[reason]}.")
+    return HandoffPacket(
+        reason=reason,
+        reason_text=REASON_TEXT[reason],
+        route=route,
+        tags=list(tags),
+        summary=mask(" ".join(parts)),
+        transcript=[PacketLine(seq=m.seq, author=m.author, text=mask(m.text)) for m in messages],
+        retrieved=[_passage(hit) for hit in hits[:5]],
+        expert_notes=[_passage(hit) for hit in internal_hits if hit.audience == "internal"],
+        bot_said=[m.text for m in bot_turns],
+        customer_id=conversation.customer_id,
+        customer_attributes={
+            key: mask(value) if isinstance(value, str) else value
+            for key, value in conversation.customer_attributes.items()
+        },
+        redacted=redact_personal_data,
+    )

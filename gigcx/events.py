@@ -1,0 +1,102 @@
+"""The event bus: how the bot and escalation tell the connectors that something happened.
+
+Events are published after the change is committed. In-process by default; a Redis
+implementation of the same interface carries them between server processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+MESSAGE_CREATED = "message.created"
+MESSAGE_DRAFT = "message.draft"  # a streamed answer so far; not stored, replaced by the message
+CONVERSATION_STATE = "conversation.state"
+HANDOFF_REQUESTED = "handoff.requested"
+HANDOFF_CLAIMED = "handoff.claimed"
+HANDOFF_RELEASED = "handoff.released"
+HANDOFF_REOFFERED = "handoff.reoffered"
+HANDOFF_RETURNED = "handoff.returned"
+CONVERSATION_RESOLVED = "conversation.resolved"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    brand: str
+    conversation_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "conversation_id": self.conversation_id, **self.data}
+
+
+class SubscriptionOverflow(Exception):
+    """A subscriber fell too far behind; it should resume from the store."""
+
+
+class Subscription:
+    """Events for one subscriber, in publish order; iterate with `async for`."""
+
+    def __init__(self, conversation_id: str | None, capacity: int) -> None:
+        self.conversation_id = conversation_id
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(capacity)
+        self.overflowed = False
+
+    def offer(self, event: Event) -> None:
+        if self.conversation_id is not None and event.conversation_id != self.conversation_id:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+    def close(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        while True:
+            if self.overflowed:
+                raise SubscriptionOverflow("subscriber fell behind")
+            event = await self._queue.get()
+            if event is None:
+                return
+            yield event
+
+
+class EventBus(Protocol):
+    async def publish(self, event: Event) -> None: ...
+
+    def subscribe(
+        self, conversation_id: str | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+
+
+class InProcessEventBus:
+    """Delivers events to subscribers in this process (the embedded default)."""
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._capacity = capacity
+
+    async def publish(self, event: Event) -> None:
+        for subscription in list(self._subscriptions):
+            subscription.offer(event)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, conversation_id: str | None = None) -> AsyncIterator[Subscription]:
+        """Events from now on, for one conversation or (None) for all."""
+        subscription = Subscription(conversation_id, self._capacity)
+        self._subscriptions.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.discard(subscription)
+            subscription.close()
