@@ -10,8 +10,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from gigcx.app import GigCX, start
 from gigcx.config import Settings, StoreSettings, load_settings
-from gigcx.knowledge import KnowledgeIndex, open_index
+from gigcx.knowledge import KnowledgeIndex, open_index, sync_knowledge
 from gigcx.knowledge.documents import ChunkingOptions
 from gigcx.store import ConversationStore, create_engine, upgrade_database
 
@@ -76,3 +77,28 @@ async def store(store_url: str) -> AsyncIterator[ConversationStore]:
     await upgrade_database(engine)
     yield ConversationStore(engine)
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def synced_brand(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example brand with its knowledge synced once per test session (do not edit it)."""
+    target = tmp_path_factory.mktemp("synced") / "kestrel"
+    shutil.copytree(EXAMPLE_BRAND, target, ignore=shutil.ignore_patterns(".gigcx"))
+    brand_settings = load_settings(target / "gigcx.yaml")
+    sync_knowledge(brand_settings.knowledge.path, open_index(brand_settings))
+    return target
+
+
+@pytest.fixture
+def brand_settings(synced_brand: Path, tmp_path: Path) -> Settings:
+    """The synced example brand's settings with a fresh SQLite store of this test's own."""
+    return load_settings(
+        synced_brand / "gigcx.yaml", store={"url": f"sqlite:///{tmp_path / 'gigcx.db'}"}
+    )
+
+
+@pytest.fixture
+async def gigcx_runtime(brand_settings: Settings) -> AsyncIterator[GigCX]:
+    runtime = await start(brand_settings)
+    yield runtime
+    await runtime.close()

@@ -59,9 +59,14 @@ class FrontLine:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def start_conversation(
-        self, customer_id: str | None = None, attributes: dict[str, Any] | None = None
+        self,
+        customer_id: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        token_hash: str = "",
     ) -> Conversation:
-        return await self.store.create_conversation(self.settings.brand, customer_id, attributes)
+        return await self.store.create_conversation(
+            self.settings.brand, customer_id, attributes, token_hash
+        )
 
     async def handle_customer_message(self, conversation_id: str, text: str) -> TurnResult:
         """Store the customer's message and let the bot reply, unless a person has it."""

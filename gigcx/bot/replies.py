@@ -36,12 +36,14 @@ def quote_answer(decision: Decision) -> tuple[str, list[dict[str, Any]]]:
 
 
 def trim_passage(text: str, section: str = "", limit: int = QUOTE_LIMIT) -> str:
-    """The passage without a repeated heading, cut at a paragraph end near `limit` characters."""
+    """The passage's first section without its heading, cut at a paragraph end near `limit`."""
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     if paragraphs and paragraphs[0].lstrip("#").strip() == section.strip():
         paragraphs = paragraphs[1:] or paragraphs
     kept: list[str] = []
     for paragraph in paragraphs:
+        if kept and paragraph.startswith("#"):
+            break  # the next section answers another question
         if kept and len("\n\n".join([*kept, paragraph])) > limit:
             kept.append("…")
             break

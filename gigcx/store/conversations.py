@@ -43,13 +43,18 @@ class ConversationStore:
     # ------------------------------------------------------------ conversations
 
     async def create_conversation(
-        self, brand: str, customer_id: str | None = None, attributes: dict[str, Any] | None = None
+        self,
+        brand: str,
+        customer_id: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        token_hash: str = "",
     ) -> Conversation:
         now = utcnow()
         conversation = Conversation(
             id=new_id(),
             brand=brand,
             customer_id=customer_id or f"anon-{new_id()[:12]}",
+            token_hash=token_hash,
             customer_attributes=attributes or {},
             state="bot",
             last_seq=0,

@@ -30,6 +30,8 @@ class Conversation(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     brand: Mapped[str] = mapped_column(String(64), index=True)
     customer_id: Mapped[str] = mapped_column(String(128))
+    # SHA-256 of the secret the customer's widget holds to read and write this conversation.
+    token_hash: Mapped[str] = mapped_column(String(64), default="")
     customer_attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16), default="bot")
     # The sequence number of the newest message; bumped in the same transaction as the insert.

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("brand", sa.String(64), nullable=False, index=True),
         sa.Column("customer_id", sa.String(128), nullable=False),
+        sa.Column("token_hash", sa.String(64), nullable=False),
         sa.Column("customer_attributes", sa.JSON, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("last_seq", sa.Integer, nullable=False),

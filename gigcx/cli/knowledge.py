@@ -1,7 +1,4 @@
-"""The `gigcx` command: each verb is a thin layer over a `gigcx.*` call.
-
-Exit codes: 0 done, 1 done but some input was bad (reported), 2 could not run (config, index).
-"""
+"""`gigcx knowledge sync|search`: the brand team's commands over `gigcx.knowledge`."""
 
 from __future__ import annotations
 
@@ -11,14 +8,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from gigcx.config import ConfigError, Settings, load_settings
+from gigcx.cli.common import (
+    EXIT_INPUT_PROBLEMS,
+    ConfigOption,
+    JsonOption,
+    err,
+    fail,
+    index_for,
+    out,
+    settings_from,
+)
+from gigcx.config import Settings
 from gigcx.knowledge import (
     ChunkingOptions,
     KnowledgeFolderMissing,
@@ -26,64 +32,13 @@ from gigcx.knowledge import (
     KnowledgeIndexError,
     SearchHit,
     SyncReport,
-    open_index,
     sync_knowledge,
 )
 from gigcx.knowledge.embeddings import EmbeddingError
 
-app = typer.Typer(
-    help="gigcx: an AI front line for customer support, backed by gig experts.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
 knowledge_app = typer.Typer(help="Sync and search a brand's knowledge files.", no_args_is_help=True)
-app.add_typer(knowledge_app, name="knowledge")
-
-out = Console()
-err = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="The brand's gigcx.yaml (default: $GIGCX_CONFIG, else ./gigcx.yaml).",
-        dir_okay=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object for machines.")]
-
-EXIT_INPUT_PROBLEMS = 1
-EXIT_CANNOT_RUN = 2
 # Files listed per kind of change in the terminal; --json lists them all. Failures: always all.
 LIST_AT_MOST = 25
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(EXIT_CANNOT_RUN)
-
-
-def _settings(config: Path | None, knowledge_dir: Path | None = None) -> Settings:
-    try:
-        settings = load_settings(config)
-    except ConfigError as error:
-        raise _fail(str(error)) from None
-    if knowledge_dir is not None:
-        settings = settings.model_copy(
-            update={
-                "knowledge": settings.knowledge.model_copy(update={"path": knowledge_dir.resolve()})
-            }
-        )
-    return settings
-
-
-def _index(settings: Settings) -> KnowledgeIndex:
-    try:
-        return open_index(settings)
-    except KnowledgeIndexError as error:
-        raise _fail(str(error)) from None
-
 
 # ---------------------------------------------------------------- knowledge sync
 
@@ -107,8 +62,8 @@ def knowledge_sync(
     as_json: JsonOption = False,
 ) -> None:
     """Bring the index in line with the knowledge files: only changed files are embedded."""
-    settings = _settings(config, folder)
-    index = _index(settings)
+    settings = settings_from(config, folder)
+    index = index_for(settings)
     options = ChunkingOptions(settings.knowledge.chunk_size, settings.knowledge.chunk_overlap)
     report = _run_sync(settings, index, options, dry_run=dry_run, rebuild=rebuild, as_json=as_json)
     if watch and not dry_run:
@@ -161,7 +116,7 @@ def _run_sync(
                 on_progress=on_progress,
             )
     except (KnowledgeFolderMissing, KnowledgeIndexError, EmbeddingError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     _print_report(report, as_json)
     return report
 
@@ -223,14 +178,14 @@ def knowledge_search(
     as_json: JsonOption = False,
 ) -> None:
     """Search the knowledge index the way the bot does: best passages, with their source."""
-    settings = _settings(config)
-    index = _index(settings)
+    settings = settings_from(config)
+    index = index_for(settings)
 
     def run(text: str) -> list[SearchHit]:
         try:
             return index.search(text, limit, include_internal=internal, product=product)
         except (KnowledgeIndexError, EmbeddingError) as error:
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
 
     if query is not None:
         if not as_json:
@@ -282,7 +237,3 @@ def _print_hits(query: str, hits: list[SearchHit], as_json: bool) -> None:
         out.print(f"   [dim]{escape(hit.path)}[/]", highlight=False, soft_wrap=True)
         out.print(Padding(Text(hit.snippet), (0, 0, 0, 3)))
     out.print()
-
-
-if __name__ == "__main__":
-    app()

@@ -1,0 +1,5 @@
+"""`python -m gigcx` is the `gigcx` command."""
+
+from gigcx.cli import app
+
+app()

@@ -1,0 +1,165 @@
+"""`gigcx serve`, `gigcx ask` and `gigcx db upgrade`: run the chat API, chat with the bot in
+the terminal, bring the conversation store's schema up to date."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markdown import Markdown
+from rich.markup import escape
+
+from gigcx.app import GigCX, start
+from gigcx.bot.frontline import TurnResult
+from gigcx.cli.common import ConfigOption, err, fail, index_for, out, settings_from
+from gigcx.config import Settings, StoreSettings
+from gigcx.knowledge import KnowledgeIndexError
+from gigcx.store import StoreUnavailable, create_engine, upgrade_database
+
+
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: web.host).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: web.port).")] = None,
+) -> None:
+    """Run the chat API (and its docs at /docs) with uvicorn."""
+    import uvicorn
+
+    from gigcx.connectors.web import create_app
+
+    settings = settings_from(config)
+    _warn_if_not_synced(settings)
+    if not settings.web.widget_keys:
+        err.print(
+            "[yellow]warning:[/] web.widget_keys is empty: no widget can start a conversation. "
+            "Add a key to gigcx.yaml."
+        )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.web.host,
+        port=port or settings.web.port,
+        log_level="info",
+    )
+
+
+def ask(
+    config: ConfigOption = None,
+    message: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--message", "-m", help="Say this instead of prompting (repeat for several turns)."
+        ),
+    ] = None,
+) -> None:
+    """Chat with the brand's bot in the terminal, with its decision and sources.
+
+    Conversations go to a throw-away store, not the brand's. /new starts over, /quit ends.
+    """
+    settings = settings_from(config)
+    _warn_if_not_synced(settings)
+    with tempfile.TemporaryDirectory(prefix="gigcx-ask-") as scratch:
+        scratch_store = StoreSettings(url=f"sqlite:///{Path(scratch) / 'ask.db'}")
+        settings = settings.model_copy(update={"store": scratch_store})
+        asyncio.run(_chat(settings, message))
+
+
+async def _chat(settings: Settings, scripted: list[str] | None) -> None:
+    try:
+        runtime = await start(settings)
+    except StoreUnavailable as error:
+        raise fail(str(error)) from None
+    try:
+        conversation = await runtime.front_line.start_conversation(customer_id="terminal")
+        if scripted is None:
+            out.print(
+                f"Chatting with the [bold]{escape(settings.display_name)}[/] bot. "
+                "/new starts over, /quit ends.\n"
+            )
+        turns = iter(scripted) if scripted is not None else None
+        while True:
+            text = next(turns, None) if turns is not None else _prompt()
+            if text is None or text.strip() == "/quit":
+                return
+            if not text.strip():
+                continue
+            if text.strip() == "/new":
+                conversation = await runtime.front_line.start_conversation(customer_id="terminal")
+                out.print("[dim]New conversation.[/]")
+                continue
+            if turns is not None:
+                out.print(f"[bold]you>[/] {escape(text)}")
+            result = await runtime.front_line.handle_customer_message(conversation.id, text)
+            _print_turn(runtime, result)
+    finally:
+        await runtime.close()
+
+
+def _prompt() -> str | None:
+    try:
+        return input("you> ")
+    except (EOFError, KeyboardInterrupt):
+        out.print()
+        return None
+
+
+def _print_turn(runtime: GigCX, result: TurnResult) -> None:
+    for reply in result.replies:
+        out.print("[bold cyan]bot>[/]")
+        out.print(Markdown(reply.text))
+        for number, source in enumerate(reply.citations, start=1):
+            where = source.get("url") or source["path"]
+            out.print(f"  [dim][{number}] {escape(str(source['title']))} — {escape(str(where))}[/]")
+    decision = result.decision
+    if decision is None:
+        out.print(
+            f"[dim](the conversation is {result.state}: a person has it, the bot stays silent; "
+            "/new starts over)[/]"
+        )
+        return
+    if decision.action == "answer":
+        line = f"answer · confidence {decision.confidence:.2f}"
+    elif decision.action == "escalate":
+        tags = f" [{', '.join(decision.tags)}]" if decision.tags else ""
+        line = f"escalate · {decision.reason} → {decision.route}{tags}"
+    else:
+        line = f"small talk · {decision.small_talk}"
+    if decision.query and decision.query != result.customer_message.text:
+        line += f" · searched: “{decision.query}”"
+    out.print(f"[dim]→ {escape(line)}[/]\n")
+
+
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply the store's migrations (the server also does this when it starts)."""
+    settings = settings_from(config)
+
+    async def upgrade() -> None:
+        engine = create_engine(settings.store)
+        try:
+            await upgrade_database(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(upgrade())
+    except StoreUnavailable as error:
+        raise fail(str(error)) from None
+    out.print(f"The conversation store is up to date ({settings.store.url.split('://')[0]}).")
+
+
+def _warn_if_not_synced(settings: Settings) -> None:
+    try:
+        count = index_for(settings).count()
+    except KnowledgeIndexError as error:
+        raise fail(str(error)) from None
+    if count == 0:
+        err.print(
+            "[yellow]warning:[/] the knowledge index is empty, so the bot will escalate every "
+            "question. Run `gigcx knowledge sync` first."
+        )

@@ -1,0 +1,93 @@
+"""The web connector's app factory: `create_app(settings)` gives a FastAPI app serving one
+brand's chat API (OpenAPI docs at /docs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+import gigcx
+from gigcx.app import GigCX, start
+from gigcx.config import Settings
+from gigcx.connectors.web.routes import Limits, router
+
+
+def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
+    """The chat API for `settings`' brand; with no `runtime`, it starts (and closes) its own."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.gigcx = runtime
+            yield
+            return
+        started = await start(settings)
+        # Load the embedding model now, not on the first customer's question.
+        await asyncio.to_thread(started.index.embedder.embed_query, "warm up")
+        app.state.gigcx = started
+        try:
+            yield
+        finally:
+            await started.close()
+
+    app = FastAPI(
+        title=f"gigcx chat API — {settings.display_name}",
+        version=gigcx.__version__,
+        description="Conversations between a brand's customers, its AI front line and its experts.",
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.gigcx = runtime
+    app.state.limits = Limits(
+        settings.web.messages_per_minute_per_conversation, settings.web.messages_per_minute_per_ip
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.web.allowed_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+    )
+    app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "brand": settings.brand}
+
+    return app
+
+
+async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
+        message = item["msg"]
+        if item["type"] == "json_invalid":
+            message = "request body is not valid JSON"
+            location = "body"
+        elif item["type"] == "missing":
+            message = "is required"
+        elif item["type"] == "extra_forbidden":
+            message = "is not a known field"
+        problems.append(f"{location}: {message}")
+    return JSONResponse(
+        status_code=422,
+        content={
+            "detail": "; ".join(problems),
+            "errors": json.loads(json.dumps(error.errors(), default=str)),
+        },
+    )
+
+
+async def _http_error(_request: Request, error: HTTPException) -> JSONResponse:
+    return JSONResponse(
+        status_code=error.status_code, content={"detail": error.detail}, headers=error.headers
+    )

@@ -1,0 +1,261 @@
+"""The chat API: start a conversation, post and read messages, and a WebSocket that pushes
+new messages and state changes, resuming after a sequence number with no gaps or repeats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from gigcx import events
+from gigcx.app import GigCX
+from gigcx.connectors.web.ratelimit import SlidingWindowLimiter
+from gigcx.connectors.web.schemas import (
+    ConversationCreated,
+    ConversationOut,
+    ErrorOut,
+    MessageOut,
+    MessagesOut,
+    NewConversation,
+    NewMessage,
+    TurnOut,
+)
+from gigcx.events import SubscriptionOverflow
+from gigcx.store import Conversation, Message
+
+router = APIRouter(prefix="/v1")
+# Events a customer's widget may see; handoff details (routes, packets) stay with experts.
+CUSTOMER_EVENTS = {events.MESSAGE_CREATED, events.MESSAGE_DRAFT, events.CONVERSATION_STATE}
+WS_UNAUTHORIZED = 4401
+WS_NOT_FOUND = 4404
+WS_TRY_AGAIN = 1013
+
+
+class Limits:
+    """The per-minute message limits of one app."""
+
+    def __init__(self, per_conversation: int, per_ip: int) -> None:
+        self.per_conversation = SlidingWindowLimiter(per_conversation)
+        self.per_ip = SlidingWindowLimiter(per_ip)
+
+
+def runtime(request: Request) -> GigCX:
+    return request.app.state.gigcx  # type: ignore[no-any-return]
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _check_rate(*checks: tuple[SlidingWindowLimiter, str, str]) -> None:
+    """Count one request against every (limiter, key) pair, or none if any limit is reached."""
+    for limiter, key, what in checks:
+        wait = limiter.retry_after(key)
+        if wait:
+            raise HTTPException(
+                429,
+                f"too many messages {what} (limit {limiter.limit} a minute); try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+    for limiter, key, _what in checks:
+        limiter.count(key)
+
+
+async def _authorized(gigcx: GigCX, conversation_id: str, token: str | None) -> Conversation:
+    conversation = await gigcx.store.find_conversation(conversation_id)
+    if conversation is None or conversation.brand != gigcx.settings.brand:
+        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    if not token or not hmac.compare_digest(hash_token(token), conversation.token_hash):
+        raise HTTPException(401, "missing or wrong conversation token (Authorization: Bearer ...)")
+    return conversation
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+async def conversation_for(
+    conversation_id: str,
+    gigcx: Annotated[GigCX, Depends(runtime)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Conversation:
+    return await _authorized(gigcx, conversation_id, _bearer(authorization))
+
+
+def _out(message: Message) -> MessageOut:
+    return MessageOut(**message.to_dict())
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+    429: {"model": ErrorOut},
+}
+
+
+@router.post(
+    "/brands/{brand}/conversations",
+    response_model=ConversationCreated,
+    status_code=201,
+    responses=ERRORS,
+    summary="Start a conversation (the widget calls this with the brand's public key)",
+)
+async def create_conversation(
+    brand: str, body: NewConversation, request: Request, gigcx: Annotated[GigCX, Depends(runtime)]
+) -> ConversationCreated:
+    settings = gigcx.settings
+    if brand != settings.brand:
+        raise HTTPException(
+            404, f"no brand {brand!r} on this server (it serves {settings.brand!r})"
+        )
+    if not any(hmac.compare_digest(body.widget_key, key) for key in settings.web.widget_keys):
+        raise HTTPException(401, f"widget_key is not a valid key for brand {brand!r}")
+    limits: Limits = request.app.state.limits
+    _check_rate((limits.per_ip, _client_ip(request), "from this address"))
+    token = secrets.token_urlsafe(32)
+    conversation = await gigcx.front_line.start_conversation(
+        body.customer_id, dict(body.attributes), hash_token(token)
+    )
+    return ConversationCreated(
+        conversation_id=conversation.id,
+        brand=conversation.brand,
+        state=conversation.state,
+        last_seq=conversation.last_seq,
+        token=token,
+    )
+
+
+@router.get(
+    "/conversations/{conversation_id}",
+    response_model=ConversationOut,
+    responses=ERRORS,
+    summary="A conversation's state and newest sequence number",
+)
+async def get_conversation(
+    conversation: Annotated[Conversation, Depends(conversation_for)],
+) -> ConversationOut:
+    return ConversationOut(
+        conversation_id=conversation.id,
+        brand=conversation.brand,
+        state=conversation.state,
+        last_seq=conversation.last_seq,
+    )
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages",
+    response_model=TurnOut,
+    status_code=201,
+    responses=ERRORS,
+    summary="Post the customer's message; the reply comes back here and on the WebSocket",
+)
+async def post_message(
+    body: NewMessage,
+    request: Request,
+    conversation: Annotated[Conversation, Depends(conversation_for)],
+    gigcx: Annotated[GigCX, Depends(runtime)],
+) -> TurnOut:
+    text = body.text.strip()
+    limit = gigcx.settings.web.max_message_chars
+    if not text:
+        raise _invalid("text", "must not be empty")
+    if len(text) > limit:
+        raise _invalid("text", f"must be at most {limit} characters (got {len(text)})")
+    limits: Limits = request.app.state.limits
+    _check_rate(
+        (limits.per_conversation, conversation.id, "in this conversation"),
+        (limits.per_ip, _client_ip(request), "from this address"),
+    )
+    turn = await gigcx.front_line.handle_customer_message(conversation.id, text)
+    return TurnOut(
+        message=_out(turn.customer_message),
+        replies=[_out(reply) for reply in turn.replies],
+        state=turn.state,
+    )
+
+
+@router.get(
+    "/conversations/{conversation_id}/messages",
+    response_model=MessagesOut,
+    responses=ERRORS,
+    summary="Messages after a sequence number, oldest first",
+)
+async def list_messages(
+    conversation: Annotated[Conversation, Depends(conversation_for)],
+    gigcx: Annotated[GigCX, Depends(runtime)],
+    after: Annotated[int, Query(ge=0, description="Only messages with seq above this")] = 0,
+) -> MessagesOut:
+    messages = await gigcx.store.messages_after(conversation.id, after)
+    fresh = await gigcx.store.get_conversation(conversation.id)
+    return MessagesOut(
+        messages=[_out(m) for m in messages], state=fresh.state, last_seq=fresh.last_seq
+    )
+
+
+@router.websocket("/conversations/{conversation_id}/ws")
+async def conversation_socket(
+    websocket: WebSocket,
+    conversation_id: str,
+    token: str | None = None,
+    after: int = 0,
+) -> None:
+    """Pushes `message.created`, `message.draft` and `conversation.state` as JSON.
+
+    Connect with ?token=...&after=<last seq you have>: missed messages come first, then
+    live ones, each exactly once.
+    """
+    gigcx: GigCX = websocket.app.state.gigcx
+    try:
+        conversation = await _authorized(gigcx, conversation_id, token)
+    except HTTPException as error:
+        code = WS_NOT_FOUND if error.status_code == 404 else WS_UNAUTHORIZED
+        await websocket.close(code=code, reason=str(error.detail)[:120])
+        return
+    await websocket.accept()
+    # Subscribe before reading the backlog, so nothing committed in between is missed;
+    # the sequence number drops what the backlog already sent.
+    async with gigcx.bus.subscribe(conversation.id) as subscription:
+        sent = max(after, 0)
+        while True:
+            backlog = await gigcx.store.messages_after(conversation.id, sent)
+            for message in backlog:
+                await websocket.send_json(
+                    {"type": events.MESSAGE_CREATED, "message": message.to_dict()}
+                )
+                sent = message.seq
+            if len(backlog) < 500:
+                break
+        state = (await gigcx.store.get_conversation(conversation.id)).state
+        await websocket.send_json({"type": events.CONVERSATION_STATE, "state": state})
+        with contextlib.suppress(WebSocketDisconnect):
+            try:
+                async for event in subscription:
+                    if event.type not in CUSTOMER_EVENTS:
+                        continue
+                    if event.type == events.MESSAGE_CREATED:
+                        if event.data["message"]["seq"] <= sent:
+                            continue
+                        sent = event.data["message"]["seq"]
+                    await websocket.send_json({"type": event.type, **event.data})
+            except SubscriptionOverflow:
+                await websocket.close(code=WS_TRY_AGAIN, reason="reconnect with ?after=")
+
+
+def _invalid(field: str, message: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", field), "msg": message, "input": None}]
+    )
