@@ -97,7 +97,7 @@ class FrontLineBot:
             return Decision(action="small_talk", small_talk=signals.small_talk)
 
         query, product, excluded = self._query(text, signals, context)
-        hits = self._search(query, product, excluded)
+        hits = self.search(query, product, excluded)
         best = hits[0].score if hits else 0.0
         bot = self.settings.bot
         if best >= bot.answer_threshold:
@@ -148,7 +148,13 @@ class FrontLineBot:
                 previous = self.signals.replace_mentions(previous, context.product, name)
         return f"{previous} {current}", product, excluded
 
-    def _search(self, query: str, product: str | None, excluded: set[str]) -> list[SearchHit]:
+    def search(
+        self,
+        query: str,
+        product: str | None = None,
+        excluded: frozenset[str] | set[str] = frozenset(),
+    ) -> list[SearchHit]:
+        """Public passages for `query`, leaving out those about another product."""
         hits = self.index.search(query, limit=SEARCH_LIMIT)
         # A passage about another product does not answer this product's question.
         kept = [

@@ -188,13 +188,14 @@ class FrontLine:
             if m.author == "customer" and not self.bot.signals.read(m.text).small_talk
         ]
         # For "a person please" or "that didn't help": what the bot last searched for.
-        earlier_queries = [
-            str(m.meta["decision"]["query"])
+        earlier = [
+            m.meta["decision"]
             for m in messages
             if m.author == "bot" and (m.meta.get("decision") or {}).get("query")
         ]
-        query = decision.query or (earlier_queries[-1] if earlier_queries else text)
-        hits = decision.hits or tuple(await self._search(query, include_internal=False))
+        query = decision.query or (str(earlier[-1]["query"]) if earlier else text)
+        product = decision.product or (earlier[-1].get("product") if earlier else None)
+        hits = decision.hits or tuple(await self._passages(query, product))
         packet = build_packet(
             reason=decision.reason or "low_confidence",
             route=decision.route or self.settings.routing.default_route,
@@ -203,11 +204,7 @@ class FrontLine:
             conversation=conversation,
             messages=messages,
             question=questions[0] if questions else None,
-            internal_hits=[
-                hit
-                for hit in await self._search(query, include_internal=True)
-                if hit.audience == "internal"
-            ],
+            internal_hits=await self._internal_passages(query),
             redact_personal_data=self.settings.escalation.redact_personal_data,
         )
         opened = await self.escalations.open(
@@ -226,14 +223,20 @@ class FrontLine:
         result.state = (await self.store.get_conversation(conversation.id)).state
         return result
 
-    async def _search(self, query: str, *, include_internal: bool) -> list[SearchHit]:
-        """Passages for the expert's packet; internal ones are never shown to the customer."""
+    async def _passages(self, query: str, product: str | None) -> list[SearchHit]:
+        """What the bot found for `query`, for the expert's packet."""
         try:
-            return await asyncio.to_thread(
-                self.bot.index.search, query, 3, include_internal=include_internal
-            )
+            return await asyncio.to_thread(self.bot.search, query, product)
         except KnowledgeIndexError:
             return []
+
+    async def _internal_passages(self, query: str) -> list[SearchHit]:
+        """Internal passages for the expert's packet; never shown to the customer."""
+        try:
+            hits = await asyncio.to_thread(self.bot.index.search, query, 3, include_internal=True)
+        except KnowledgeIndexError:
+            return []
+        return [hit for hit in hits if hit.audience == "internal"]
 
     async def _history(self, conversation_id: str, before_seq: int) -> list[Turn]:
         window = 2 * self.settings.bot.history_turns

@@ -92,6 +92,25 @@ class Escalations:
             await self._changed(handoff, events.CONVERSATION_RESOLVED, "resolved")
         return handoff
 
+    async def send_reply(self, handoff_id: str, assignee: str, text: str) -> Message | None:
+        """The assigned person's message to the customer; None unless they hold the handoff."""
+        handoff = await self.store.get_handoff(handoff_id)
+        if handoff.state != "assigned" or handoff.assignee != assignee:
+            return None
+        author = "staff" if handoff.route == "staff" else "expert"
+        message = await self.store.add_message(
+            handoff.conversation_id,
+            author,
+            text,
+            meta={"handoff_id": handoff_id, "assignee": assignee},
+            only_in_state="assigned",
+        )
+        if message is not None:
+            await self._publish(
+                handoff.conversation_id, events.MESSAGE_CREATED, message=message.to_dict()
+            )
+        return message
+
     async def _changed(self, handoff: Handoff, kind: str, state: str, **data: object) -> None:
         await self._publish(handoff.conversation_id, events.CONVERSATION_STATE, state=state)
         await self._publish(handoff.conversation_id, kind, handoff_id=handoff.id, **data)

@@ -4,6 +4,7 @@ new messages and state changes, resuming after a sequence number with no gaps or
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -27,7 +28,7 @@ from gigcx.connectors.web.schemas import (
     NewMessage,
     TurnOut,
 )
-from gigcx.events import SubscriptionOverflow
+from gigcx.events import Subscription, SubscriptionOverflow
 from gigcx.store import Conversation, Message
 
 router = APIRouter(prefix="/v1")
@@ -222,37 +223,68 @@ async def conversation_socket(
     try:
         conversation = await _authorized(gigcx, conversation_id, token)
     except HTTPException as error:
+        # Accept, then close with a code the widget can tell apart from a network failure.
         code = WS_NOT_FOUND if error.status_code == 404 else WS_UNAUTHORIZED
+        await websocket.accept()
         await websocket.close(code=code, reason=str(error.detail)[:120])
         return
     await websocket.accept()
     # Subscribe before reading the backlog, so nothing committed in between is missed;
     # the sequence number drops what the backlog already sent.
     async with gigcx.bus.subscribe(conversation.id) as subscription:
-        sent = max(after, 0)
-        while True:
-            backlog = await gigcx.store.messages_after(conversation.id, sent)
-            for message in backlog:
-                await websocket.send_json(
-                    {"type": events.MESSAGE_CREATED, "message": message.to_dict()}
-                )
-                sent = message.seq
-            if len(backlog) < 500:
-                break
-        state = (await gigcx.store.get_conversation(conversation.id)).state
-        await websocket.send_json({"type": events.CONVERSATION_STATE, "state": state})
         with contextlib.suppress(WebSocketDisconnect):
-            try:
-                async for event in subscription:
-                    if event.type not in CUSTOMER_EVENTS:
-                        continue
-                    if event.type == events.MESSAGE_CREATED:
-                        if event.data["message"]["seq"] <= sent:
-                            continue
-                        sent = event.data["message"]["seq"]
-                    await websocket.send_json({"type": event.type, **event.data})
-            except SubscriptionOverflow:
-                await websocket.close(code=WS_TRY_AGAIN, reason="reconnect with ?after=")
+            sent = await _send_backlog(websocket, gigcx, conversation.id, after)
+            # Push until the client goes away: a push loop alone would never notice.
+            pushing = asyncio.create_task(_push(websocket, subscription, sent))
+            listening = asyncio.create_task(_until_disconnect(websocket))
+            done, pending = await asyncio.wait(
+                {pushing, listening}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for task in done:
+                task.result()
+
+
+async def _send_backlog(
+    websocket: WebSocket, gigcx: GigCX, conversation_id: str, after: int
+) -> int:
+    """Send what was stored after `after` and the current state; the last seq sent."""
+    sent = max(after, 0)
+    while True:
+        backlog = await gigcx.store.messages_after(conversation_id, sent)
+        for message in backlog:
+            await websocket.send_json(
+                {"type": events.MESSAGE_CREATED, "message": message.to_dict()}
+            )
+            sent = message.seq
+        if not backlog:
+            break
+    state = (await gigcx.store.get_conversation(conversation_id)).state
+    await websocket.send_json({"type": events.CONVERSATION_STATE, "state": state})
+    return sent
+
+
+async def _push(websocket: WebSocket, subscription: Subscription, sent: int) -> None:
+    try:
+        async for event in subscription:
+            if event.type not in CUSTOMER_EVENTS:
+                continue
+            if event.type == events.MESSAGE_CREATED:
+                if event.data["message"]["seq"] <= sent:
+                    continue  # already in the backlog
+                sent = event.data["message"]["seq"]
+            await websocket.send_json({"type": event.type, **event.data})
+    except SubscriptionOverflow:
+        await websocket.close(code=WS_TRY_AGAIN, reason="reconnect with ?after=")
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:

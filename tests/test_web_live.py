@@ -1,0 +1,144 @@
+"""The chat API through a real uvicorn server on a free port, with a real WebSocket client:
+live answers, an expert's reply pushed live, and resuming after a reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+
+from gigcx.app import GigCX
+from gigcx.config import Settings
+from gigcx.connectors.web import create_app
+
+KEY = "kestrel-demo-widget-key"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+async def server(brand_settings: Settings) -> AsyncIterator[tuple[str, Any]]:
+    """`gigcx serve`'s app under uvicorn (it starts its own runtime), and the app."""
+    app = create_app(brand_settings)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    task = asyncio.create_task(uv.serve())
+    for _ in range(600):
+        if uv.started:
+            break
+        await asyncio.sleep(0.05)
+    assert uv.started, "uvicorn did not start"
+    yield f"127.0.0.1:{port}", app
+    uv.should_exit = True
+    await task
+
+
+async def receive(socket_: Any, count: int) -> list[dict[str, Any]]:
+    return [json.loads(await asyncio.wait_for(socket_.recv(), 10)) for _ in range(count)]
+
+
+async def messages_only(socket_: Any, count: int) -> list[dict[str, Any]]:
+    """The next `count` message.created events, skipping state and draft events."""
+    found = []
+    while len(found) < count:
+        [event] = await receive(socket_, 1)
+        if event["type"] == "message.created":
+            found.append(event["message"])
+    return found
+
+
+async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[str, Any]):
+    address, app = server
+    async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+        assert created.status_code == 201
+        cid, token = created.json()["conversation_id"], created.json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        ws_url = f"ws://{address}/v1/conversations/{cid}/ws?token={token}"
+
+        async with websockets.connect(ws_url) as live:
+            [state] = await receive(live, 1)
+            assert state == {"type": "conversation.state", "state": "bot"}
+            await http.post(
+                f"/v1/conversations/{cid}/messages",
+                json={"text": "do you ship to canada?"},
+                headers=auth,
+            )
+            pushed = await messages_only(live, 2)
+            assert [(m["seq"], m["author"]) for m in pushed] == [(1, "customer"), (2, "bot")]
+            assert pushed[1]["citations"][0]["path"] == "general/shipping.md"
+
+            await http.post(
+                f"/v1/conversations/{cid}/messages",
+                json={"text": "I want to talk to a person"},
+                headers=auth,
+            )
+            events = await receive(live, 3)
+            assert [e["type"] for e in events] == [
+                "message.created",
+                "message.created",
+                "conversation.state",
+            ]
+            assert events[2]["state"] == "waiting"
+
+            # An expert claims the handoff and replies: the customer sees it live.
+            runtime: GigCX = app.state.gigcx
+            handoff = await runtime.store.open_handoff_for(cid)
+            assert handoff is not None
+            await runtime.escalations.claim(handoff.id, "ana")
+            await runtime.escalations.send_reply(handoff.id, "ana", "Hi, I'm Ana from Kestrel!")
+            [expert] = await messages_only(live, 1)
+            assert (expert["seq"], expert["author"], expert["text"]) == (
+                5,
+                "expert",
+                "Hi, I'm Ana from Kestrel!",
+            )
+
+        # Offline: the customer and the expert both write.
+        await http.post(
+            f"/v1/conversations/{cid}/messages",
+            json={"text": "thanks, my X2 won't pair"},
+            headers=auth,
+        )
+        await runtime.escalations.send_reply(handoff.id, "ana", "Hold the power button 5 s.")
+
+        async with websockets.connect(ws_url + "&after=5") as resumed:
+            backlog = await messages_only(resumed, 2)
+            assert [(m["seq"], m["author"]) for m in backlog] == [(6, "customer"), (7, "expert")]
+            [state] = await receive(resumed, 1)
+            assert state == {"type": "conversation.state", "state": "assigned"}
+            await runtime.escalations.send_reply(handoff.id, "ana", "Did that work?")
+            [live_again] = await messages_only(resumed, 1)
+            assert live_again["seq"] == 8
+            # Nothing else is waiting: no duplicates of what the backlog sent.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(resumed.recv(), 0.5)
+
+        listed = await http.get(f"/v1/conversations/{cid}/messages", headers=auth)
+        assert [m["seq"] for m in listed.json()["messages"]] == list(range(1, 9))
+
+
+async def test_a_socket_with_a_wrong_token_or_unknown_conversation_is_closed(
+    server: tuple[str, Any],
+):
+    address, _app = server
+    async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+        cid = created.json()["conversation_id"]
+    for path, code in [(f"{cid}/ws?token=wrong", 4401), ("nope/ws?token=x", 4404)]:
+        async with websockets.connect(f"ws://{address}/v1/conversations/{path}") as socket_:
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                await socket_.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == code
