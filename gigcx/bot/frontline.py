@@ -16,7 +16,7 @@ from typing import Any
 
 from gigcx import events
 from gigcx.bot.decision import Decision, FrontLineBot, Turn
-from gigcx.bot.llm import LLMAnswerer, LLMFailure
+from gigcx.bot.llm import LLMAnswer, LLMAnswerer, LLMFailure
 from gigcx.bot.replies import citation, handover_notice, quote_answer, small_talk_reply
 from gigcx.config import Settings
 from gigcx.escalation import Escalations, build_packet
@@ -100,17 +100,18 @@ class FrontLine:
 
         meta: dict[str, Any] = {}
         if self.llm is not None:
-            answered = await self._llm_answer(conversation_id, message.text, history, decision)
-            if answered is None:
+            # Drafts streamed under this id are replaced by the message that carries it.
+            meta["draft_id"] = uuid.uuid4().hex
+            answer = await self._llm_answer(conversation_id, message.text, history, decision, meta)
+            if answer is None:
                 meta["llm_fallback"] = True
-            elif answered[0] is None:
+            elif answer.escalate:
                 escalation = self.bot.escalated_by_llm(decision)
                 result.decision = escalation
                 return await self._escalate(conversation, escalation, message.text, result)
             else:
-                text, citations, draft_id = answered[0], answered[1], answered[2]
-                meta["draft_id"] = draft_id
-                await self._reply(conversation_id, text, citations, decision, result, meta)
+                citations = [citation(hit) for hit in answer.cited]
+                await self._reply(conversation_id, answer.text, citations, decision, result, meta)
                 return result
         text, citations = quote_answer(decision)
         await self._reply(conversation_id, text, citations, decision, result, meta)
@@ -129,19 +130,27 @@ class FrontLine:
             )
 
     async def _llm_answer(
-        self, conversation_id: str, question: str, history: list[Turn], decision: Decision
-    ) -> tuple[str | None, list[dict[str, Any]], str] | None:
-        """(text, citations, draft id); text None when the model escalates; None on failure."""
+        self,
+        conversation_id: str,
+        question: str,
+        history: list[Turn],
+        decision: Decision,
+        meta: dict[str, Any],
+    ) -> LLMAnswer | None:
+        """The model's answer (or its wish to escalate); None when it failed."""
         assert self.llm is not None
-        draft_id = uuid.uuid4().hex
 
         async def on_delta(text: str) -> None:
             await self._publish(
-                conversation_id, events.MESSAGE_DRAFT, draft_id=draft_id, author="bot", text=text
+                conversation_id,
+                events.MESSAGE_DRAFT,
+                draft_id=meta["draft_id"],
+                author="bot",
+                text=text,
             )
 
         try:
-            answer = await asyncio.wait_for(
+            return await asyncio.wait_for(
                 self.llm.answer(question, history, decision.hits[:5], on_delta),
                 timeout=self.settings.bot.llm.timeout_seconds,
             )
@@ -150,9 +159,6 @@ class FrontLine:
                 "LLM answer failed, quoting the best passage instead: %s", error or "timeout"
             )
             return None
-        if answer.escalate:
-            return None, [], draft_id
-        return answer.text, [citation(hit) for hit in answer.cited], draft_id
 
     async def _reply(
         self,
@@ -176,7 +182,10 @@ class FrontLine:
             result.state = (await self.store.get_conversation(conversation_id)).state
             return
         result.replies.append(reply)
-        await self._publish(conversation_id, events.MESSAGE_CREATED, message=reply.to_dict())
+        extra = {"draft_id": meta["draft_id"]} if meta and "draft_id" in meta else {}
+        await self._publish(
+            conversation_id, events.MESSAGE_CREATED, message=reply.to_dict(), **extra
+        )
 
     async def _escalate(
         self, conversation: Conversation, decision: Decision, text: str, result: TurnResult

@@ -139,11 +139,15 @@ class LLMAnswerer:
                 if not isinstance(partial, dict) or partial.get("escalate") is not False:
                     continue
                 text = partial.get("answer")
-                if on_delta is not None and isinstance(text, str) and len(text) > len(shown):
-                    if self._leaks(text):
-                        on_delta = None  # stop showing it; the full check below discards it
-                        continue
-                    shown = text
+                if on_delta is None or not isinstance(text, str):
+                    continue
+                # Show the draft a few words behind the model, so any run of words that
+                # would give the instructions away is caught before any of it is shown.
+                visible = _all_but_last_words(text, _SHINGLE - 1)
+                if self._leaks(text):
+                    on_delta = None  # show no more; the full check below discards the reply
+                elif len(visible) > len(shown):
+                    shown = visible
                     await on_delta(shown)
         except Exception as error:
             raise LLMFailure(f"{type(error).__name__}: {error}") from error
@@ -177,6 +181,13 @@ class LLMAnswerer:
         if self._canary.lower() in text.lower():
             return True
         return bool(_shingles(text) & self._instruction_shingles)
+
+
+def _all_but_last_words(text: str, count: int) -> str:
+    spans = [match.start() for match in re.finditer(r"\S+", text)]
+    if len(spans) <= count:
+        return ""
+    return text[: spans[-count]].rstrip()
 
 
 def _shingles(text: str) -> set[tuple[str, ...]]:
