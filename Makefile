@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.gigcx-installed
 EXAMPLE := examples/kestrel/gigcx.yaml
 
-.PHONY: install demo test bench lint
+.PHONY: install demo serve test bench lint
 
 install: $(STAMP)
 
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
-	$(BIN)/gigcx knowledge search --config $(EXAMPLE)
+	$(BIN)/gigcx ask --config $(EXAMPLE)
+
+serve: install
+	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
+	$(BIN)/gigcx serve --config $(EXAMPLE)
 
 test: install
 	$(BIN)/ruff check gigcx tests benchmarks
@@ -26,3 +30,4 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/knowledge_bench.py
+	$(BIN)/python benchmarks/clinc150_quality.py

@@ -97,3 +97,36 @@ def test_invalid_yaml_and_missing_files_are_reported(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_settings(write(tmp_path, "- a list\n"))
+
+
+def test_the_store_url_is_relative_to_the_config_file_and_gets_an_async_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(tmp_path, "brand: acme\nstore:\n  url: sqlite:///data/chats.db\n")
+    monkeypatch.chdir("/")
+    assert load_settings(config).store.url == f"sqlite+aiosqlite:///{tmp_path}/data/chats.db"
+    monkeypatch.setenv("GIGCX_STORE__URL", "postgresql://gigcx@db:5432/gigcx")
+    assert load_settings(config).store.url == "postgresql+asyncpg://gigcx@db:5432/gigcx"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("store:\n  url: mysql://x/y\n", "store.url: Value error, must be a SQLite or PostgreSQL"),
+        (
+            "routing:\n  staff_topics:\n    orders: ['my order(']\n",
+            "routing.staff_topics: Value error, orders: 'my order(' is not a valid regular",
+        ),
+        ("bot:\n  mode: llm\n", "needs llm.base_url and llm.model"),
+        ("bot:\n  mode: gpt\n", "bot.mode: 'gpt' is not allowed; use one of: 'quote' or 'llm'"),
+        ("bot:\n  answer_threshold: 2\n", "bot.answer_threshold: Input should be less than"),
+        ("web:\n  widget_key: abc\n", "web.widget_key: unknown setting"),
+        ("products:\n  - id: X 2\n    name: X2\n", "products.0.id: String should match"),
+    ],
+)
+def test_bad_front_line_settings_name_the_field(tmp_path: Path, text: str, words: str) -> None:
+    config = write(tmp_path, "brand: acme\n" + text)
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+    assert str(config) in str(error.value)
+    assert words in str(error.value)
