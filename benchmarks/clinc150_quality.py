@@ -205,7 +205,9 @@ def main() -> None:
         f"{recall:.1%}",
     )
     for name, published_accuracy, published_recall in PUBLISHED:
-        table.add_row(f"{name} (Larson et al. 2019)", f"{published_accuracy}%", f"{published_recall}%")
+        table.add_row(
+            f"{name} (Larson et al. 2019)", f"{published_accuracy}%", f"{published_recall}%"
+        )
     console.print(table)
     console.print(f"Nearest-entry accuracy with no threshold (the ceiling): {ceiling:.1%}")
     tries = Table(title="What was tried (threshold tuned on val, then applied to test)")

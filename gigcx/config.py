@@ -224,7 +224,10 @@ class BotSettings(_Section):
         "quote", description="quote: the best passage, no LLM; llm: a grounded LLM answer."
     )
     answer_threshold: float = Field(
-        0.56, ge=0, le=1, description="Least search score of the best passage to answer at all."
+        0.643,
+        ge=0,
+        le=1,
+        description="Least search score of the best passage to answer (tuned on CLINC150 val).",
     )
     related_threshold: float = Field(
         0.35,
