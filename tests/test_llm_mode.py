@@ -29,6 +29,8 @@ async def llm_runtime(
     with OpenAIChatServer(reply, **server_options) as server:
         bot = settings.bot.model_copy(
             update={
+                # Low enough that even a question buried in an attack reaches the model.
+                "answer_threshold": 0.5,
                 "mode": "llm",
                 "llm": settings.bot.llm.model_copy(
                     update={
@@ -127,10 +129,11 @@ async def test_prompt_injection_cannot_leak_the_instructions_or_internal_knowled
     ]
     async with llm_runtime(brand_settings, obedient_model) as (runtime, server):
         async with runtime.bus.subscribe() as events:
-            turns = await ask(runtime, *attacks)
+            turns = [turn for attack in attacks for turn in await ask(runtime, attack)]
             events.close()
             drafts = [e.data["text"] async for e in events if e.type == MESSAGE_DRAFT]
         shown = [m.text for t in turns for m in t.replies] + drafts
+        assert len(server.requests) == len(attacks), "every attack reached the model"
         prompt = system_prompt(server.requests[0])
         marker = prompt.split("Confidential marker: ")[1].split(".")[0]
         for text in shown:

@@ -160,3 +160,17 @@ async def test_migrations_are_numbered_and_rerunning_them_changes_nothing(store_
         count = await connection.scalar(text("select count(*) from messages"))
     assert count == 1
     await engine.dispose()
+
+
+async def test_a_handoff_whose_conversation_moved_on_is_not_changed(store: ConversationStore):
+    conversation = await store.create_conversation("kestrel")
+    handoff_id = await open_handoff(store, conversation.id)
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            text("update conversations set state = 'resolved' where id = :id"),
+            {"id": conversation.id},
+        )
+    assert await store.claim_handoff(handoff_id, "ana", MINUTE) is None
+    handoff = await store.get_handoff(handoff_id)
+    assert (handoff.state, handoff.assignee) == ("waiting", None)
+    assert (await store.get_conversation(conversation.id)).state == "resolved"

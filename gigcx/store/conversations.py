@@ -66,8 +66,8 @@ class ConversationStore:
         return conversation
 
     async def get_conversation(self, conversation_id: str) -> Conversation:
-        async with self._sessions() as session:
-            conversation = await session.get(Conversation, conversation_id)
+        """The conversation; ConversationNotFound if there is none with that id."""
+        conversation = await self.find_conversation(conversation_id)
         if conversation is None:
             raise ConversationNotFound(f"no conversation {conversation_id!r}")
         return conversation
@@ -155,6 +155,7 @@ class ConversationStore:
         return handoff, message
 
     async def get_handoff(self, handoff_id: str) -> Handoff:
+        """The handoff; ConversationNotFound if there is none with that id."""
         async with self._sessions() as session:
             handoff = await session.get(Handoff, handoff_id)
         if handoff is None:
@@ -259,7 +260,10 @@ class ConversationStore:
             )
             if conversation_id is None:
                 return None
-            await _move(session, conversation_id, from_state, conversation_to)
+            if not await _move(session, conversation_id, from_state, conversation_to):
+                # The conversation is not where its handoff says: change neither.
+                await session.rollback()
+                return None
             return await session.get(Handoff, handoff_id, populate_existing=True)
 
 

@@ -6,11 +6,11 @@ of the request; the server records every request, so a test can see what was sen
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.helpers.local_server import JSONHandler, LocalServer
 
 Reply = Callable[[dict[str, Any]], str]
 
@@ -23,7 +23,7 @@ def last_user_text(body: dict[str, Any]) -> str:
     return next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
 
 
-class OpenAIChatServer:
+class OpenAIChatServer(LocalServer):
     """`with OpenAIChatServer(reply) as server:`; `server.base_url` ends in /v1."""
 
     def __init__(
@@ -32,19 +32,16 @@ class OpenAIChatServer:
         self.requests: list[dict[str, Any]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
                 if self.path != "/v1/chat/completions":
-                    return self._json(404, {"error": {"message": "not found"}})
+                    return self.send_json(404, {"error": {"message": "not found"}})
                 if fail_with:
-                    return self._json(
+                    return self.send_json(
                         fail_with,
                         {"error": {"message": "model overloaded", "type": "server_error"}},
                     )
@@ -52,7 +49,7 @@ class OpenAIChatServer:
                 content = reply(body)
                 if body.get("stream"):
                     return self._stream(body, content)
-                self._json(
+                self.send_json(
                     200,
                     {
                         "id": "chatcmpl-test",
@@ -105,27 +102,4 @@ class OpenAIChatServer:
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
 
-            def _json(self, status: int, payload: dict[str, Any]) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> OpenAIChatServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)

@@ -12,9 +12,9 @@ import json
 import math
 import re
 import struct
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.helpers.local_server import JSONHandler, LocalServer
 
 DIMENSIONS = 1024
 
@@ -28,7 +28,7 @@ def bag_of_words_vector(text: str) -> list[float]:
     return [v / norm for v in vector]
 
 
-class OpenAIEmbeddingsServer:
+class OpenAIEmbeddingsServer(LocalServer):
     """Start with `with OpenAIEmbeddingsServer() as server:`; `server.base_url` ends in /v1."""
 
     def __init__(self, fail_with: int | None = None) -> None:
@@ -36,19 +36,16 @@ class OpenAIEmbeddingsServer:
         self.fail_with = fail_with
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(JSONHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(
                     {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
                 )
                 if self.path != "/v1/embeddings":
-                    return self._send(404, {"error": {"message": "not found"}})
+                    return self.send_json(404, {"error": {"message": "not found"}})
                 if outer.fail_with:
-                    return self._send(
+                    return self.send_json(
                         outer.fail_with,
                         {"error": {"message": "server says no", "type": "server_error"}},
                     )
@@ -63,7 +60,7 @@ class OpenAIEmbeddingsServer:
                     else:
                         encoded = vector
                     data.append({"object": "embedding", "index": position, "embedding": encoded})
-                self._send(
+                self.send_json(
                     200,
                     {
                         "object": "list",
@@ -73,26 +70,4 @@ class OpenAIEmbeddingsServer:
                     },
                 )
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> OpenAIEmbeddingsServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
