@@ -267,6 +267,38 @@ class EscalationSettings(_Section):
     )
 
 
+class WidgetSettings(_Section):
+    title: str = Field("", description="Widget header (default: the brand's name + ' support').")
+    color: str = Field(
+        "#1f6feb", pattern=r"^#[0-9a-fA-F]{6}$", description="Brand colour, e.g. #0f766e."
+    )
+    greeting: str = Field(
+        "Hi! Ask me anything, or ask for a person at any time.",
+        max_length=500,
+        description="The first thing the widget says.",
+    )
+    expert_wait_minutes: int = Field(
+        5, ge=1, le=1440, description="'usually under N minutes' in the waiting banner."
+    )
+
+
+class IdentitySettings(_Section):
+    mode: Literal["optional", "required"] = Field(
+        "optional",
+        description="required: only customers signed in on the brand's site (verified by an "
+        "HMAC-SHA256 of their user id with `secret`) can start a conversation.",
+    )
+    secret: SecretStr | None = Field(
+        None, description="Shared with the brand's backend, which computes the user hash."
+    )
+
+    @model_validator(mode="after")
+    def _required_needs_a_secret(self) -> IdentitySettings:
+        if self.mode == "required" and self.secret is None:
+            raise ValueError("mode 'required' needs `secret` (set it with GIGCX_IDENTITY__SECRET)")
+        return self
+
+
 class WebSettings(_Section):
     host: str = Field("127.0.0.1", description="Address `gigcx serve` listens on.")
     port: int = Field(8080, ge=1, le=65535)
@@ -279,6 +311,11 @@ class WebSettings(_Section):
     max_message_chars: int = Field(4000, ge=1, le=100_000)
     messages_per_minute_per_conversation: int = Field(20, ge=1)
     messages_per_minute_per_ip: int = Field(60, ge=1)
+    console_token: SecretStr | None = Field(
+        None,
+        description="Enables the local expert console at /console (a stand-in for Slack); "
+        "experts sign in with this token.",
+    )
 
 
 class Settings(BaseSettings):
@@ -305,6 +342,8 @@ class Settings(BaseSettings):
     escalation: EscalationSettings = EscalationSettings()
     store: StoreSettings = StoreSettings()
     web: WebSettings = WebSettings()
+    widget: WidgetSettings = WidgetSettings()
+    identity: IdentitySettings = IdentitySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -21,6 +21,8 @@ HANDOFF_RELEASED = "handoff.released"
 HANDOFF_REOFFERED = "handoff.reoffered"
 HANDOFF_RETURNED = "handoff.returned"
 CONVERSATION_RESOLVED = "conversation.resolved"
+TYPING = "typing"  # someone is writing a reply: {"author": ..., "active": true|false}
+CSAT_RECEIVED = "csat.received"
 
 
 @dataclass(frozen=True)

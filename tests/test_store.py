@@ -155,7 +155,7 @@ async def test_migrations_are_numbered_and_rerunning_them_changes_nothing(store_
     conversation = await store.create_conversation("kestrel")
     await store.add_message(conversation.id, "customer", "kept")
     await upgrade_database(engine)
-    assert await current_revision(engine) == "0001"
+    assert await current_revision(engine) == "0002"
     async with engine.connect() as connection:
         count = await connection.scalar(text("select count(*) from messages"))
     assert count == 1
@@ -174,3 +174,15 @@ async def test_a_handoff_whose_conversation_moved_on_is_not_changed(store: Conve
     handoff = await store.get_handoff(handoff_id)
     assert (handoff.state, handoff.assignee) == ("waiting", None)
     assert (await store.get_conversation(conversation.id)).state == "resolved"
+
+
+async def test_a_resolution_can_be_rated_once(store: ConversationStore):
+    conversation = await store.create_conversation("kestrel")
+    handoff_id = await open_handoff(store, conversation.id)
+    await store.claim_handoff(handoff_id, "ana", MINUTE)
+    await store.resolve_handoff(handoff_id, "ana")
+    handoff = await store.last_resolved_handoff(conversation.id)
+    assert handoff is not None and handoff.id == handoff_id
+    rated = await store.record_csat(handoff, 5, "Ana fixed it")
+    assert rated is not None and (rated.score, rated.assignee) == (5, "ana")
+    assert await store.record_csat(handoff, 1, "changed my mind") is None

@@ -46,7 +46,13 @@ async def server(brand_settings: Settings) -> AsyncIterator[tuple[str, Any]]:
 
 
 async def receive(socket_: Any, count: int) -> list[dict[str, Any]]:
-    return [json.loads(await asyncio.wait_for(socket_.recv(), 10)) for _ in range(count)]
+    """The next `count` events, leaving out typing indicators."""
+    found: list[dict[str, Any]] = []
+    while len(found) < count:
+        event = json.loads(await asyncio.wait_for(socket_.recv(), 10))
+        if event["type"] != "typing":
+            found.append(event)
+    return found
 
 
 async def messages_only(socket_: Any, count: int) -> list[dict[str, Any]]:
@@ -91,14 +97,20 @@ async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[s
                 "message.created",
                 "conversation.state",
             ]
-            assert events[2]["state"] == "waiting"
+            assert (events[2]["state"], events[2]["route"]) == ("waiting", "expert")
 
             # An expert claims the handoff and replies: the customer sees it live.
             runtime: GigCX = app.state.gigcx
             handoff = await runtime.store.open_handoff_for(cid)
             assert handoff is not None
-            await runtime.escalations.claim(handoff.id, "ana")
-            await runtime.escalations.send_reply(handoff.id, "ana", "Hi, I'm Ana from Kestrel!")
+            await runtime.escalations.claim(handoff.id, "U123", display_name="Ana")
+            [joined] = await receive(live, 1)
+            assert joined == {
+                "type": "conversation.state",
+                "state": "assigned",
+                "agent": {"name": "Ana", "role": "product expert"},
+            }
+            await runtime.escalations.send_reply(handoff.id, "U123", "Hi, I'm Ana from Kestrel!")
             [expert] = await messages_only(live, 1)
             assert (expert["seq"], expert["author"], expert["text"]) == (
                 5,
@@ -112,14 +124,18 @@ async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[s
             json={"text": "thanks, my X2 won't pair"},
             headers=auth,
         )
-        await runtime.escalations.send_reply(handoff.id, "ana", "Hold the power button 5 s.")
+        await runtime.escalations.send_reply(handoff.id, "U123", "Hold the power button 5 s.")
 
         async with websockets.connect(ws_url + "&after=5") as resumed:
             backlog = await messages_only(resumed, 2)
             assert [(m["seq"], m["author"]) for m in backlog] == [(6, "customer"), (7, "expert")]
             [state] = await receive(resumed, 1)
-            assert state == {"type": "conversation.state", "state": "assigned"}
-            await runtime.escalations.send_reply(handoff.id, "ana", "Did that work?")
+            assert state == {
+                "type": "conversation.state",
+                "state": "assigned",
+                "agent": {"name": "Ana", "role": "product expert"},
+            }
+            await runtime.escalations.send_reply(handoff.id, "U123", "Did that work?")
             [live_again] = await messages_only(resumed, 1)
             assert live_again["seq"] == 8
             # Nothing else is waiting: no duplicates of what the backlog sent.

@@ -118,6 +118,12 @@ class FrontLineBot:
             hits=hits,
         )
 
+    def person_requested(self, history: Sequence[Turn] = ()) -> Decision:
+        """The customer pressed "Talk to a person": escalate, routed by the conversation."""
+        context = self._context("", history)
+        signals = self.signals.read("")
+        return self._escalate("human_requested", signals, context, staff_topic=context.staff_topic)
+
     # ------------------------------------------------------------ retrieval
 
     def _query(

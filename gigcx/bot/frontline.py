@@ -27,6 +27,16 @@ from gigcx.store import Conversation, ConversationStore, Message
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What an escalation did: the notice to the customer and the handoff (None if the
+    conversation had already left the bot), and the conversation's state after it."""
+
+    notice: Message | None
+    handoff_id: str | None
+    state: str
+
+
 @dataclass
 class TurnResult:
     """What one customer message led to."""
@@ -77,22 +87,51 @@ class FrontLine:
         assert message is not None
         await self._publish(conversation_id, events.MESSAGE_CREATED, message=message.to_dict())
 
+        async with self._lock(conversation_id):
+            return await self._bot_turn(conversation_id, message)
+
+    async def request_person(self, conversation_id: str) -> Handover | None:
+        """The customer asked for a person with the widget's button (no message of theirs).
+
+        None when the conversation is not with the bot (a person has it already).
+        """
+        async with self._lock(conversation_id):
+            conversation = await self.store.get_conversation(conversation_id)
+            if conversation.state == "resolved" and await self.store.reopen(conversation_id):
+                conversation = await self.store.get_conversation(conversation_id)
+            if conversation.state != "bot":
+                return None
+            history = await self._history(conversation_id, conversation.last_seq + 1)
+            return await self._escalate(conversation, self.bot.person_requested(history), "")
+
+    def _lock(self, conversation_id: str) -> asyncio.Lock:
         lock = self._locks.get(conversation_id)
         if lock is None:
             lock = self._locks[conversation_id] = asyncio.Lock()
-        async with lock:
-            return await self._bot_turn(conversation_id, message)
+        return lock
 
     async def _bot_turn(self, conversation_id: str, message: Message) -> TurnResult:
         conversation = await self.store.get_conversation(conversation_id)
         result = TurnResult(customer_message=message, state=conversation.state)
         if conversation.state != "bot":
             return result  # a person has the conversation: the bot stays silent
+        await self._publish(conversation_id, events.TYPING, author="bot", active=True)
+        try:
+            return await self._answer_or_escalate(conversation, message, result)
+        finally:
+            await self._publish(conversation_id, events.TYPING, author="bot", active=False)
+
+    async def _answer_or_escalate(
+        self, conversation: Conversation, message: Message, result: TurnResult
+    ) -> TurnResult:
+        conversation_id = conversation.id
         history = await self._history(conversation_id, message.seq)
         decision = await self._decide(message.text, history)
         result.decision = decision
         if decision.action == "escalate":
-            return await self._escalate(conversation, decision, message.text, result)
+            return self._handed_over(
+                result, await self._escalate(conversation, decision, message.text)
+            )
         if decision.action == "small_talk":
             reply_text = small_talk_reply(decision.small_talk, self.settings.display_name)
             await self._reply(conversation_id, reply_text, [], decision, result)
@@ -108,7 +147,8 @@ class FrontLine:
             elif answer.escalate:
                 escalation = self.bot.escalated_by_llm(decision)
                 result.decision = escalation
-                return await self._escalate(conversation, escalation, message.text, result)
+                handover = await self._escalate(conversation, escalation, message.text)
+                return self._handed_over(result, handover)
             else:
                 citations = [citation(hit) for hit in answer.cited]
                 await self._reply(conversation_id, answer.text, citations, decision, result, meta)
@@ -187,9 +227,17 @@ class FrontLine:
             conversation_id, events.MESSAGE_CREATED, message=reply.to_dict(), **extra
         )
 
+    @staticmethod
+    def _handed_over(result: TurnResult, handover: Handover) -> TurnResult:
+        if handover.notice is not None:
+            result.replies.append(handover.notice)
+        result.handoff_id = handover.handoff_id
+        result.state = handover.state
+        return result
+
     async def _escalate(
-        self, conversation: Conversation, decision: Decision, text: str, result: TurnResult
-    ) -> TurnResult:
+        self, conversation: Conversation, decision: Decision, text: str
+    ) -> Handover:
         messages = await self.store.messages_after(conversation.id)
         questions = [
             m.text
@@ -225,12 +273,11 @@ class FrontLine:
             notice=handover_notice(decision, self.settings.display_name),
             notice_meta={"decision": decision.summary(), "kind": "handover"},
         )
-        if opened is not None:
-            handoff, notice = opened
-            result.replies.append(notice)
-            result.handoff_id = handoff.id
-        result.state = (await self.store.get_conversation(conversation.id)).state
-        return result
+        state = (await self.store.get_conversation(conversation.id)).state
+        if opened is None:
+            return Handover(notice=None, handoff_id=None, state=state)
+        handoff, notice = opened
+        return Handover(notice=notice, handoff_id=handoff.id, state=state)
 
     async def _passages(self, query: str, product: str | None) -> list[SearchHit]:
         """What the bot found for `query`, for the expert's packet."""

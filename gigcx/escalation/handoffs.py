@@ -12,7 +12,19 @@ from gigcx import events
 from gigcx.config import Settings
 from gigcx.events import Event, EventBus
 from gigcx.store import Conversation, ConversationStore, Handoff, Message
-from gigcx.store.models import Route
+from gigcx.store.models import Csat, Route
+
+
+def agent_of(handoff: Handoff) -> dict[str, str]:
+    """Who the customer is talking to, as the widget shows it."""
+    return {
+        "name": handoff.assignee_name or handoff.assignee or "",
+        "role": "support team" if handoff.route == "staff" else "product expert",
+    }
+
+
+class NothingToRate(Exception):
+    """A CSAT was sent for a conversation that has no resolution."""
 
 
 class Escalations:
@@ -51,7 +63,9 @@ class Escalations:
             return None
         handoff, message = opened
         await self._publish(conversation.id, events.MESSAGE_CREATED, message=message.to_dict())
-        await self._publish(conversation.id, events.CONVERSATION_STATE, state="waiting")
+        await self._publish(
+            conversation.id, events.CONVERSATION_STATE, state="waiting", route=route
+        )
         await self._publish(
             conversation.id,
             events.HANDOFF_REQUESTED,
@@ -62,16 +76,32 @@ class Escalations:
         )
         return opened
 
-    async def claim(self, handoff_id: str, assignee: str) -> Handoff | None:
-        handoff = await self.store.claim_handoff(handoff_id, assignee, self.resolve_timeout)
+    async def claim(
+        self, handoff_id: str, assignee: str, display_name: str | None = None
+    ) -> Handoff | None:
+        """waiting -> assigned for the first claimer; `display_name` is what the customer sees."""
+        handoff = await self.store.claim_handoff(
+            handoff_id, assignee, self.resolve_timeout, display_name or assignee
+        )
         if handoff is not None:
-            await self._changed(handoff, events.HANDOFF_CLAIMED, "assigned", assignee=assignee)
+            await self._publish(
+                handoff.conversation_id,
+                events.CONVERSATION_STATE,
+                state="assigned",
+                agent=agent_of(handoff),
+            )
+            await self._publish(
+                handoff.conversation_id,
+                events.HANDOFF_CLAIMED,
+                handoff_id=handoff.id,
+                assignee=assignee,
+            )
         return handoff
 
     async def release(self, handoff_id: str, assignee: str) -> Handoff | None:
         handoff = await self.store.release_handoff(handoff_id, assignee, self.claim_timeout)
         if handoff is not None:
-            await self._changed(handoff, events.HANDOFF_RELEASED, "waiting")
+            await self._changed(handoff, events.HANDOFF_RELEASED, "waiting", route=handoff.route)
         return handoff
 
     async def reoffer(self, handoff_id: str, route: Route | None = None) -> Handoff | None:
@@ -111,8 +141,31 @@ class Escalations:
             )
         return message
 
+    async def rate(self, conversation_id: str, score: int, comment: str = "") -> Csat | None:
+        """The customer's CSAT for the conversation's last resolution; None if already rated.
+
+        Raises NothingToRate when nothing in the conversation has been resolved.
+        """
+        handoff = await self.store.last_resolved_handoff(conversation_id)
+        if handoff is None:
+            raise NothingToRate("the conversation has no resolved handoff to rate")
+        csat = await self.store.record_csat(handoff, score, comment)
+        if csat is not None:
+            await self._publish(
+                conversation_id,
+                events.CSAT_RECEIVED,
+                handoff_id=handoff.id,
+                score=score,
+                comment=comment,
+            )
+        return csat
+
     async def _changed(self, handoff: Handoff, kind: str, state: str, **data: object) -> None:
-        await self._publish(handoff.conversation_id, events.CONVERSATION_STATE, state=state)
+        route = data.get("route")
+        extra = {"route": route} if state == "waiting" and route else {}
+        await self._publish(
+            handoff.conversation_id, events.CONVERSATION_STATE, state=state, **extra
+        )
         await self._publish(handoff.conversation_id, kind, handoff_id=handoff.id, **data)
 
     async def _publish(self, conversation_id: str, kind: str, **data: object) -> None:

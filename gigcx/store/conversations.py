@@ -12,12 +12,14 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gigcx.store.models import (
     Author,
     Conversation,
     ConversationState,
+    Csat,
     Handoff,
     Message,
     Route,
@@ -176,7 +178,11 @@ class ConversationStore:
             )
 
     async def claim_handoff(
-        self, handoff_id: str, assignee: str, resolve_timeout: timedelta
+        self,
+        handoff_id: str,
+        assignee: str,
+        resolve_timeout: timedelta,
+        assignee_name: str | None = None,
     ) -> Handoff | None:
         """waiting -> assigned for exactly one claimer; None for everyone else."""
         now = utcnow()
@@ -184,7 +190,12 @@ class ConversationStore:
             handoff_id,
             "waiting",
             "assigned",
-            {"assignee": assignee, "claimed_at": now, "resolve_deadline": now + resolve_timeout},
+            {
+                "assignee": assignee,
+                "assignee_name": assignee_name or assignee,
+                "claimed_at": now,
+                "resolve_deadline": now + resolve_timeout,
+            },
         )
 
     async def release_handoff(
@@ -195,7 +206,12 @@ class ConversationStore:
             handoff_id,
             "assigned",
             "waiting",
-            {"assignee": None, "claimed_at": None, "claim_deadline": utcnow() + claim_timeout},
+            {
+                "assignee": None,
+                "assignee_name": None,
+                "claimed_at": None,
+                "claim_deadline": utcnow() + claim_timeout,
+            },
             assignee=assignee,
             offered_again=True,
         )
@@ -230,6 +246,32 @@ class ConversationStore:
             assignee=assignee,
             conversation_state="resolved",
         )
+
+    async def last_resolved_handoff(self, conversation_id: str) -> Handoff | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(Handoff)
+                .where(Handoff.conversation_id == conversation_id, Handoff.state == "resolved")
+                .order_by(Handoff.closed_at.desc())
+                .limit(1)
+            )
+
+    async def record_csat(self, handoff: Handoff, score: int, comment: str) -> Csat | None:
+        """The rating of a resolved handoff; None if it was already rated."""
+        csat = Csat(
+            conversation_id=handoff.conversation_id,
+            handoff_id=handoff.id,
+            assignee=handoff.assignee,
+            score=score,
+            comment=comment,
+            created_at=utcnow(),
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(csat)
+        except IntegrityError:
+            return None
+        return csat
 
     async def reopen(self, conversation_id: str) -> bool:
         """resolved -> bot, when the customer writes again after a resolution."""

@@ -76,9 +76,26 @@ class Handoff(Base):
     packet: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16), default="waiting")
     assignee: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # How the customer sees the assignee ("Alex"); the id above is what experts act with.
+    assignee_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
     offers: Mapped[int] = mapped_column(Integer, default=1)
     claim_deadline: Mapped[datetime] = mapped_column()
     resolve_deadline: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Csat(Base):
+    """The customer's rating (1-5) of a resolved conversation, one per resolution."""
+
+    __tablename__ = "csat"
+    __table_args__ = (UniqueConstraint("handoff_id", name="uq_csat_handoff"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), index=True)
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"))
+    assignee: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

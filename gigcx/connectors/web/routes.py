@@ -17,23 +17,33 @@ from starlette.websockets import WebSocketDisconnect
 
 from gigcx import events
 from gigcx.app import GigCX
+from gigcx.connectors.web.identity import IdentityRefused, verify_identity
 from gigcx.connectors.web.ratelimit import SlidingWindowLimiter
 from gigcx.connectors.web.schemas import (
     ConversationCreated,
     ConversationOut,
     ErrorOut,
+    HandoverOut,
     MessageOut,
     MessagesOut,
     NewConversation,
     NewMessage,
+    NewRating,
     TurnOut,
+    WidgetConfig,
 )
+from gigcx.escalation.handoffs import NothingToRate, agent_of
 from gigcx.events import Subscription, SubscriptionOverflow
 from gigcx.store import Conversation, Message
 
 router = APIRouter(prefix="/v1")
 # Events a customer's widget may see; handoff details (routes, packets) stay with experts.
-CUSTOMER_EVENTS = {events.MESSAGE_CREATED, events.MESSAGE_DRAFT, events.CONVERSATION_STATE}
+CUSTOMER_EVENTS = {
+    events.MESSAGE_CREATED,
+    events.MESSAGE_DRAFT,
+    events.CONVERSATION_STATE,
+    events.TYPING,
+}
 WS_UNAUTHORIZED = 4401
 WS_NOT_FOUND = 4404
 WS_TRY_AGAIN = 1013
@@ -102,10 +112,53 @@ def _out(message: Message) -> MessageOut:
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
     404: {"model": ErrorOut},
     422: {"model": ErrorOut},
     429: {"model": ErrorOut},
 }
+
+
+def _check_brand_and_key(gigcx: GigCX, brand: str, key: str) -> None:
+    settings = gigcx.settings
+    if brand != settings.brand:
+        raise HTTPException(
+            404, f"no brand {brand!r} on this server (it serves {settings.brand!r})"
+        )
+    if not any(hmac.compare_digest(key, known) for known in settings.web.widget_keys):
+        raise HTTPException(401, f"widget_key is not a valid key for brand {brand!r}")
+
+
+def _check_origin(gigcx: GigCX, origin: str | None) -> None:
+    """Only the brand's own sites may embed its widget, when it lists them."""
+    allowed = gigcx.settings.web.allowed_origins
+    if origin is None or "*" in allowed or origin in allowed:
+        return
+    raise HTTPException(
+        403, f"origin {origin!r} may not embed the widget of brand {gigcx.settings.brand!r}"
+    )
+
+
+@router.get(
+    "/brands/{brand}/widget",
+    response_model=WidgetConfig,
+    responses=ERRORS,
+    summary="The widget's look and words for a brand (title, colour, greeting)",
+)
+async def widget_config(
+    brand: str, key: str, gigcx: Annotated[GigCX, Depends(runtime)]
+) -> WidgetConfig:
+    _check_brand_and_key(gigcx, brand, key)
+    settings = gigcx.settings
+    widget = settings.widget
+    return WidgetConfig(
+        brand=settings.brand,
+        title=widget.title or f"{settings.display_name} support",
+        color=widget.color,
+        greeting=widget.greeting,
+        expert_wait_minutes=widget.expert_wait_minutes,
+        identity_required=settings.identity.mode == "required",
+    )
 
 
 @router.post(
@@ -119,17 +172,19 @@ async def create_conversation(
     brand: str, body: NewConversation, request: Request, gigcx: Annotated[GigCX, Depends(runtime)]
 ) -> ConversationCreated:
     settings = gigcx.settings
-    if brand != settings.brand:
-        raise HTTPException(
-            404, f"no brand {brand!r} on this server (it serves {settings.brand!r})"
-        )
-    if not any(hmac.compare_digest(body.widget_key, key) for key in settings.web.widget_keys):
-        raise HTTPException(401, f"widget_key is not a valid key for brand {brand!r}")
+    _check_brand_and_key(gigcx, brand, body.widget_key)
+    _check_origin(gigcx, request.headers.get("origin"))
+    try:
+        verified = verify_identity(settings.identity, body.user_id, body.user_hash)
+    except IdentityRefused as error:
+        raise HTTPException(401, f"identity refused: {error}") from None
     limits: Limits = request.app.state.limits
     _check_rate((limits.per_ip, _client_ip(request), "from this address"))
     token = secrets.token_urlsafe(32)
     conversation = await gigcx.front_line.start_conversation(
-        body.customer_id, dict(body.attributes), hash_token(token)
+        body.user_id if verified else None,
+        {**body.attributes, "verified": verified},
+        hash_token(token),
     )
     return ConversationCreated(
         conversation_id=conversation.id,
@@ -187,6 +242,44 @@ async def post_message(
         replies=[_out(reply) for reply in turn.replies],
         state=turn.state,
     )
+
+
+@router.post(
+    "/conversations/{conversation_id}/handoff",
+    response_model=HandoverOut,
+    responses=ERRORS,
+    summary="The customer asks for a person (the widget's button)",
+)
+async def request_person(
+    conversation: Annotated[Conversation, Depends(conversation_for)],
+    gigcx: Annotated[GigCX, Depends(runtime)],
+) -> HandoverOut:
+    handover = await gigcx.front_line.request_person(conversation.id)
+    if handover is None:  # a person already has it: asking again changes nothing
+        fresh = await gigcx.store.get_conversation(conversation.id)
+        return HandoverOut(replies=[], state=fresh.state)
+    replies = [_out(handover.notice)] if handover.notice is not None else []
+    return HandoverOut(replies=replies, state=handover.state)
+
+
+@router.post(
+    "/conversations/{conversation_id}/csat",
+    status_code=201,
+    responses={**ERRORS, 409: {"model": ErrorOut}},
+    summary="The customer's rating (1-5, optional comment) after a resolution",
+)
+async def rate_conversation(
+    body: NewRating,
+    conversation: Annotated[Conversation, Depends(conversation_for)],
+    gigcx: Annotated[GigCX, Depends(runtime)],
+) -> dict[str, int]:
+    try:
+        rating = await gigcx.escalations.rate(conversation.id, body.score, body.comment.strip())
+    except NothingToRate as error:
+        raise HTTPException(409, str(error)) from None
+    if rating is None:
+        raise HTTPException(409, "this resolution has already been rated")
+    return {"score": rating.score}
 
 
 @router.get(
@@ -261,9 +354,22 @@ async def _send_backlog(
             sent = message.seq
         if not backlog:
             break
-    state = (await gigcx.store.get_conversation(conversation_id)).state
-    await websocket.send_json({"type": events.CONVERSATION_STATE, "state": state})
+    await websocket.send_json(
+        {"type": events.CONVERSATION_STATE, **await state_snapshot(gigcx, conversation_id)}
+    )
     return sent
+
+
+async def state_snapshot(gigcx: GigCX, conversation_id: str) -> dict[str, Any]:
+    """The state as the widget shows it: with the route while waiting, the agent once claimed."""
+    state = (await gigcx.store.get_conversation(conversation_id)).state
+    snapshot: dict[str, Any] = {"state": state}
+    handoff = await gigcx.store.open_handoff_for(conversation_id)
+    if handoff is not None and state == "waiting":
+        snapshot["route"] = handoff.route
+    elif handoff is not None and state == "assigned":
+        snapshot["agent"] = agent_of(handoff)
+    return snapshot
 
 
 async def _push(websocket: WebSocket, subscription: Subscription, sent: int) -> None:

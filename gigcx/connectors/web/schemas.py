@@ -11,26 +11,52 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class NewConversation(_Body):
-    widget_key: str = Field(description="The brand's public widget key (from its gigcx.yaml).")
-    customer_id: str | None = Field(
-        None, max_length=128, description="The brand's id for a signed-in customer, if any."
-    )
-    attributes: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Customer attributes shown to the expert (plan, ...)."
-    )
-
-
-class NewMessage(_Body):
-    text: str = Field(description="What the customer wrote (1 to 4,000 characters).")
-
-
 class MessageOut(BaseModel):
     seq: int
     author: str
     text: str
     citations: list[dict[str, Any]]
     created_at: str
+
+
+class NewConversation(_Body):
+    widget_key: str = Field(description="The brand's public widget key (from its gigcx.yaml).")
+    user_id: str | None = Field(
+        None, min_length=1, max_length=128, description="The brand's id of a signed-in customer."
+    )
+    user_hash: str | None = Field(
+        None,
+        max_length=128,
+        description="Hex HMAC-SHA256 of user_id with the brand's identity secret.",
+    )
+    attributes: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Customer attributes for the expert (name, email, plan, ...).",
+    )
+
+
+class NewRating(_Body):
+    score: int = Field(ge=1, le=5, description="1 (bad) to 5 (great).")
+    comment: str = Field("", max_length=2000)
+
+
+class WidgetConfig(BaseModel):
+    brand: str
+    title: str
+    color: str
+    greeting: str
+    expert_wait_minutes: int
+    identity_required: bool
+
+
+class HandoverOut(BaseModel):
+    replies: list[MessageOut]
+    state: str
+
+
+class NewMessage(_Body):
+    text: str = Field(description="What the customer wrote (1 to 4,000 characters).")
 
 
 class ConversationOut(BaseModel):
