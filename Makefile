@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.gigcx-installed
 EXAMPLE := examples/kestrel/gigcx.yaml
 
-.PHONY: install demo serve test bench lint
+.PHONY: install browser demo serve test bench lint
 
 install: $(STAMP)
 
@@ -24,9 +24,16 @@ serve: install
 	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
 	$(BIN)/gigcx serve --config $(EXAMPLE)
 
-test: install
+test: install browser
 	$(BIN)/ruff check gigcx tests benchmarks
 	$(BIN)/python -m pytest
+
+# The widget's browser tests drive Debian's Chromium through Playwright; no browser is
+# ever downloaded by Playwright itself.
+browser:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
 bench: install
 	$(BIN)/python benchmarks/knowledge_bench.py

@@ -5,44 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 
 from gigcx.app import GigCX
 from gigcx.config import Settings
-from gigcx.connectors.web import create_app
+from tests.helpers.live_server import live_server
 
 KEY = "kestrel-demo-widget-key"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
 async def server(brand_settings: Settings) -> AsyncIterator[tuple[str, Any]]:
     """`gigcx serve`'s app under uvicorn (it starts its own runtime), and the app."""
-    app = create_app(brand_settings)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    task = asyncio.create_task(uv.serve())
-    for _ in range(600):
-        if uv.started:
-            break
-        await asyncio.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    yield f"127.0.0.1:{port}", app
-    uv.should_exit = True
-    await task
+    async with live_server(brand_settings) as live:
+        yield live.address, live.app
 
 
 async def receive(socket_: Any, count: int) -> list[dict[str, Any]]:

@@ -1,0 +1,475 @@
+/* gigcx chat widget: one <script> tag, no dependencies, no build step.
+ *
+ *   <script src="https://HOST/widget.js" data-brand="kestrel" data-key="PUBLIC-KEY" defer></script>
+ *
+ * Optional, for signed-in customers (the hash is computed by the brand's backend):
+ *   data-user-id, data-user-hash, data-user-name, data-user-email, data-user-plan
+ *
+ * Everything lives in a shadow DOM, so the page's CSS cannot reach it and its CSS cannot reach
+ * the page. Every message is rendered as text (textContent), never as HTML.
+ */
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  if (!script || window.__gigcxWidget) return;
+  window.__gigcxWidget = true;
+
+  var brand = script.getAttribute("data-brand");
+  var key = script.getAttribute("data-key");
+  var base = new URL(script.src, location.href).origin;
+  var user = {
+    id: script.getAttribute("data-user-id"),
+    hash: script.getAttribute("data-user-hash"),
+    name: script.getAttribute("data-user-name"),
+    email: script.getAttribute("data-user-email"),
+    plan: script.getAttribute("data-user-plan"),
+  };
+  var storageKey = "gigcx:" + brand + ":" + (user.id || "anonymous");
+
+  var state = {
+    config: null,
+    conversation: null, // {id, token}
+    lastSeq: 0, // every message up to this one is shown: the socket resumes after it
+    messages: {}, // seq -> element
+    drafts: {}, // draft_id -> element
+    socket: null,
+    retry: 0,
+    closing: false,
+    convState: "bot",
+  };
+
+  // ------------------------------------------------------------------ DOM
+
+  // A custom element, reset inline: the page's `div {...}` rules and inherited fonts and
+  // colours stop at its edge.
+  var host = document.createElement("gigcx-widget");
+  host.setAttribute("data-gigcx", "");
+  host.style.cssText = "all: initial";
+  var root = host.attachShadow({ mode: "open" });
+  root.innerHTML =
+    '<style>' +
+    ':host{all:initial}' +
+    '*{box-sizing:border-box;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}' +
+    '.launcher{position:fixed;right:16px;bottom:16px;z-index:2147483000;border:0;border-radius:999px;' +
+    'padding:12px 18px;color:#fff;background:var(--brand);font-size:15px;font-weight:600;cursor:pointer;' +
+    'box-shadow:0 4px 14px rgba(0,0,0,.25)}' +
+    '.launcher:focus-visible,button:focus-visible,textarea:focus-visible,a:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}' +
+    '.panel{position:fixed;right:16px;bottom:76px;z-index:2147483000;width:min(380px,calc(100vw - 16px));' +
+    'height:min(600px,calc(100vh - 96px));display:flex;flex-direction:column;background:#fff;color:#1b1f24;' +
+    'border-radius:14px;box-shadow:0 8px 30px rgba(0,0,0,.3);overflow:hidden;font-size:14px}' +
+    '.panel[hidden]{display:none}' +
+    '@media (max-width:480px){.panel{right:8px;left:8px;bottom:70px;width:auto;height:calc(100vh - 86px)}}' +
+    'header{display:flex;align-items:center;justify-content:space-between;padding:12px 14px;color:#fff;background:var(--brand)}' +
+    'header h2{margin:0;font-size:16px}' +
+    'header button{background:transparent;border:0;color:#fff;font-size:22px;line-height:1;cursor:pointer;padding:2px 6px}' +
+    '.banner{padding:8px 14px;background:#fff7d6;border-bottom:1px solid #eadca0;font-size:13px}' +
+    '.banner[hidden]{display:none}' +
+    '.log{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f6f7f9}' +
+    '.msg{max-width:85%;padding:8px 11px;border-radius:12px;white-space:pre-wrap;word-wrap:break-word;line-height:1.4}' +
+    '.msg p{margin:0 0 6px}.msg p:last-child{margin:0}' +
+    '.customer{align-self:flex-end;background:var(--brand);color:#fff}' +
+    '.bot,.expert,.staff,.system{align-self:flex-start;background:#fff;border:1px solid #dde1e6}' +
+    '.who{display:block;font-size:11px;color:#57606a;margin-bottom:3px}' +
+    '.sources{margin:6px 0 0;padding:0;list-style:none;font-size:12px}' +
+    '.sources a{color:var(--brand)}' +
+    '.draft{opacity:.75}' +
+    '.typing{padding:0 14px 6px;font-size:12px;color:#57606a;background:#f6f7f9}' +
+    '.typing[hidden]{display:none}' +
+    '.csat{padding:10px 14px;border-top:1px solid #dde1e6;background:#fff}' +
+    '.csat[hidden]{display:none}' +
+    '.csat fieldset{border:0;margin:0;padding:0}' +
+    '.csat legend{font-weight:600;margin-bottom:6px}' +
+    '.stars{display:flex;gap:6px;margin-bottom:6px}' +
+    '.stars button{flex:1;padding:6px 0;border:1px solid #c9ced6;border-radius:8px;background:#fff;cursor:pointer}' +
+    '.stars button[aria-pressed=true]{background:var(--brand);color:#fff;border-color:var(--brand)}' +
+    'form.compose{display:flex;gap:8px;padding:10px;border-top:1px solid #dde1e6;background:#fff}' +
+    'textarea{flex:1;resize:none;min-height:40px;max-height:120px;padding:9px;border:1px solid #c9ced6;border-radius:10px;font-size:14px}' +
+    '.send,.person,.csat .submit{border:0;border-radius:10px;padding:0 14px;background:var(--brand);color:#fff;font-weight:600;cursor:pointer}' +
+    '.actions{display:flex;justify-content:flex-end;padding:6px 10px 0;background:#fff}' +
+    '.person{padding:6px 10px;background:#fff;color:var(--brand);border:1px solid var(--brand)}' +
+    '.person[hidden]{display:none}' +
+    '.error{color:#b42318;font-size:12px;padding:0 12px 6px;background:#fff}' +
+    '.error:empty{display:none}' +
+    '.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}' +
+    '</style>' +
+    '<button class="launcher" type="button" aria-expanded="false" aria-controls="gigcx-panel">Chat with us</button>' +
+    '<section class="panel" id="gigcx-panel" role="dialog" aria-modal="false" aria-labelledby="gigcx-title" hidden>' +
+    '  <header><h2 id="gigcx-title">Support</h2><button class="close" type="button" aria-label="Close chat">×</button></header>' +
+    '  <div class="banner" role="status" hidden></div>' +
+    '  <div class="log" role="log" aria-live="polite" aria-relevant="additions" tabindex="0" aria-label="Conversation"></div>' +
+    '  <div class="typing" aria-live="polite" hidden></div>' +
+    '  <div class="csat" hidden><fieldset><legend>How did we do?</legend>' +
+    '    <div class="stars" role="group" aria-label="Rating from 1 to 5"></div>' +
+    '    <label class="sr-only" for="gigcx-comment">Comment (optional)</label>' +
+    '    <textarea id="gigcx-comment" placeholder="Anything to add? (optional)"></textarea>' +
+    '    <button class="submit" type="button" style="margin-top:6px;padding:8px 14px">Send rating</button>' +
+    '  </fieldset></div>' +
+    '  <div class="actions"><button class="person" type="button">Talk to a person</button></div>' +
+    '  <div class="error" role="alert"></div>' +
+    '  <form class="compose"><label class="sr-only" for="gigcx-input">Your message</label>' +
+    '    <textarea id="gigcx-input" rows="1" maxlength="4000" placeholder="Ask a question…"></textarea>' +
+    '    <button class="send" type="submit">Send</button></form>' +
+    '</section>';
+
+  var $ = function (selector) { return root.querySelector(selector); };
+  var launcher = $(".launcher"), panel = $(".panel"), log = $(".log"), banner = $(".banner");
+  var typing = $(".typing"), input = $("#gigcx-input"), form = $(".compose"), errorBox = $(".error");
+  var personButton = $(".person"), csat = $(".csat"), stars = $(".stars");
+  var rating = 0;
+
+  // ------------------------------------------------------------------ HTTP
+
+  function api(method, path, body) {
+    var headers = { "Content-Type": "application/json" };
+    if (state.conversation) headers.Authorization = "Bearer " + state.conversation.token;
+    return fetch(base + path, {
+      method: method,
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok) {
+          var error = new Error(data.detail || "HTTP " + response.status);
+          error.status = response.status;
+          throw error;
+        }
+        return data;
+      });
+    });
+  }
+
+  function showError(message) { errorBox.textContent = message || ""; }
+
+  // ------------------------------------------------------------------ rendering
+
+  function appendText(parent, text) {
+    // Paragraphs on blank lines; **bold** as <strong>. Built from text nodes only.
+    text.split(/\n\s*\n/).forEach(function (paragraph) {
+      var p = document.createElement("p");
+      paragraph.split(/(\*\*[^*]+\*\*)/).forEach(function (part) {
+        if (/^\*\*[^*]+\*\*$/.test(part)) {
+          var strong = document.createElement("strong");
+          strong.textContent = part.slice(2, -2);
+          p.appendChild(strong);
+        } else if (part) {
+          p.appendChild(document.createTextNode(part.replace(/^#{1,6} /gm, "")));
+        }
+      });
+      parent.appendChild(p);
+    });
+  }
+
+  var AUTHOR_LABEL = { bot: "Assistant", expert: "Product expert", staff: "Support team", system: "" };
+
+  function renderMessage(message) {
+    if (state.messages[message.seq]) return; // already shown: never twice
+    var item = document.createElement("div");
+    item.className = "msg " + message.author;
+    item.setAttribute("data-seq", String(message.seq));
+    if (message.author !== "customer" && AUTHOR_LABEL[message.author]) {
+      var who = document.createElement("span");
+      who.className = "who";
+      who.textContent = AUTHOR_LABEL[message.author];
+      item.appendChild(who);
+    }
+    appendText(item, message.text);
+    if (message.citations && message.citations.length) {
+      var list = document.createElement("ul");
+      list.className = "sources";
+      list.setAttribute("aria-label", "Sources");
+      message.citations.forEach(function (source) {
+        var li = document.createElement("li");
+        li.appendChild(document.createTextNode("Source: "));
+        if (source.url && /^https?:\/\//.test(source.url)) {
+          var link = document.createElement("a");
+          link.href = source.url;
+          link.target = "_blank";
+          link.rel = "noopener noreferrer";
+          link.textContent = source.title;
+          li.appendChild(link);
+        } else {
+          li.appendChild(document.createTextNode(source.title));
+        }
+        list.appendChild(li);
+      });
+      item.appendChild(list);
+    }
+    // Keep sequence order even if an event arrives early.
+    var next = null;
+    Object.keys(state.messages).forEach(function (seq) {
+      if (Number(seq) > message.seq && (!next || Number(seq) < Number(next.getAttribute("data-seq")))) {
+        next = state.messages[seq];
+      }
+    });
+    log.insertBefore(item, next);
+    state.messages[message.seq] = item;
+    // A reply to a POST can arrive before an earlier message the socket has not delivered
+    // yet: only advance over an unbroken run, so a reconnect fetches what is missing.
+    while (state.messages[state.lastSeq + 1]) state.lastSeq += 1;
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function renderDraft(event) {
+    var item = state.drafts[event.draft_id];
+    if (!item) {
+      item = document.createElement("div");
+      item.className = "msg bot draft";
+      item.setAttribute("aria-hidden", "true"); // announced once, when the message is final
+      state.drafts[event.draft_id] = item;
+      log.appendChild(item);
+    }
+    item.textContent = event.text;
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function dropDraft(draftId) {
+    var item = draftId && state.drafts[draftId];
+    if (item) { item.remove(); delete state.drafts[draftId]; }
+  }
+
+  function renderState(event) {
+    state.convState = event.state;
+    var minutes = state.config ? state.config.expert_wait_minutes : 5;
+    var text = "";
+    if (event.state === "waiting") {
+      var who = event.route === "staff" ? "our support team" : "a product expert";
+      text = "Waiting for " + who + " — usually under " + minutes + " minutes";
+    } else if (event.state === "assigned" && event.agent) {
+      text = event.agent.name + ", " + event.agent.role + ", joined";
+    } else if (event.state === "resolved") {
+      text = "Resolved";
+    }
+    banner.textContent = text;
+    banner.hidden = !text;
+    personButton.hidden = event.state !== "bot";
+    csat.hidden = event.state !== "resolved";
+    if (event.state !== "bot") typing.hidden = true;
+  }
+
+  function renderTyping(event) {
+    if (event.author === "bot" && state.convState !== "bot") return;
+    typing.textContent = event.active ? (AUTHOR_LABEL[event.author] || "Someone") + " is typing…" : "";
+    typing.hidden = !event.active;
+  }
+
+  function handle(event) {
+    if (event.type === "message.created") {
+      dropDraft(event.draft_id);
+      renderMessage(event.message);
+      saveConversation();
+    } else if (event.type === "message.draft") {
+      renderDraft(event);
+    } else if (event.type === "conversation.state") {
+      renderState(event);
+    } else if (event.type === "typing") {
+      renderTyping(event);
+    }
+  }
+
+  // ------------------------------------------------------------------ conversation
+
+  function saveConversation() {
+    if (!state.conversation) return;
+    try {
+      localStorage.setItem(storageKey, JSON.stringify(state.conversation));
+    } catch (ignored) { /* private mode: the conversation lasts for this page only */ }
+  }
+
+  function loadConversation() {
+    try {
+      var saved = JSON.parse(localStorage.getItem(storageKey) || "null");
+      if (saved && saved.id && saved.token) return saved;
+    } catch (ignored) { /* unreadable: start a new one */ }
+    return null;
+  }
+
+  function ensureConversation() {
+    if (state.conversation) return Promise.resolve(state.conversation);
+    var attributes = {};
+    ["name", "email", "plan"].forEach(function (field) { if (user[field]) attributes[field] = user[field]; });
+    attributes.page = location.pathname;
+    var body = { widget_key: key, attributes: attributes };
+    if (user.id) { body.user_id = user.id; body.user_hash = user.hash; }
+    return api("POST", "/v1/brands/" + encodeURIComponent(brand) + "/conversations", body).then(
+      function (created) {
+        state.conversation = { id: created.conversation_id, token: created.token };
+        saveConversation();
+        connect();
+        return state.conversation;
+      }
+    );
+  }
+
+  function restore(saved) {
+    state.conversation = saved;
+    return api("GET", "/v1/conversations/" + saved.id + "/messages?after=0").then(
+      function (data) {
+        data.messages.forEach(renderMessage);
+        connect();
+      },
+      function (error) {
+        if (error.status === 401 || error.status === 404) {
+          state.conversation = null; // gone or not ours: start afresh on the next message
+          try { localStorage.removeItem(storageKey); } catch (ignored) { /* nothing to clean */ }
+        } else {
+          connect();
+        }
+      }
+    );
+  }
+
+  // ------------------------------------------------------------------ live updates
+
+  function connect() {
+    if (!state.conversation || state.socket) return;
+    var url = base.replace(/^http/, "ws") + "/v1/conversations/" + state.conversation.id +
+      "/ws?token=" + encodeURIComponent(state.conversation.token) + "&after=" + state.lastSeq;
+    var socket = new WebSocket(url);
+    state.socket = socket;
+    socket.onopen = function () { state.retry = 0; showError(""); };
+    socket.onmessage = function (message) {
+      try { handle(JSON.parse(message.data)); } catch (ignored) { /* not ours */ }
+    };
+    socket.onclose = function (event) {
+      state.socket = null;
+      if (event.code === 4401 || event.code === 4404) {
+        showError("This conversation has ended. Send a message to start a new one.");
+        state.conversation = null;
+        try { localStorage.removeItem(storageKey); } catch (ignored) { /* nothing to clean */ }
+        return;
+      }
+      // Back off: 0.5 s, 1 s, 2 s ... up to 15 s, then resume after the last message seen.
+      var delay = Math.min(15000, 500 * Math.pow(2, state.retry++));
+      setTimeout(connect, delay);
+    };
+  }
+
+  // ------------------------------------------------------------------ actions
+
+  function send(text) {
+    showError("");
+    return ensureConversation()
+      .then(function (conversation) {
+        return api("POST", "/v1/conversations/" + conversation.id + "/messages", { text: text });
+      })
+      .then(function (turn) {
+        // The socket usually delivers these first; rendering is idempotent by sequence number.
+        renderMessage(turn.message);
+        turn.replies.forEach(renderMessage);
+        saveConversation();
+      })
+      .catch(function (error) {
+        showError(error.message);
+        input.value = input.value || text;
+      });
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    send(text);
+  });
+
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit ? form.requestSubmit() : form.dispatchEvent(new Event("submit"));
+    }
+  });
+
+  personButton.addEventListener("click", function () {
+    showError("");
+    ensureConversation()
+      .then(function (conversation) {
+        return api("POST", "/v1/conversations/" + conversation.id + "/handoff");
+      })
+      .then(function (result) {
+        result.replies.forEach(renderMessage);
+        renderState({ state: result.state });
+        input.focus();
+      })
+      .catch(function (error) { showError(error.message); });
+  });
+
+  for (var score = 1; score <= 5; score++) {
+    (function (value) {
+      var star = document.createElement("button");
+      star.type = "button";
+      star.textContent = String(value);
+      star.setAttribute("aria-pressed", "false");
+      star.setAttribute("aria-label", value + " out of 5");
+      star.addEventListener("click", function () {
+        rating = value;
+        Array.prototype.forEach.call(stars.children, function (other, index) {
+          other.setAttribute("aria-pressed", String(index + 1 === value));
+        });
+      });
+      stars.appendChild(star);
+    })(score);
+  }
+
+  $(".csat .submit").addEventListener("click", function () {
+    if (!rating) { showError("Choose a rating from 1 to 5 first."); return; }
+    api("POST", "/v1/conversations/" + state.conversation.id + "/csat", {
+      score: rating,
+      comment: $("#gigcx-comment").value,
+    }).then(
+      function () {
+        csat.innerHTML = "";
+        var thanks = document.createElement("p");
+        thanks.textContent = "Thank you for your rating!";
+        csat.appendChild(thanks);
+      },
+      function (error) { showError(error.message); }
+    );
+  });
+
+  // ------------------------------------------------------------------ open / close
+
+  function open() {
+    panel.hidden = false;
+    launcher.setAttribute("aria-expanded", "true");
+    input.focus();
+  }
+
+  function close() {
+    panel.hidden = true;
+    launcher.setAttribute("aria-expanded", "false");
+    launcher.focus();
+  }
+
+  launcher.addEventListener("click", function () { panel.hidden ? open() : close(); });
+  $(".close").addEventListener("click", close);
+  panel.addEventListener("keydown", function (event) { if (event.key === "Escape") close(); });
+
+  // ------------------------------------------------------------------ start
+
+  function start(config) {
+    state.config = config;
+    host.style.setProperty("--brand", config.color);
+    $("#gigcx-title").textContent = config.title;
+    var greeting = document.createElement("div");
+    greeting.className = "msg bot";
+    appendText(greeting, config.greeting);
+    log.appendChild(greeting);
+    document.body.appendChild(host);
+    var saved = loadConversation();
+    if (saved) restore(saved);
+  }
+
+  function boot() {
+    api("GET", "/v1/brands/" + encodeURIComponent(brand) + "/widget?key=" + encodeURIComponent(key))
+      .then(start)
+      .catch(function (error) {
+        if (window.console) console.error("gigcx widget: " + error.message);
+      });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
+  else boot();
+
+  window.gigcx = { open: open, close: close };
+})();

@@ -1,0 +1,195 @@
+"""The widget in a real browser (Debian's Chromium driven by Playwright) against a real
+uvicorn server: the customer's side of every story, as they would see it."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from pydantic import SecretStr
+from sqlalchemy import text
+
+from gigcx.config import IdentitySettings, Settings
+from tests.conftest import REPO
+from tests.helpers.live_server import LiveServer, live_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+KEY = "kestrel-demo-widget-key"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def server(brand_settings: Settings) -> AsyncIterator[LiveServer]:
+    async with live_server(brand_settings) as live:
+        yield live
+
+
+async def open_widget(page: Page, server: LiveServer) -> None:
+    await page.goto(f"{server.url}/demo")
+    await page.get_by_role("button", name="Chat with us").click()
+    await expect(page.get_by_role("dialog")).to_be_visible()
+
+
+async def say(page: Page, text_: str) -> None:
+    box = page.get_by_label("Your message")
+    await box.fill(text_)
+    await box.press("Enter")
+
+
+def bubbles(page: Page):
+    return page.locator("[data-gigcx] .msg[data-seq]")
+
+
+async def test_a_question_gets_an_answer_with_its_source(browser: Browser, server: LiveServer):
+    page = await browser.new_page()
+    await open_widget(page, server)
+    await say(page, "are the buds waterproof?")
+    answer = bubbles(page).nth(1)
+    await expect(answer).to_contain_text("IPX4")
+    await expect(answer.locator(".sources")).to_contain_text("Are Kestrel headphones waterproof?")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "demo-page.png"), full_page=True)
+
+
+async def test_a_person_then_a_live_expert_reply_then_reload_and_a_dropped_socket(
+    browser: Browser, server: LiveServer
+):
+    page = await browser.new_page()
+    await open_widget(page, server)
+    await say(page, "how do I pair my X2?")
+    await expect(bubbles(page)).to_have_count(2)
+
+    await page.get_by_role("button", name="Talk to a person").click()
+    await expect(page.get_by_role("status")).to_contain_text(
+        "Waiting for a product expert — usually under 5 minutes"
+    )
+    await expect(page.get_by_role("button", name="Talk to a person")).to_be_hidden()
+
+    runtime = server.runtime
+    [conversation_id] = await conversation_ids(server)
+    handoff = await runtime.store.open_handoff_for(conversation_id)
+    assert handoff is not None
+    await runtime.escalations.claim(handoff.id, "U1", display_name="Alex")
+    await expect(page.get_by_role("status")).to_contain_text("Alex, product expert, joined")
+    await runtime.escalations.send_reply(handoff.id, "U1", "Hi, Alex here. Which phone?")
+    await expect(bubbles(page).last).to_contain_text("Hi, Alex here. Which phone?")
+
+    await page.reload()
+    await page.get_by_role("button", name="Chat with us").click()
+    await expect(bubbles(page)).to_have_count(4)
+    seqs = await bubbles(page).evaluate_all("els => els.map(e => Number(e.dataset.seq))")
+    assert seqs == [1, 2, 3, 4], "the whole history, in order, once"
+
+    # The server drops the socket; messages sent meanwhile arrive once it reconnects.
+    for _ in range(50):
+        if server.drop_websockets():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the widget never opened its WebSocket")
+    await runtime.escalations.send_reply(handoff.id, "U1", "Still there?")
+    await say(page, "an iPhone 15")
+    await expect(bubbles(page)).to_have_count(6)
+    seqs = await bubbles(page).evaluate_all("els => els.map(e => Number(e.dataset.seq))")
+    assert seqs == [1, 2, 3, 4, 5, 6]
+    await expect(bubbles(page).nth(4)).to_contain_text("Still there?")
+
+    await runtime.escalations.resolve(handoff.id, "U1")
+    await expect(page.get_by_role("status")).to_contain_text("Resolved")
+    await page.get_by_role("button", name="4 out of 5").click()
+    await page.get_by_label("Comment (optional)").fill("Alex was quick")
+    await page.get_by_role("button", name="Send rating").click()
+    await expect(page.get_by_text("Thank you for your rating!")).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "resolved-conversation.png"), full_page=True)
+    async with runtime.store.engine.connect() as connection:
+        rows = (await connection.execute(text("select score, comment from csat"))).all()
+    assert [tuple(row) for row in rows] == [(4, "Alex was quick")]
+
+
+async def test_html_in_a_message_is_shown_as_text_and_never_runs(
+    browser: Browser, server: LiveServer
+):
+    page = await browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    await open_widget(page, server)
+    attack = "<img src=x onerror=alert(1)> hello"
+    await say(page, attack)
+    await expect(bubbles(page).first).to_have_text(attack)
+    [conversation_id] = await conversation_ids(server)
+    runtime = server.runtime
+    await runtime.front_line.request_person(conversation_id)
+    handoff = await runtime.store.open_handoff_for(conversation_id)
+    assert handoff is not None
+    await runtime.escalations.claim(handoff.id, "U1")
+    await runtime.escalations.send_reply(handoff.id, "U1", "<script>alert(2)</script>**hi**")
+    await expect(bubbles(page).last).to_contain_text("<script>alert(2)</script>")
+    await asyncio.sleep(0.5)
+    assert dialogs == []
+    assert await page.locator("[data-gigcx] img").count() == 0
+
+
+async def test_keyboard_only_and_a_phone_sized_screen(browser: Browser, server: LiveServer):
+    page = await browser.new_page(viewport={"width": 360, "height": 740})
+    await page.goto(f"{server.url}/demo")
+    launcher = page.get_by_role("button", name="Chat with us")
+    await launcher.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_label("Your message")).to_be_focused()
+    await page.keyboard.type("do you ship to canada?")
+    await page.keyboard.press("Enter")
+    await expect(bubbles(page)).to_have_count(2)
+    box = await page.get_by_role("dialog").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
+    await page.keyboard.press("Escape")
+    await expect(page.get_by_role("dialog")).to_be_hidden()
+    await expect(launcher).to_be_focused()
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
+
+
+async def test_required_identity_with_a_wrong_hash_is_refused(
+    browser: Browser, brand_settings: Settings
+):
+    settings = brand_settings.model_copy(
+        update={"identity": IdentitySettings(mode="required", secret=SecretStr("s3cret"))}
+    )
+    async with live_server(settings) as server:
+        page = await browser.new_page()
+        # The brand's page for a signed-in customer, with a hash its backend did not make.
+        signed_in_page = (
+            '<!doctype html><title>Account</title><script src="/widget.js" '
+            'data-brand="kestrel" data-key="kestrel-demo-widget-key" '
+            'data-user-id="u-42" data-user-hash="forged" defer></script>'
+        )
+        await page.route(
+            f"{server.url}/account",
+            lambda route: route.fulfill(content_type="text/html", body=signed_in_page),
+        )
+        await page.goto(f"{server.url}/account")
+        await page.get_by_role("button", name="Chat with us").click()
+        await say(page, "where is my order?")
+        await expect(page.get_by_role("alert").last).to_contain_text(
+            "identity refused: user_hash does not match user_id"
+        )
+        assert await conversation_ids(server) == []
+
+
+async def conversation_ids(server: LiveServer) -> list[str]:
+    async with server.runtime.store.engine.connect() as connection:
+        return list((await connection.scalars(text("select id from conversations"))).all())
