@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from gigcx.app import GigCX, start
 from gigcx.config import Settings, StoreSettings, load_settings
@@ -102,3 +103,16 @@ async def gigcx_runtime(brand_settings: Settings) -> AsyncIterator[GigCX]:
     runtime = await start(brand_settings)
     yield runtime
     await runtime.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (no browser is ever downloaded)."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
+        )
+        yield browser
+        await browser.close()

@@ -4,55 +4,25 @@ uvicorn server: the customer's side of every story, as they would see it."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 from pydantic import SecretStr
 from sqlalchemy import text
 
 from gigcx.config import IdentitySettings, Settings
 from tests.conftest import REPO
 from tests.helpers.live_server import LiveServer, live_server
+from tests.helpers.widget import bubbles, open_widget, say
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
-KEY = "kestrel-demo-widget-key"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
-        )
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture
 async def server(brand_settings: Settings) -> AsyncIterator[LiveServer]:
     async with live_server(brand_settings) as live:
         yield live
-
-
-async def open_widget(page: Page, server: LiveServer) -> None:
-    await page.goto(f"{server.url}/demo")
-    await page.get_by_role("button", name="Chat with us").click()
-    await expect(page.get_by_role("dialog")).to_be_visible()
-
-
-async def say(page: Page, text_: str) -> None:
-    box = page.get_by_label("Your message")
-    await box.fill(text_)
-    await box.press("Enter")
-
-
-def bubbles(page: Page):
-    return page.locator("[data-gigcx] .msg[data-seq]")
 
 
 async def test_a_question_gets_an_answer_with_its_source(browser: Browser, server: LiveServer):

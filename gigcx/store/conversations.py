@@ -156,10 +156,13 @@ class ConversationStore:
             session.add(handoff)
         return handoff, message
 
+    async def find_handoff(self, handoff_id: str) -> Handoff | None:
+        async with self._sessions() as session:
+            return await session.get(Handoff, handoff_id)
+
     async def get_handoff(self, handoff_id: str) -> Handoff:
         """The handoff; ConversationNotFound if there is none with that id."""
-        async with self._sessions() as session:
-            handoff = await session.get(Handoff, handoff_id)
+        handoff = await self.find_handoff(handoff_id)
         if handoff is None:
             raise ConversationNotFound(f"no handoff {handoff_id!r}")
         return handoff
@@ -176,6 +179,17 @@ class ConversationStore:
                 .order_by(Handoff.created_at.desc())
                 .limit(1)
             )
+
+    async def open_handoffs(self, brand: str) -> list[Handoff]:
+        """The brand's handoffs that are waiting or assigned, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Handoff)
+                .join(Conversation, Conversation.id == Handoff.conversation_id)
+                .where(Conversation.brand == brand, Handoff.state.in_(("waiting", "assigned")))
+                .order_by(Handoff.created_at)
+            )
+            return list(rows)
 
     async def claim_handoff(
         self,

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 import gigcx
 from gigcx.app import GigCX, start
 from gigcx.config import Settings
-from gigcx.connectors.web import pages
+from gigcx.connectors.web import console, pages
 from gigcx.connectors.web.routes import Limits, router
 
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type"],
     )
     app.include_router(router)
+    app.include_router(console.router)
     app.include_router(pages.router)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]

@@ -26,6 +26,12 @@ async def widget_script() -> FileResponse:
     )
 
 
+@router.get("/console")
+async def console_page() -> FileResponse:
+    """The local expert console (a stand-in for Slack); it asks for web.console_token."""
+    return FileResponse(STATIC / "console.html", media_type="text/html")
+
+
 @router.get("/")
 async def home() -> RedirectResponse:
     return RedirectResponse("/demo")

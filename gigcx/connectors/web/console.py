@@ -1,0 +1,121 @@
+"""The local expert console's API: a stand-in for Slack until the Slack connector lands.
+
+It drives exactly the calls Slack will (`Escalations.claim/send_reply/release/hand_back/
+resolve`), so both sides of a conversation can be tried on one machine. Enabled only when
+`web.console_token` is set; every call needs that token in `X-Console-Token`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from gigcx.app import GigCX
+from gigcx.connectors.web.routes import runtime
+from gigcx.store import Handoff
+
+
+class ExpertAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expert_id: str = Field(min_length=1, max_length=128)
+    name: str | None = Field(None, max_length=128, description="Shown to the customer on claim.")
+
+
+class ExpertReply(ExpertAction):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+def console_access(
+    gigcx: Annotated[GigCX, Depends(runtime)],
+    x_console_token: Annotated[str | None, Header()] = None,
+) -> GigCX:
+    token = gigcx.settings.web.console_token
+    if token is None:
+        raise HTTPException(404, "the expert console is off: set web.console_token to use it")
+    if x_console_token is None or not hmac.compare_digest(
+        x_console_token, token.get_secret_value()
+    ):
+        raise HTTPException(401, "missing or wrong X-Console-Token")
+    return gigcx
+
+
+Console = Annotated[GigCX, Depends(console_access)]
+router = APIRouter(prefix="/v1/console", tags=["expert console (stand-in for Slack)"])
+
+
+def _summary(handoff: Handoff) -> dict[str, Any]:
+    return {
+        "id": handoff.id,
+        "conversation_id": handoff.conversation_id,
+        "state": handoff.state,
+        "reason": handoff.reason,
+        "route": handoff.route,
+        "tags": handoff.tags,
+        "summary": handoff.packet.get("summary", ""),
+        "assignee": handoff.assignee,
+        "assignee_name": handoff.assignee_name,
+        "created_at": handoff.created_at.isoformat(),
+    }
+
+
+@router.get("/handoffs", summary="Handoffs waiting or assigned, oldest first")
+async def list_handoffs(gigcx: Console) -> list[dict[str, Any]]:
+    return [_summary(h) for h in await gigcx.store.open_handoffs(gigcx.settings.brand)]
+
+
+@router.get("/handoffs/{handoff_id}", summary="A handoff's packet and the live conversation")
+async def show_handoff(handoff_id: str, gigcx: Console) -> dict[str, Any]:
+    handoff = await _handoff(gigcx, handoff_id)
+    messages = await gigcx.store.messages_after(handoff.conversation_id)
+    return {
+        **_summary(handoff),
+        "packet": handoff.packet,
+        "messages": [m.to_dict() for m in messages],
+    }
+
+
+@router.post("/handoffs/{handoff_id}/claim", summary="Claim: the first expert wins")
+async def claim(handoff_id: str, body: ExpertAction, gigcx: Console) -> dict[str, Any]:
+    await _handoff(gigcx, handoff_id)
+    handoff = await gigcx.escalations.claim(handoff_id, body.expert_id, body.name)
+    if handoff is None:
+        raise HTTPException(409, "someone else has claimed it, or it is no longer waiting")
+    return _summary(handoff)
+
+
+@router.post("/handoffs/{handoff_id}/reply", status_code=201, summary="Reply to the customer")
+async def reply(handoff_id: str, body: ExpertReply, gigcx: Console) -> dict[str, Any]:
+    await _handoff(gigcx, handoff_id)
+    message = await gigcx.escalations.send_reply(handoff_id, body.expert_id, body.text.strip())
+    if message is None:
+        raise HTTPException(409, "only the expert who claimed it can reply")
+    return message.to_dict()
+
+
+@router.post("/handoffs/{handoff_id}/{action}", summary="release, handback or resolve")
+async def act(handoff_id: str, action: str, body: ExpertAction, gigcx: Console) -> dict[str, Any]:
+    await _handoff(gigcx, handoff_id)
+    steps = {
+        "release": gigcx.escalations.release,
+        "handback": gigcx.escalations.hand_back,
+        "resolve": gigcx.escalations.resolve,
+    }
+    if action not in steps:
+        raise HTTPException(404, f"no action {action!r}: use release, handback or resolve")
+    handoff = await steps[action](handoff_id, body.expert_id)
+    if handoff is None:
+        raise HTTPException(409, f"cannot {action}: it is not assigned to {body.expert_id!r}")
+    return _summary(handoff)
+
+
+async def _handoff(gigcx: GigCX, handoff_id: str) -> Handoff:
+    handoff = await gigcx.store.find_handoff(handoff_id)
+    if handoff is None:
+        raise HTTPException(404, f"no handoff {handoff_id!r}")
+    conversation = await gigcx.store.get_conversation(handoff.conversation_id)
+    if conversation.brand != gigcx.settings.brand:
+        raise HTTPException(404, f"no handoff {handoff_id!r}")
+    return handoff

@@ -1,0 +1,112 @@
+"""The local expert console (a stand-in for Slack): its API, and both sides in a browser."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from playwright.async_api import Browser, expect
+from pydantic import SecretStr
+
+from gigcx.app import GigCX
+from gigcx.config import Settings
+from gigcx.connectors.web import create_app
+from tests.helpers.live_server import live_server
+from tests.helpers.widget import bubbles, open_widget, say
+
+TOKEN = "console-secret"
+KEY = "kestrel-demo-widget-key"
+
+
+def with_console(settings: Settings) -> Settings:
+    web = settings.web.model_copy(update={"console_token": SecretStr(TOKEN)})
+    return settings.model_copy(update={"web": web})
+
+
+@pytest.fixture
+async def client(gigcx_runtime: GigCX) -> AsyncIterator[httpx.AsyncClient]:
+    gigcx_runtime.settings = with_console(gigcx_runtime.settings)
+    app = create_app(gigcx_runtime.settings, gigcx_runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def escalated_conversation(client: httpx.AsyncClient) -> str:
+    created = (
+        await client.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+    ).json()
+    auth = {"Authorization": f"Bearer {created['token']}"}
+    cid = created["conversation_id"]
+    await client.post(
+        f"/v1/conversations/{cid}/messages", json={"text": "I want a human"}, headers=auth
+    )
+    return cid
+
+
+async def test_the_console_claims_replies_and_resolves_with_one_winner(
+    client: httpx.AsyncClient,
+):
+    cid = await escalated_conversation(client)
+    expert = {"X-Console-Token": TOKEN}
+    assert (await client.get("/v1/console/handoffs")).status_code == 401
+    [waiting] = (await client.get("/v1/console/handoffs", headers=expert)).json()
+    assert (waiting["conversation_id"], waiting["reason"]) == (cid, "human_requested")
+    path = f"/v1/console/handoffs/{waiting['id']}"
+    won = await client.post(
+        f"{path}/claim", json={"expert_id": "e1", "name": "Alex"}, headers=expert
+    )
+    lost = await client.post(f"{path}/claim", json={"expert_id": "e2"}, headers=expert)
+    assert (won.status_code, lost.status_code) == (200, 409)
+    stranger = await client.post(
+        f"{path}/reply", json={"expert_id": "e2", "text": "hi"}, headers=expert
+    )
+    assert stranger.status_code == 409
+    sent = await client.post(
+        f"{path}/reply", json={"expert_id": "e1", "text": "Hi, Alex here"}, headers=expert
+    )
+    assert sent.status_code == 201 and sent.json()["author"] == "expert"
+    detail = (await client.get(path, headers=expert)).json()
+    assert [m["author"] for m in detail["messages"]] == ["customer", "bot", "expert"]
+    done = await client.post(f"{path}/resolve", json={"expert_id": "e1"}, headers=expert)
+    assert done.json()["state"] == "resolved"
+    assert (await client.get("/v1/console/handoffs", headers=expert)).json() == []
+    unknown = await client.post(f"{path}/dance", json={"expert_id": "e1"}, headers=expert)
+    assert unknown.status_code == 404
+
+
+async def test_the_console_is_off_without_a_token(gigcx_runtime: GigCX):
+    app = create_app(gigcx_runtime.settings, gigcx_runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/v1/console/handoffs", headers={"X-Console-Token": "x"})
+    assert response.status_code == 404
+    assert "set web.console_token" in response.json()["detail"]
+
+
+async def test_a_newcomer_plays_both_sides_in_two_browser_tabs(
+    browser: Browser,
+    brand_settings: Settings,
+):
+    async with live_server(with_console(brand_settings)) as server:
+        customer = await browser.new_page()
+        await open_widget(customer, server)
+        await say(customer, "can I talk to a person?")
+        await expect(customer.get_by_role("status")).to_contain_text("Waiting for a product expert")
+
+        console = await browser.new_page()
+        await console.goto(f"{server.url}/console")
+        await expect(console.get_by_role("note")).to_contain_text("stand-in for Slack")
+        await console.get_by_label("Console token").fill(TOKEN)
+        await console.get_by_role("button", name="Show handoffs").click()
+        await console.get_by_role("button", name="waiting · human_requested").click()
+        await console.get_by_role("button", name="Claim").click()
+        await expect(customer.get_by_role("status")).to_contain_text("Alex, product expert, joined")
+        await console.get_by_label("Reply to the customer").fill("Hi! Alex here, how can I help?")
+        await console.get_by_role("button", name="Send reply").click()
+        await expect(bubbles(customer).last).to_contain_text("Alex here, how can I help?")
+        await say(customer, "my X2 crackles")
+        await expect(console.locator("#messages")).to_contain_text("my X2 crackles")
+        await console.get_by_role("button", name="Resolve").click()
+        await expect(customer.get_by_role("status")).to_contain_text("Resolved")
