@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.gigcx-installed
 EXAMPLE := examples/kestrel/gigcx.yaml
 
-.PHONY: install browser demo serve test bench lint
+.PHONY: install browser demo ask test bench lint
 
 install: $(STAMP)
 
@@ -16,13 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# The example brand's shop page with the chat widget: open http://127.0.0.1:8080
 demo: install
 	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
-	$(BIN)/gigcx ask --config $(EXAMPLE)
-
-serve: install
-	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
+	@echo "Open http://127.0.0.1:8080 (the shop) and http://127.0.0.1:8080/console (the expert side, token kestrel-demo-console)"
 	$(BIN)/gigcx serve --config $(EXAMPLE)
+
+# The same bot in the terminal, showing its decisions.
+ask: install
+	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
+	$(BIN)/gigcx ask --config $(EXAMPLE)
 
 test: install browser
 	$(BIN)/ruff check gigcx tests benchmarks

@@ -71,6 +71,17 @@ async def test_required_identity_refuses_a_wrong_hash_and_creates_nothing(
         conversation = await gigcx_runtime.store.get_conversation(cid)
         assert conversation.customer_id == "u-42"
         assert conversation.customer_attributes["verified"] is True
+        await gigcx_runtime.front_line.request_person(cid)
+        handoff = await gigcx_runtime.store.open_handoff_for(cid)
+        assert handoff is not None
+        packet = handoff.packet
+        assert packet["customer_id"] == "u-42"
+        assert packet["customer_attributes"] == {
+            "name": "Jo",
+            "email": "[e-mail]",  # masked by default (escalation.redact_personal_data)
+            "plan": "gold",
+            "verified": True,
+        }
 
 
 async def test_the_person_button_escalates_and_a_second_press_changes_nothing(

@@ -41,6 +41,11 @@ def serve(
             "Add a key to gigcx.yaml."
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    address = f"http://{host or settings.web.host}:{port or settings.web.port}"
+    console = (
+        f" · expert console: {address}/console" if settings.web.console_token is not None else ""
+    )
+    err.print(f"Demo shop with the widget: {address}/ · API docs: {address}/docs{console}")
     uvicorn.run(
         create_app(settings),
         host=host or settings.web.host,
