@@ -77,6 +77,8 @@ async def test_the_console_claims_replies_and_resolves_with_one_winner(
 
 
 async def test_the_console_is_off_without_a_token(gigcx_runtime: GigCX):
+    web = gigcx_runtime.settings.web.model_copy(update={"console_token": None})
+    gigcx_runtime.settings = gigcx_runtime.settings.model_copy(update={"web": web})
     app = create_app(gigcx_runtime.settings, gigcx_runtime)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -39,8 +39,9 @@ async def start(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
 
 async def test_the_widget_config_comes_from_the_brand(client: httpx.AsyncClient):
     config = (await client.get("/v1/brands/kestrel/widget", params={"key": KEY})).json()
-    assert config["title"] == "Kestrel Audio support"
-    assert config["color"].startswith("#") and config["identity_required"] is False
+    assert (config["title"], config["color"]) == ("Kestrel Audio help", "#0f766e")
+    assert config["greeting"].startswith("Hi! I can answer questions about the X2")
+    assert config["identity_required"] is False
     wrong = await client.get("/v1/brands/kestrel/widget", params={"key": "nope"})
     assert wrong.status_code == 401
 
