@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -265,6 +266,19 @@ class EscalationSettings(_Section):
     resolve_timeout_seconds: int = Field(
         86400, ge=60, description="Claimed but not resolved for this long: flagged as late."
     )
+    fallback_after_seconds: int = Field(
+        900,
+        ge=10,
+        description="Unclaimed by a gig expert for this long (since the escalation): the "
+        "handoff moves to the staff route.",
+    )
+    experts_file: Path = Field(
+        Path("experts.yaml"), description="The expert registry `gigcx experts sync` reads."
+    )
+    payout_per_resolution: Decimal = Field(
+        Decimal("0"), ge=0, max_digits=10, decimal_places=2, description="Paid to a gig expert."
+    )
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
 
 
 class WidgetSettings(_Section):
@@ -452,5 +466,8 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
                 update={"path": resolve(settings.knowledge.path)}
             ),
             "index": settings.index.model_copy(update={"path": resolve(settings.index.path)}),
+            "escalation": settings.escalation.model_copy(
+                update={"experts_file": resolve(settings.escalation.experts_file)}
+            ),
         }
     )

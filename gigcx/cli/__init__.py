@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 done but some input was bad (reported), 2 could not run (c
 import typer
 
 from gigcx.cli.chat import ask, db_upgrade, serve
+from gigcx.cli.escalation import experts_app, ledger_app
 from gigcx.cli.evaluate import evaluate
 from gigcx.cli.knowledge import knowledge_app
 
@@ -21,5 +22,7 @@ app.command("eval")(evaluate)
 db_app = typer.Typer(help="The conversation store.", no_args_is_help=True)
 db_app.command("upgrade")(db_upgrade)
 app.add_typer(db_app, name="db")
+app.add_typer(experts_app, name="experts")
+app.add_typer(ledger_app, name="ledger")
 
 __all__ = ["app"]

@@ -6,13 +6,19 @@ learn about it without this module knowing they exist.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from gigcx import events
 from gigcx.config import Settings
 from gigcx.events import Event, EventBus
 from gigcx.store import Conversation, ConversationStore, Handoff, Message
-from gigcx.store.models import Csat, Route
+from gigcx.store.models import Csat, Route, as_utc, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def agent_of(handoff: Handoff) -> dict[str, str]:
@@ -104,8 +110,12 @@ class Escalations:
             await self._changed(handoff, events.HANDOFF_RELEASED, "waiting", route=handoff.route)
         return handoff
 
-    async def reoffer(self, handoff_id: str, route: Route | None = None) -> Handoff | None:
-        handoff = await self.store.reoffer_handoff(handoff_id, self.claim_timeout, route)
+    async def reoffer(
+        self, handoff_id: str, route: Route | None = None, *, due_by: datetime | None = None
+    ) -> Handoff | None:
+        handoff = await self.store.reoffer_handoff(
+            handoff_id, self.claim_timeout, route, due_by=due_by
+        )
         if handoff is not None:
             await self._changed(handoff, events.HANDOFF_REOFFERED, "waiting", route=handoff.route)
         return handoff
@@ -116,8 +126,54 @@ class Escalations:
             await self._changed(handoff, events.HANDOFF_RETURNED, "bot")
         return handoff
 
+    async def sweep(self, now: datetime | None = None) -> list[Handoff]:
+        """Re-offer every handoff nobody claimed in time, oldest first.
+
+        One that gig experts have left unclaimed for `fallback_after_seconds` since the
+        escalation moves to the staff route. Deadlines live in the database, so a restart
+        loses none.
+        """
+        now = now or utcnow()
+        fallback = timedelta(seconds=self.settings.escalation.fallback_after_seconds)
+        reoffered = []
+        for handoff in await self.store.due_handoffs(self.settings.brand, now):
+            waited = now - as_utc(handoff.created_at)
+            to_staff = handoff.route == "expert" and waited >= fallback
+            changed = await self.reoffer(handoff.id, "staff" if to_staff else None, due_by=now)
+            if changed is not None:
+                reoffered.append(changed)
+        return reoffered
+
+    async def run_sweeps(self, stop: asyncio.Event, every_seconds: float = 5.0) -> None:
+        """Sweep until `stop` is set (the server runs this in the background)."""
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception:  # a failed sweep must not end the loop; the next one retries
+                log.exception("claim-timeout sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_seconds)
+
+    async def claim_refusal(self, expert_id: str) -> str | None:
+        """Why this registered expert may not claim now (None: they may)."""
+        expert = await self.store.find_expert(self.settings.brand, expert_id)
+        if expert is None or not expert.active:
+            return f"you are not registered as an expert for {self.settings.display_name}"
+        if await self.store.assigned_count(expert_id) >= expert.capacity:
+            return f"you already have {expert.capacity} open conversations (your capacity)"
+        return None
+
     async def resolve(self, handoff_id: str, assignee: str) -> Handoff | None:
-        handoff = await self.store.resolve_handoff(handoff_id, assignee)
+        """assigned -> resolved; a gig expert's resolution is paid (once per conversation)."""
+        expert = await self.store.find_expert(self.settings.brand, assignee)
+        escalation = self.settings.escalation
+        paid = expert is not None and expert.tier == "gig"
+        handoff = await self.store.resolve_handoff(
+            handoff_id,
+            assignee,
+            escalation.payout_per_resolution if paid else Decimal(0),
+            escalation.currency,
+        )
         if handoff is not None:
             await self._changed(handoff, events.CONVERSATION_RESOLVED, "resolved")
         return handoff

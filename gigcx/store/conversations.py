@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -20,9 +21,12 @@ from gigcx.store.models import (
     Conversation,
     ConversationState,
     Csat,
+    Expert,
     Handoff,
+    LedgerEntry,
     Message,
     Route,
+    as_utc,
     utcnow,
 )
 
@@ -231,13 +235,40 @@ class ConversationStore:
         )
 
     async def reoffer_handoff(
-        self, handoff_id: str, claim_timeout: timedelta, route: Route | None = None
+        self,
+        handoff_id: str,
+        claim_timeout: timedelta,
+        route: Route | None = None,
+        *,
+        due_by: datetime | None = None,
     ) -> Handoff | None:
-        """waiting -> waiting: offered again after the claim timeout, or moved to staff."""
-        values: dict[str, Any] = {"claim_deadline": utcnow() + claim_timeout}
+        """waiting -> waiting: offered again after the claim timeout, or moved to staff.
+
+        With `due_by`, only if its claim deadline had passed by then, so of several server
+        processes sweeping at once exactly one re-offers it.
+        """
+        now = due_by or utcnow()
+        values: dict[str, Any] = {"claim_deadline": now + claim_timeout}
         if route is not None:
             values["route"] = route
-        return await self._transition(handoff_id, "waiting", "waiting", values, offered_again=True)
+        return await self._transition(
+            handoff_id, "waiting", "waiting", values, offered_again=True, due_by=due_by
+        )
+
+    async def due_handoffs(self, brand: str, now: datetime) -> list[Handoff]:
+        """The brand's waiting handoffs whose claim deadline has passed, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Handoff)
+                .join(Conversation, Conversation.id == Handoff.conversation_id)
+                .where(
+                    Conversation.brand == brand,
+                    Handoff.state == "waiting",
+                    Handoff.claim_deadline <= now,
+                )
+                .order_by(Handoff.created_at)
+            )
+            return list(rows)
 
     async def hand_back(self, handoff_id: str, assignee: str) -> Handoff | None:
         """assigned -> bot: the expert gives the conversation back to the bot."""
@@ -250,16 +281,24 @@ class ConversationStore:
             conversation_state="bot",
         )
 
-    async def resolve_handoff(self, handoff_id: str, assignee: str) -> Handoff | None:
-        """assigned -> resolved, by the expert who holds it."""
-        return await self._transition(
+    async def resolve_handoff(
+        self, handoff_id: str, assignee: str, payout: Decimal = Decimal(0), currency: str = "EUR"
+    ) -> Handoff | None:
+        """assigned -> resolved, by the expert who holds it, with its ledger row at once.
+
+        A conversation pays at most once: a later resolution of it gets no second row.
+        """
+        now = utcnow()
+        handoff = await self._transition(
             handoff_id,
             "assigned",
             "resolved",
-            {"closed_at": utcnow()},
+            {"closed_at": now},
             assignee=assignee,
             conversation_state="resolved",
+            ledger=(payout, currency),
         )
+        return handoff
 
     async def last_resolved_handoff(self, conversation_id: str) -> Handoff | None:
         async with self._sessions() as session:
@@ -271,7 +310,7 @@ class ConversationStore:
             )
 
     async def record_csat(self, handoff: Handoff, score: int, comment: str) -> Csat | None:
-        """The rating of a resolved handoff; None if it was already rated."""
+        """The rating of a resolved handoff (also on its ledger row); None if already rated."""
         csat = Csat(
             conversation_id=handoff.conversation_id,
             handoff_id=handoff.id,
@@ -283,9 +322,94 @@ class ConversationStore:
         try:
             async with self._sessions.begin() as session:
                 session.add(csat)
+                await session.execute(
+                    update(LedgerEntry)
+                    .where(LedgerEntry.handoff_id == handoff.id)
+                    .values(csat=score)
+                )
         except IntegrityError:
             return None
         return csat
+
+    # ------------------------------------------------------------ experts and ledger
+
+    async def sync_experts(self, brand: str, experts: list[Expert]) -> dict[str, list[str]]:
+        """Make the registry match `experts` (availability is left as the experts set it).
+
+        Experts no longer listed are deactivated, not deleted: the ledger still names them.
+        """
+        report: dict[str, list[str]] = {"added": [], "updated": [], "deactivated": []}
+        fields = ("name", "skills", "languages", "tier", "capacity", "active")
+        async with self._sessions.begin() as session:
+            known = {
+                e.slack_user_id: e
+                for e in await session.scalars(select(Expert).where(Expert.brand == brand))
+            }
+            for wanted in experts:
+                existing = known.pop(wanted.slack_user_id, None)
+                if existing is None:
+                    wanted.brand = brand
+                    wanted.available = True
+                    wanted.updated_at = utcnow()
+                    session.add(wanted)
+                    report["added"].append(wanted.slack_user_id)
+                elif any(getattr(existing, f) != getattr(wanted, f) for f in fields):
+                    for name in fields:
+                        setattr(existing, name, getattr(wanted, name))
+                    existing.updated_at = utcnow()
+                    report["updated"].append(wanted.slack_user_id)
+            for gone in known.values():
+                if gone.active:
+                    gone.active = False
+                    gone.updated_at = utcnow()
+                    report["deactivated"].append(gone.slack_user_id)
+        return report
+
+    async def experts(self, brand: str) -> list[Expert]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Expert).where(Expert.brand == brand).order_by(Expert.name)
+            )
+            return list(rows)
+
+    async def find_expert(self, brand: str, slack_user_id: str) -> Expert | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(Expert).where(Expert.brand == brand, Expert.slack_user_id == slack_user_id)
+            )
+
+    async def set_available(self, brand: str, slack_user_id: str, available: bool) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Expert)
+                .where(Expert.brand == brand, Expert.slack_user_id == slack_user_id)
+                .values(available=available, updated_at=utcnow())
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def assigned_count(self, assignee: str) -> int:
+        """How many handoffs `assignee` holds now."""
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(Handoff)
+                .where(Handoff.assignee == assignee, Handoff.state == "assigned")
+            )
+            return int(count or 0)
+
+    async def ledger(self, brand: str, start: datetime, end: datetime) -> list[LedgerEntry]:
+        """The brand's paid resolutions from `start` (inclusive) to `end` (exclusive)."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(LedgerEntry)
+                .where(
+                    LedgerEntry.brand == brand,
+                    LedgerEntry.resolved_at >= start,
+                    LedgerEntry.resolved_at < end,
+                )
+                .order_by(LedgerEntry.resolved_at)
+            )
+            return list(rows)
 
     async def reopen(self, conversation_id: str) -> bool:
         """resolved -> bot, when the customer writes again after a resolution."""
@@ -302,9 +426,13 @@ class ConversationStore:
         assignee: str | None = None,
         conversation_state: ConversationState | None = None,
         offered_again: bool = False,
+        ledger: tuple[Decimal, str] | None = None,
+        due_by: datetime | None = None,
     ) -> Handoff | None:
         conversation_to = conversation_state or ("waiting" if to_state == "waiting" else to_state)
         guard = [Handoff.id == handoff_id, Handoff.state == from_state]
+        if due_by is not None:
+            guard.append(Handoff.claim_deadline <= due_by)
         if assignee is not None:
             guard.append(Handoff.assignee == assignee)
         changes = {"state": to_state, **values}
@@ -320,7 +448,10 @@ class ConversationStore:
                 # The conversation is not where its handoff says: change neither.
                 await session.rollback()
                 return None
-            return await session.get(Handoff, handoff_id, populate_existing=True)
+            handoff = await session.get(Handoff, handoff_id, populate_existing=True)
+            if handoff is not None and ledger is not None:
+                await _write_ledger(session, handoff, *ledger)
+            return handoff
 
 
 async def _append(
@@ -360,6 +491,30 @@ async def _append(
     session.add(message)
     await session.flush()
     return message
+
+
+async def _write_ledger(
+    session: AsyncSession, handoff: Handoff, payout: Decimal, currency: str
+) -> None:
+    conversation = await session.get(Conversation, handoff.conversation_id)
+    claimed_at = handoff.claimed_at or handoff.created_at
+    resolved_at = handoff.closed_at or utcnow()
+    entry = LedgerEntry(
+        brand=conversation.brand if conversation is not None else "",
+        expert=handoff.assignee or "",
+        conversation_id=handoff.conversation_id,
+        handoff_id=handoff.id,
+        claimed_at=claimed_at,
+        resolved_at=resolved_at,
+        handle_seconds=max(0, int((as_utc(resolved_at) - as_utc(claimed_at)).total_seconds())),
+        payout=payout,
+        currency=currency,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(entry)
+    except IntegrityError:
+        pass  # this conversation has been paid for already
 
 
 async def _move(

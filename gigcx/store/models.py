@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ConversationState = Literal["bot", "waiting", "assigned", "resolved"]
@@ -18,6 +30,11 @@ AUTHORS: tuple[Author, ...] = ("customer", "bot", "expert", "staff", "system")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` with its zone: SQLite hands timestamps back without one (they are UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -99,3 +116,43 @@ class Csat(Base):
     score: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Expert(Base):
+    """A gig expert or staff member who can take handoffs in Slack, from `experts.yaml`."""
+
+    __tablename__ = "experts"
+    __table_args__ = (UniqueConstraint("brand", "slack_user_id", name="uq_experts_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    brand: Mapped[str] = mapped_column(String(64))
+    slack_user_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(128))
+    skills: Mapped[list[str]] = mapped_column(JSON, default=list)
+    languages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tier: Mapped[str] = mapped_column(String(8))  # gig | staff
+    capacity: Mapped[int] = mapped_column(Integer, default=3)
+    # Managed by the file: an expert removed from it stays (the ledger names them), inactive.
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Managed by the expert (available / away); never touched by a sync.
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerEntry(Base):
+    """One paid resolution: who resolved which conversation, how fast, rated how, paid what."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (UniqueConstraint("conversation_id", name="uq_ledger_conversation"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    brand: Mapped[str] = mapped_column(String(64), index=True)
+    expert: Mapped[str] = mapped_column(String(128), index=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"))
+    claimed_at: Mapped[datetime] = mapped_column()
+    resolved_at: Mapped[datetime] = mapped_column(index=True)
+    handle_seconds: Mapped[int] = mapped_column(Integer)
+    csat: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    payout: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    currency: Mapped[str] = mapped_column(String(3))

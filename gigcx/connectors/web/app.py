@@ -33,9 +33,13 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
         # Load the embedding model now, not on the first customer's question.
         await asyncio.to_thread(started.index.embedder.embed_query, "warm up")
         app.state.gigcx = started
+        stop = asyncio.Event()
+        sweeps = asyncio.create_task(started.escalations.run_sweeps(stop))
         try:
             yield
         finally:
+            stop.set()
+            await sweeps
             await started.close()
 
     app = FastAPI(
