@@ -313,6 +313,36 @@ class IdentitySettings(_Section):
         return self
 
 
+class SlackSettings(_Section):
+    bot_token: SecretStr | None = Field(
+        None, description="xoxb-... bot token; set it to turn the Slack connector on."
+    )
+    signing_secret: SecretStr | None = Field(
+        None, description="Verifies that requests come from Slack; required with a token."
+    )
+    expert_channel: str | None = Field(None, description="Channel id for gig expert handoffs.")
+    staff_channel: str | None = Field(None, description="Channel id for staff handoffs.")
+    api_url: str = Field(
+        "https://slack.com/api/", description="Slack Web API base URL (tests use a local one)."
+    )
+
+    @model_validator(mode="after")
+    def _signed_requests_only(self) -> SlackSettings:
+        if self.bot_token is not None:
+            if self.signing_secret is None:
+                raise ValueError(
+                    "the Slack connector does not start without signing_secret: every request "
+                    "from Slack is verified (set GIGCX_SLACK__SIGNING_SECRET)"
+                )
+            if not (self.expert_channel and self.staff_channel):
+                raise ValueError("a Slack bot_token needs expert_channel and staff_channel")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.bot_token is not None
+
+
 class WebSettings(_Section):
     host: str = Field("127.0.0.1", description="Address `gigcx serve` listens on.")
     port: int = Field(8080, ge=1, le=65535)
@@ -357,6 +387,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     web: WebSettings = WebSettings()
     widget: WidgetSettings = WidgetSettings()
+    slack: SlackSettings = SlackSettings()
     identity: IdentitySettings = IdentitySettings()
 
     @classmethod

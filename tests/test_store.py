@@ -155,7 +155,7 @@ async def test_migrations_are_numbered_and_rerunning_them_changes_nothing(store_
     conversation = await store.create_conversation("kestrel")
     await store.add_message(conversation.id, "customer", "kept")
     await upgrade_database(engine)
-    assert await current_revision(engine) == "0003"
+    assert await current_revision(engine) == "0004"
     async with engine.connect() as connection:
         count = await connection.scalar(text("select count(*) from messages"))
     assert count == 1

@@ -120,6 +120,16 @@ class Escalations:
             await self._changed(handoff, events.HANDOFF_REOFFERED, "waiting", route=handoff.route)
         return handoff
 
+    async def move_to_staff(self, handoff_id: str, assignee: str) -> Handoff | None:
+        """assigned -> waiting on the staff route: the expert passes it to in-house staff."""
+        released = await self.store.release_handoff(handoff_id, assignee, self.claim_timeout)
+        if released is None:
+            return None
+        handoff = await self.store.reoffer_handoff(handoff_id, self.claim_timeout, "staff")
+        if handoff is not None:
+            await self._changed(handoff, events.HANDOFF_REOFFERED, "waiting", route="staff")
+        return handoff
+
     async def hand_back(self, handoff_id: str, assignee: str) -> Handoff | None:
         handoff = await self.store.hand_back(handoff_id, assignee)
         if handoff is not None:

@@ -26,6 +26,7 @@ from gigcx.store.models import (
     LedgerEntry,
     Message,
     Route,
+    SlackCard,
     as_utc,
     utcnow,
 )
@@ -330,6 +331,24 @@ class ConversationStore:
         except IntegrityError:
             return None
         return csat
+
+    # ------------------------------------------------------------ slack cards
+
+    async def save_card(self, handoff_id: str, channel: str, ts: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.merge(SlackCard(handoff_id=handoff_id, channel=channel, ts=ts))
+
+    async def card_for(self, handoff_id: str) -> SlackCard | None:
+        async with self._sessions() as session:
+            return await session.get(SlackCard, handoff_id)
+
+    async def handoff_for_thread(self, channel: str, ts: str) -> Handoff | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(Handoff)
+                .join(SlackCard, SlackCard.handoff_id == Handoff.id)
+                .where(SlackCard.channel == channel, SlackCard.ts == ts)
+            )
 
     # ------------------------------------------------------------ experts and ledger
 

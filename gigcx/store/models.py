@@ -156,3 +156,15 @@ class LedgerEntry(Base):
     csat: Mapped[int | None] = mapped_column(Integer, nullable=True)
     payout: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     currency: Mapped[str] = mapped_column(String(3))
+
+
+class SlackCard(Base):
+    """Where a handoff's card (and so its thread) is in Slack."""
+
+    __tablename__ = "slack_cards"
+    __table_args__ = (UniqueConstraint("channel", "ts", name="uq_slack_cards_thread"),)
+
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,17 +7,21 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 import gigcx
 from gigcx.app import GigCX, start
 from gigcx.config import Settings
 from gigcx.connectors.web import console, pages
 from gigcx.connectors.web.routes import Limits, router
+
+if TYPE_CHECKING:
+    from gigcx.connectors.slack import SlackConnector
 
 
 def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
@@ -35,11 +39,14 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
         app.state.gigcx = started
         stop = asyncio.Event()
         sweeps = asyncio.create_task(started.escalations.run_sweeps(stop))
+        slack = _start_slack(app, started)
         try:
             yield
         finally:
             stop.set()
             await sweeps
+            if slack is not None:
+                await slack.stop()
             await started.close()
 
     app = FastAPI(
@@ -65,11 +72,29 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
 
+    if settings.slack.enabled:
+
+        @app.post("/slack/events", include_in_schema=False)
+        async def slack_events(request: Request) -> Response:
+            """Slack's Events API and interactivity, verified by the signing secret."""
+            return await request.app.state.slack.handler.handle(request)  # type: ignore[no-any-return]
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "brand": settings.brand}
 
     return app
+
+
+def _start_slack(app: FastAPI, runtime: GigCX) -> SlackConnector | None:
+    if not runtime.settings.slack.enabled:
+        return None
+    from gigcx.connectors.slack import SlackConnector
+
+    connector = SlackConnector(runtime)
+    connector.start()
+    app.state.slack = connector
+    return connector
 
 
 async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,107 @@
+"""Slack -> gigcx: the slack-bolt app behind /slack/events. Listeners ack first, then call
+`Escalations`; no business rule lives here."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from gigcx.app import GigCX
+
+DELIVERED = "white_check_mark"
+KEPT_INTERNAL = "lock"
+SEEN_EVENTS = 5000
+
+
+def slack_client(runtime: GigCX) -> AsyncWebClient:
+    slack = runtime.settings.slack
+    assert slack.bot_token is not None
+    return AsyncWebClient(token=slack.bot_token.get_secret_value(), base_url=slack.api_url)
+
+
+def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> AsyncApp:
+    """The brand's Slack app: Claim/Release/Resolve/Hand back/Move to staff, thread replies."""
+    slack = runtime.settings.slack
+    assert slack.signing_secret is not None  # the settings refuse a token without one
+    app = AsyncApp(
+        client=client or slack_client(runtime),
+        signing_secret=slack.signing_secret.get_secret_value(),
+        process_before_response=True,
+    )
+    escalations, store = runtime.escalations, runtime.store
+    seen: OrderedDict[str, None] = OrderedDict()
+
+    async def tell(respond: AsyncRespond, text: str) -> None:
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+
+    @app.action("claim")
+    async def claim(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        user, handoff_id = body["user"]["id"], body["actions"][0]["value"]
+        refusal = await escalations.claim_refusal(user)
+        if refusal is not None:
+            await tell(respond, f"Sorry, {refusal}.")
+            return
+        expert = await store.find_expert(runtime.settings.brand, user)
+        name = expert.name.split()[0] if expert is not None else None
+        if await escalations.claim(handoff_id, user, name) is None:
+            handoff = await store.get_handoff(handoff_id)
+            holder = f"<@{handoff.assignee}>" if handoff.assignee else "someone else"
+            await tell(respond, f"Already claimed by {holder}.")
+
+    async def holder_action(
+        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, step: str
+    ) -> None:
+        await ack()
+        user, handoff_id = body["user"]["id"], body["actions"][0]["value"]
+        action = {
+            "resolve": escalations.resolve,
+            "release": escalations.release,
+            "handback": escalations.hand_back,
+            "move_to_staff": escalations.move_to_staff,
+        }[step]
+        if await action(handoff_id, user) is None:
+            await tell(respond, "Only the expert who claimed this conversation can do that.")
+
+    def holder_listener(step: str) -> Any:
+        # bolt passes listeners only the arguments it knows by name, so `step` is closed over.
+        async def listener(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+            await holder_action(ack, body, respond, step)
+
+        return listener
+
+    for step in ("resolve", "release", "handback", "move_to_staff"):
+        app.action(step)(holder_listener(step))
+
+    @app.event("message")
+    async def thread_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+        # Slack delivers an event again when it thinks we missed it: act once per event id.
+        event_id = str(body.get("event_id", ""))
+        if event_id in seen:
+            return
+        seen[event_id] = None
+        if len(seen) > SEEN_EVENTS:
+            seen.popitem(last=False)
+        if event.get("bot_id") or event.get("subtype") or not event.get("thread_ts"):
+            return  # our own posts (no echo), edits and joins, and messages outside threads
+        handoff = await store.handoff_for_thread(event["channel"], event["thread_ts"])
+        if handoff is None:
+            return
+        text = str(event.get("text", "")).strip()
+        user = event.get("user")
+        to_customer = (
+            handoff.state == "assigned"
+            and user == handoff.assignee
+            and not text.lower().startswith("note:")
+        )
+        delivered = to_customer and await escalations.send_reply(handoff.id, user, text)
+        await app.client.reactions_add(
+            channel=event["channel"],
+            timestamp=event["ts"],
+            name=DELIVERED if delivered else KEPT_INTERNAL,
+        )
+
+    return app

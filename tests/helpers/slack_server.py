@@ -1,0 +1,82 @@
+"""A local stand-in for Slack's Web API (https://slack.com/api/<method>) that answers with
+Slack's response shapes and records every call, plus the response_url that interactive
+payloads carry for ephemeral replies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from tests.helpers.local_server import JSONHandler, LocalServer
+
+
+class SlackAPIServer(LocalServer):
+    """`with SlackAPIServer() as slack:`; `slack.api_url` goes into the settings."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.responses: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._ts = 1_700_000_000.000100
+        outer = self
+
+        class Handler(JSONHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                if "json" in (self.headers.get("Content-Type") or ""):
+                    body = json.loads(raw or "{}")
+                else:
+                    body = {k: v[0] for k, v in parse_qs(raw).items()}
+                if self.path.startswith("/response/"):
+                    outer.responses.append(body)
+                    return self.send_json(200, {"ok": True})
+                path, _, query = self.path.partition("?")
+                # Some methods send their arguments in the query string, as Slack allows.
+                body = {**{k: v[0] for k, v in parse_qs(query).items()}, **body}
+                method = path.removeprefix("/api/")
+                with outer._lock:
+                    outer.calls.append((method, body))
+                    outer._ts += 0.0001
+                    ts = f"{outer._ts:.6f}"
+                self.send_json(200, outer.answer(method, body, ts))
+
+        super().__init__(Handler)
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url.removesuffix("/v1") + "/api/"
+
+    @property
+    def response_url(self) -> str:
+        return self.base_url.removesuffix("/v1") + "/response/1"
+
+    def answer(self, method: str, body: dict[str, Any], ts: str) -> dict[str, Any]:
+        if method == "auth.test":
+            return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1"}
+        if method == "chat.postMessage":
+            message = {"text": body.get("text", ""), "ts": ts, "bot_id": "BBOT"}
+            return {"ok": True, "channel": body["channel"], "ts": ts, "message": message}
+        if method == "chat.update":
+            return {"ok": True, "channel": body["channel"], "ts": body["ts"], "text": body["text"]}
+        if method in ("chat.postEphemeral", "reactions.add"):
+            return {"ok": True}
+        return {"ok": False, "error": "unknown_method"}
+
+    def posted(self, method: str) -> list[dict[str, Any]]:
+        return [body for name, body in self.calls if name == method]
+
+    async def wait_for(
+        self, method: str, count: int, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """The calls of `method` once there are `count` of them (the server runs meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.posted(method)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"expected {count} {method} calls; calls: {self.calls}")

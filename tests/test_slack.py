@@ -1,0 +1,231 @@
+"""Experts in Slack, through the real slack-bolt app with signed requests and a local
+stand-in for Slack's Web API: cards, claims, the thread relay both ways, signatures."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from gigcx.config import SlackSettings
+from gigcx.escalation.experts import sync_experts
+from gigcx.store.models import Expert
+from tests.helpers.live_server import LiveServer, live_server
+from tests.helpers.slack_server import SlackAPIServer
+
+SECRET = "slack-signing-secret"
+KEY = "kestrel-demo-widget-key"
+ALEX, SAMI = "U04ALEXM", "U04SAMIK"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackAPIServer]:
+    with SlackAPIServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def server(brand_settings: Any, slack: SlackAPIServer) -> AsyncIterator[LiveServer]:
+    settings = brand_settings.model_copy(
+        update={
+            "slack": SlackSettings(
+                bot_token=SecretStr("xoxb-test"),
+                signing_secret=SecretStr(SECRET),
+                expert_channel="C0EXPERTS",
+                staff_channel="C0STAFF",
+                api_url=slack.api_url,
+            )
+        }
+    )
+    async with live_server(settings) as live:
+        runtime = live.runtime
+        await sync_experts(runtime.store, "kestrel", settings.escalation.experts_file)
+        yield live
+
+
+def signed(body: str, secret: str = SECRET, age: int = 0) -> dict[str, str]:
+    timestamp = str(int(time.time()) - age)
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256)
+    return {
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": "v0=" + digest.hexdigest(),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+async def click(
+    http: httpx.AsyncClient, slack: SlackAPIServer, action: str, handoff_id: str, user: str
+) -> httpx.Response:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user},
+        "team": {"id": "T1"},
+        "api_app_id": "A1",
+        "container": {"type": "message"},
+        "trigger_id": "1.2",
+        "response_url": slack.response_url,
+        "actions": [{"action_id": action, "value": handoff_id, "type": "button"}],
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    return await http.post("/slack/events", content=body, headers=signed(body))
+
+
+async def thread_event(
+    http: httpx.AsyncClient, channel: str, thread_ts: str, user: str, text: str, event_id: str
+) -> httpx.Response:
+    payload = {
+        "type": "event_callback",
+        "team_id": "T1",
+        "api_app_id": "A1",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "event": {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": f"{time.time():.6f}",
+            "thread_ts": thread_ts,
+        },
+    }
+    body = json.dumps(payload)
+    headers = {**signed(body), "Content-Type": "application/json"}
+    return await http.post("/slack/events", content=body, headers=headers)
+
+
+async def escalate(http: httpx.AsyncClient, text: str) -> tuple[str, dict[str, str]]:
+    created = (await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})).json()
+    auth = {"Authorization": f"Bearer {created['token']}"}
+    await http.post(
+        f"/v1/conversations/{created['conversation_id']}/messages",
+        json={"text": text},
+        headers=auth,
+    )
+    return created["conversation_id"], auth
+
+
+async def test_card_claim_and_thread_relay_both_ways(server: LiveServer, slack: SlackAPIServer):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        cid, auth = await escalate(http, "my X2 crackles, can I talk to a person?")
+        [card] = await slack.wait_for("chat.postMessage", 1)
+        assert card["channel"] == "C0EXPERTS"
+        blocks = json.dumps(card["blocks"])
+        assert "the customer asked for a person" in blocks and "product:x2" in blocks
+        assert f"<@{ALEX}>" in blocks and f"<@{SAMI}>" not in blocks  # skills match x2
+        handoff = await server.runtime.store.open_handoff_for(cid)
+        assert handoff is not None
+
+        response = await click(http, slack, "claim", handoff.id, ALEX)
+        assert response.status_code == 200
+        [update] = await slack.wait_for("chat.update", 1)
+        assert f"Claimed by <@{ALEX}>" in update["text"]
+        posts = await slack.wait_for("chat.postMessage", 2)
+        assert posts[1]["thread_ts"] == update["ts"]
+        assert "my X2 crackles" in posts[1]["text"]
+        state = (await http.get(f"/v1/conversations/{cid}", headers=auth)).json()
+        assert state["state"] == "assigned"
+
+        thread = update["ts"]
+        await thread_event(http, "C0EXPERTS", thread, ALEX, "Hi! Alex here.", "Ev1")
+        await thread_event(http, "C0EXPERTS", thread, ALEX, "Hi! Alex here.", "Ev1")  # retry
+        await thread_event(http, "C0EXPERTS", thread, ALEX, "note: firmware 3.2?", "Ev2")
+        await thread_event(http, "C0EXPERTS", thread, SAMI, "I think it's ANC", "Ev3")
+        reactions = await slack.wait_for("reactions.add", 3)
+        assert [r["name"] for r in reactions] == ["white_check_mark", "lock", "lock"]
+        listed = (await http.get(f"/v1/conversations/{cid}/messages", headers=auth)).json()
+        customer_sees = [m["text"] for m in listed["messages"] if m["author"] == "expert"]
+        assert customer_sees == ["Hi! Alex here."]
+
+        await http.post(
+            f"/v1/conversations/{cid}/messages",
+            json={"text": "thanks, it's the left cup"},
+            headers=auth,
+        )
+        posts = await slack.wait_for("chat.postMessage", 3)
+        assert posts[2]["thread_ts"] == thread and "the left cup" in posts[2]["text"]
+
+        await click(http, slack, "resolve", handoff.id, ALEX)
+        resolved = (await http.get(f"/v1/conversations/{cid}", headers=auth)).json()
+        assert resolved["state"] == "resolved"
+
+
+async def test_fifty_simultaneous_claims_have_one_winner(server: LiveServer, slack: SlackAPIServer):
+    experts = [f"U0GIG{n:03d}" for n in range(50)]
+    store = server.runtime.store
+    await store.sync_experts(
+        "kestrel",
+        [
+            Expert(
+                slack_user_id=e,
+                name=f"Gig {e}",
+                skills=[],
+                languages=["en"],
+                tier="gig",
+                capacity=3,
+                active=True,
+            )
+            for e in experts
+        ],
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        cid, _auth = await escalate(http, "I want a human")
+        await slack.wait_for("chat.postMessage", 1)
+        handoff = await store.open_handoff_for(cid)
+        assert handoff is not None
+        responses = await asyncio.gather(
+            *(click(http, slack, "claim", handoff.id, expert) for expert in experts)
+        )
+    assert all(r.status_code == 200 for r in responses)
+    claimed = await store.get_handoff(handoff.id)
+    assert claimed.assignee in experts
+    losers = [r["text"] for r in slack.responses]
+    assert len(losers) == 49
+    assert all(text == f"Already claimed by <@{claimed.assignee}>." for text in losers)
+
+
+async def test_a_stranger_gets_a_polite_no(server: LiveServer, slack: SlackAPIServer):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        cid, _auth = await escalate(http, "I want a human")
+        handoff = await server.runtime.store.open_handoff_for(cid)
+        assert handoff is not None
+        await click(http, slack, "claim", handoff.id, "U0STRANGER")
+    assert slack.responses[0]["response_type"] == "ephemeral"
+    assert "not registered as an expert for Kestrel Audio" in slack.responses[0]["text"]
+    assert (await server.runtime.store.get_handoff(handoff.id)).state == "waiting"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Slack-Signature": "v0=" + "0" * 64, "X-Slack-Request-Timestamp": str(int(time.time()))},
+        {},
+        "six minutes old",
+    ],
+)
+async def test_bad_missing_or_stale_signatures_are_refused(
+    server: LiveServer, slack: SlackAPIServer, headers: Any
+):
+    body = urlencode({"payload": json.dumps({"type": "block_actions"})})
+    if headers == "six minutes old":
+        headers = signed(body, age=360)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.post(
+            "/slack/events",
+            content=body,
+            headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 401
+
+
+def test_the_connector_refuses_to_start_without_a_signing_secret():
+    with pytest.raises(ValueError, match="does not start without signing_secret"):
+        SlackSettings(bot_token=SecretStr("xoxb-1"), expert_channel="C1", staff_channel="C2")
