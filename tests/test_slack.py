@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -229,3 +230,49 @@ async def test_bad_missing_or_stale_signatures_are_refused(
 def test_the_connector_refuses_to_start_without_a_signing_secret():
     with pytest.raises(ValueError, match="does not start without signing_secret"):
         SlackSettings(bot_token=SecretStr("xoxb-1"), expert_channel="C1", staff_channel="C2")
+
+
+async def slash(http: httpx.AsyncClient, user: str, text: str) -> httpx.Response:
+    body = urlencode(
+        {
+            "command": "/gigcx",
+            "text": text,
+            "user_id": user,
+            "team_id": "T1",
+            "channel_id": "C0EXPERTS",
+            "response_url": "http://127.0.0.1:9/unused",
+            "trigger_id": "1.2",
+        }
+    )
+    return await http.post("/slack/events", content=body, headers=signed(body))
+
+
+async def test_away_experts_are_not_mentioned_and_a_reoffer_mentions_everyone_available(
+    server: LiveServer, slack: SlackAPIServer
+):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        away = await slash(http, ALEX, "away")
+        assert "You're away" in away.text
+        stranger = await slash(http, "U0STRANGER", "available")
+        assert "not registered" in stranger.text
+        cid, _auth = await escalate(http, "my X2 crackles, can I talk to a person?")
+        [card] = await slack.wait_for("chat.postMessage", 1)
+        assert f"<@{ALEX}>" not in json.dumps(card["blocks"])
+
+        await slash(http, ALEX, "available")
+        handoff = await server.runtime.store.open_handoff_for(cid)
+        assert handoff is not None
+        await server.runtime.escalations.sweep(handoff.claim_deadline)
+        urgent = (await slack.wait_for("chat.postMessage", 2))[1]
+        assert urgent["channel"] == "C0EXPERTS"
+        blocks = json.dumps(urgent["blocks"])
+        assert "Still waiting" in blocks
+        assert (
+            f"<@{ALEX}>" in blocks and f"<@{SAMI}>" in blocks
+        )  # wider: every available gig expert
+
+        fallback = handoff.created_at + timedelta(seconds=901)
+        await server.runtime.escalations.sweep(fallback)
+        moved = (await slack.wait_for("chat.postMessage", 3))[2]
+        assert moved["channel"] == "C0STAFF"
+        assert "U04JORDN" in json.dumps(moved["blocks"])

@@ -143,7 +143,7 @@ class Escalations:
         escalation moves to the staff route. Deadlines live in the database, so a restart
         loses none.
         """
-        now = now or utcnow()
+        now = as_utc(now) if now is not None else utcnow()
         fallback = timedelta(seconds=self.settings.escalation.fallback_after_seconds)
         reoffered = []
         for handoff in await self.store.due_handoffs(self.settings.brand, now):

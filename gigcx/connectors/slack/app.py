@@ -32,6 +32,7 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
         process_before_response=True,
     )
     escalations, store = runtime.escalations, runtime.store
+    brand_name = runtime.settings.display_name
     seen: OrderedDict[str, None] = OrderedDict()
 
     async def tell(respond: AsyncRespond, text: str) -> None:
@@ -75,6 +76,25 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
 
     for step in ("resolve", "release", "handback", "move_to_staff"):
         app.action(step)(holder_listener(step))
+
+    @app.command("/gigcx")
+    async def availability(ack: AsyncAck, command: dict[str, Any]) -> None:
+        """`/gigcx available` or `/gigcx away`: whether to be pinged for new handoffs."""
+        wanted = str(command.get("text", "")).strip().lower()
+        if wanted not in ("available", "away"):
+            await ack(text="Use `/gigcx available` or `/gigcx away`.")
+            return
+        changed = await store.set_available(
+            runtime.settings.brand, command["user_id"], wanted == "available"
+        )
+        if not changed:
+            await ack(text=f"You are not registered as an expert for {brand_name}.")
+            return
+        await ack(
+            text="You're available: new handoffs that match your skills will mention you."
+            if wanted == "available"
+            else "You're away: you won't be mentioned until you're available again."
+        )
 
     @app.event("message")
     async def thread_message(body: dict[str, Any], event: dict[str, Any]) -> None:

@@ -66,9 +66,10 @@ class SlackBridge:
             if handoff is not None:
                 await self.post_in_thread(handoff, f"*Customer:* {event.data['message']['text']}")
 
-    async def mentions(self, handoff: Handoff) -> list[str]:
-        """Available, active experts of the route whose skills match the handoff's tags."""
-        wanted = {tag.split(":", 1)[1].lower() for tag in handoff.tags if ":" in tag}
+    async def mentions(self, handoff: Handoff, *, wide: bool = False) -> list[str]:
+        """Available, active experts of the route whose skills match the handoff's tags
+        (with `wide`, every available one of the route: nobody matching has claimed it)."""
+        wanted = set() if wide else {t.split(":", 1)[1].lower() for t in handoff.tags if ":" in t}
         tier = "staff" if handoff.route == "staff" else "gig"
         return [
             expert.slack_user_id
@@ -81,7 +82,8 @@ class SlackBridge:
 
     async def post_card(self, handoff: Handoff, urgent: bool = False) -> None:
         channel = self._channel(handoff)
-        text, blocks = handoff_card(handoff, await self.mentions(handoff), urgent=urgent)
+        mentions = await self.mentions(handoff, wide=urgent)
+        text, blocks = handoff_card(handoff, mentions, urgent=urgent)
         posted = await self._call("chat_postMessage", channel=channel, text=text, blocks=blocks)
         await self.runtime.store.save_card(handoff.id, posted["channel"], posted["ts"])
 
