@@ -145,6 +145,11 @@ async def test_card_claim_and_thread_relay_both_ways(server: LiveServer, slack: 
         listed = (await http.get(f"/v1/conversations/{cid}/messages", headers=auth)).json()
         customer_sees = [m["text"] for m in listed["messages"] if m["author"] == "expert"]
         assert customer_sees == ["Hi! Alex here."]
+        notes = await server.runtime.store.internal_notes(handoff.id)
+        assert [(n.author, n.text) for n in notes] == [
+            (ALEX, "note: firmware 3.2?"),
+            (SAMI, "I think it's ANC"),
+        ]
 
         await http.post(
             f"/v1/conversations/{cid}/messages",

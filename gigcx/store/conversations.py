@@ -23,6 +23,7 @@ from gigcx.store.models import (
     Csat,
     Expert,
     Handoff,
+    InternalNote,
     LedgerEntry,
     Message,
     Route,
@@ -349,6 +350,21 @@ class ConversationStore:
                 .join(SlackCard, SlackCard.handoff_id == Handoff.id)
                 .where(SlackCard.channel == channel, SlackCard.ts == ts)
             )
+
+    async def add_internal_note(self, handoff_id: str, author: str, text: str) -> InternalNote:
+        note = InternalNote(handoff_id=handoff_id, author=author, text=text, created_at=utcnow())
+        async with self._sessions.begin() as session:
+            session.add(note)
+        return note
+
+    async def internal_notes(self, handoff_id: str) -> list[InternalNote]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(InternalNote)
+                .where(InternalNote.handoff_id == handoff_id)
+                .order_by(InternalNote.id)
+            )
+            return list(rows)
 
     # ------------------------------------------------------------ experts and ledger
 

@@ -118,6 +118,8 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
             and not text.lower().startswith("note:")
         )
         delivered = to_customer and await escalations.send_reply(handoff.id, user, text)
+        if not delivered:
+            await store.add_internal_note(handoff.id, str(user), text)
         await app.client.reactions_add(
             channel=event["channel"],
             timestamp=event["ts"],

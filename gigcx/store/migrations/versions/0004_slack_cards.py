@@ -1,4 +1,4 @@
-"""Slack cards: which message (and thread) belongs to which handoff.
+"""Slack cards (which message and thread belong to which handoff) and internal notes.
 
 Revision ID: 0004
 Revises: 0003
@@ -24,7 +24,18 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("channel", "ts", name="uq_slack_cards_thread"),
     )
+    op.create_table(
+        "internal_notes",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column(
+            "handoff_id", sa.String(32), sa.ForeignKey("handoffs.id"), nullable=False, index=True
+        ),
+        sa.Column("author", sa.String(128), nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("internal_notes")
     op.drop_table("slack_cards")
