@@ -19,6 +19,7 @@ class SlackAPIServer(LocalServer):
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.received_at: list[float] = []  # time.perf_counter() of each call, for benchmarks
         self.responses: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._ts = 1_700_000_000.000100
@@ -40,6 +41,7 @@ class SlackAPIServer(LocalServer):
                 method = path.removeprefix("/api/")
                 with outer._lock:
                     outer.calls.append((method, body))
+                    outer.received_at.append(time.perf_counter())
                     outer._ts += 0.0001
                     ts = f"{outer._ts:.6f}"
                 self.send_json(200, outer.answer(method, body, ts))
