@@ -41,3 +41,4 @@ browser:
 bench: install
 	$(BIN)/python benchmarks/knowledge_bench.py
 	$(BIN)/python benchmarks/clinc150_quality.py
+	$(BIN)/python benchmarks/relay_latency.py

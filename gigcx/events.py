@@ -23,6 +23,7 @@ HANDOFF_RETURNED = "handoff.returned"
 CONVERSATION_RESOLVED = "conversation.resolved"
 TYPING = "typing"  # someone is writing a reply: {"author": ..., "active": true|false}
 CSAT_RECEIVED = "csat.received"
+CONTACT_LEFT = "contact.left"  # the customer left an e-mail address for a reply
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from gigcx.app import GigCX
 from gigcx.config import IdentitySettings, Settings
 from gigcx.connectors.web import create_app
 from gigcx.connectors.web.identity import user_hash
+from gigcx.escalation.experts import sync_experts
 
 KEY = "kestrel-demo-widget-key"
 SECRET = "brand-backend-secret"
@@ -147,3 +148,43 @@ async def test_only_the_brands_sites_may_embed_its_widget(gigcx_runtime: GigCX):
         )
         assert other.status_code == 403
         assert "'https://copycat.example' may not embed" in other.json()["detail"]
+
+
+async def test_when_nobody_is_available_the_customer_is_told_and_can_leave_an_email(
+    client: httpx.AsyncClient, gigcx_runtime: GigCX
+):
+    settings = gigcx_runtime.settings
+    await sync_experts(gigcx_runtime.store, settings.brand, settings.escalation.experts_file)
+    for expert in await gigcx_runtime.store.experts(settings.brand):
+        await gigcx_runtime.store.set_available(settings.brand, expert.slack_user_id, False)
+    created = (await start(client)).json()
+    auth = {"Authorization": f"Bearer {created['token']}"}
+    cid = created["conversation_id"]
+    pressed = (await client.post(f"/v1/conversations/{cid}/handoff", headers=auth)).json()
+    assert "nobody is available right now" in pressed["replies"][0]["text"]
+    assert "Leave your e-mail address" in pressed["replies"][0]["text"]
+    bad = await client.post(
+        f"/v1/conversations/{cid}/contact", json={"email": "nope"}, headers=auth
+    )
+    assert bad.status_code == 422
+    assert "email: 'nope' is not in the expected format" in bad.json()["detail"]
+    left = await client.post(
+        f"/v1/conversations/{cid}/contact", json={"email": "jo@example.com"}, headers=auth
+    )
+    assert left.status_code == 201 and "jo@example.com" in left.json()["text"]
+    conversation = await gigcx_runtime.store.get_conversation(cid)
+    assert conversation.customer_attributes["contact_email"] == "jo@example.com"
+    assert conversation.state == "waiting"  # an expert who comes online can still take it
+
+
+async def test_someone_available_means_the_usual_promise(
+    client: httpx.AsyncClient, gigcx_runtime: GigCX
+):
+    settings = gigcx_runtime.settings
+    await sync_experts(gigcx_runtime.store, settings.brand, settings.escalation.experts_file)
+    created = (await start(client)).json()
+    auth = {"Authorization": f"Bearer {created['token']}"}
+    pressed = (
+        await client.post(f"/v1/conversations/{created['conversation_id']}/handoff", headers=auth)
+    ).json()
+    assert "They'll reply right here" in pressed["replies"][0]["text"]

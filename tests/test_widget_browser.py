@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from gigcx.config import IdentitySettings, Settings
+from gigcx.escalation.experts import sync_experts
 from tests.conftest import REPO
 from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.widget import bubbles, open_widget, say
@@ -163,3 +164,23 @@ async def test_required_identity_with_a_wrong_hash_is_refused(
 async def conversation_ids(server: LiveServer) -> list[str]:
     async with server.runtime.store.engine.connect() as connection:
         return list((await connection.scalars(text("select id from conversations"))).all())
+
+
+async def test_nobody_available_offers_an_email_reply(browser: Browser, server: LiveServer):
+    runtime = server.runtime
+    settings = runtime.settings
+    await sync_experts(runtime.store, settings.brand, settings.escalation.experts_file)
+    for expert in await runtime.store.experts(settings.brand):
+        await runtime.store.set_available(settings.brand, expert.slack_user_id, False)
+    page = await browser.new_page()
+    await open_widget(page, server)
+    await say(page, "hi")
+    await expect(bubbles(page)).to_have_count(2)
+    await page.get_by_role("button", name="Talk to a person").click()
+    await expect(bubbles(page).last).to_contain_text("nobody is available right now")
+    email = page.get_by_label("Your e-mail for a reply")
+    await expect(email).to_be_visible()
+    await email.fill("jo@example.com")
+    await email.press("Enter")
+    await expect(bubbles(page).last).to_contain_text("We'll answer by e-mail at jo@example.com")
+    await expect(email).to_be_hidden()

@@ -253,6 +253,8 @@ class FrontLine:
         query = decision.query or (str(earlier[-1]["query"]) if earlier else text)
         product = decision.product or (earlier[-1].get("product") if earlier else None)
         hits = decision.hits or tuple(await self._passages(query, product))
+        route = decision.route or self.settings.routing.default_route
+        nobody_available = await self.escalations.nobody_available(route)
         packet = build_packet(
             reason=decision.reason or "low_confidence",
             route=decision.route or self.settings.routing.default_route,
@@ -270,8 +272,13 @@ class FrontLine:
             route=decision.route or self.settings.routing.default_route,
             tags=list(decision.tags),
             packet=packet.model_dump(),
-            notice=handover_notice(decision, self.settings.display_name),
-            notice_meta={"decision": decision.summary(), "kind": "handover"},
+            notice=handover_notice(decision, self.settings.display_name, nobody_available),
+            notice_meta={
+                "decision": decision.summary(),
+                "kind": "handover",
+                "nobody_available": nobody_available,
+            },
+            nobody_available=nobody_available,
         )
         state = (await self.store.get_conversation(conversation.id)).state
         if opened is None:

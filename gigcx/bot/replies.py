@@ -67,10 +67,16 @@ _LEADS = {
 }
 
 
-def handover_notice(decision: Decision, brand: str) -> str:
-    """Tells the customer who takes over and what happens next."""
+def handover_notice(decision: Decision, brand: str, nobody_available: bool = False) -> str:
+    """Tells the customer who takes over and what happens next (honestly, when nobody can)."""
     lead = _LEADS.get(decision.reason or "", "")
     who = f"the {brand} support team" if decision.route == "staff" else f"a {brand} product expert"
+    if nobody_available:
+        return (
+            f"{lead} I'm passing our conversation to {who}, but nobody is available right "
+            "now. Leave your e-mail address and we'll answer by e-mail; your conversation is "
+            "kept, and if someone comes online first they'll reply right here."
+        ).strip()
     return (
         f"{lead} I'm passing our conversation to {who}, so you won't need to repeat yourself. "
         "They'll reply right here in this chat, usually within a few minutes; you can keep "

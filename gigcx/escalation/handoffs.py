@@ -53,6 +53,7 @@ class Escalations:
         packet: dict[str, object],
         notice: str,
         notice_meta: dict[str, object],
+        nobody_available: bool = False,
     ) -> tuple[Handoff, Message] | None:
         """Escalate: the notice to the customer, state `waiting`, and the handoff, at once."""
         opened = await self.store.open_handoff(
@@ -70,7 +71,11 @@ class Escalations:
         handoff, message = opened
         await self._publish(conversation.id, events.MESSAGE_CREATED, message=message.to_dict())
         await self._publish(
-            conversation.id, events.CONVERSATION_STATE, state="waiting", route=route
+            conversation.id,
+            events.CONVERSATION_STATE,
+            state="waiting",
+            route=route,
+            nobody_available=nobody_available,
         )
         await self._publish(
             conversation.id,
@@ -163,6 +168,31 @@ class Escalations:
                 log.exception("claim-timeout sweep failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_seconds)
+
+    async def nobody_available(self, route: Route) -> bool:
+        """True when the brand keeps a registry for the route and nobody in it is available.
+
+        A brand without registered experts for the route is not judged: it may staff the
+        route another way.
+        """
+        tier = "staff" if route == "staff" else "gig"
+        registered = [
+            e for e in await self.store.experts(self.settings.brand) if e.tier == tier and e.active
+        ]
+        return bool(registered) and not any(e.available for e in registered)
+
+    async def leave_contact(self, conversation_id: str, email: str) -> Message | None:
+        """The customer's e-mail for a reply when nobody is available; confirmed in the chat."""
+        await self.store.set_contact_email(conversation_id, email)
+        message = await self.store.add_message(
+            conversation_id,
+            "system",
+            f"Thanks! We'll answer by e-mail at {email} if nobody replies here first.",
+        )
+        if message is not None:
+            await self._publish(conversation_id, events.MESSAGE_CREATED, message=message.to_dict())
+            await self._publish(conversation_id, events.CONTACT_LEFT, email=email)
+        return message
 
     async def claim_refusal(self, expert_id: str) -> str | None:
         """Why this registered expert may not claim now (None: they may)."""

@@ -80,6 +80,17 @@ class ConversationStore:
             raise ConversationNotFound(f"no conversation {conversation_id!r}")
         return conversation
 
+    async def set_contact_email(self, conversation_id: str, email: str) -> None:
+        """Keep the customer's e-mail address for a reply, with their other attributes."""
+        async with self._sessions.begin() as session:
+            conversation = await session.get(Conversation, conversation_id, with_for_update=True)
+            if conversation is None:
+                raise ConversationNotFound(f"no conversation {conversation_id!r}")
+            conversation.customer_attributes = {
+                **conversation.customer_attributes,
+                "contact_email": email,
+            }
+
     async def find_conversation(self, conversation_id: str) -> Conversation | None:
         async with self._sessions() as session:
             return await session.get(Conversation, conversation_id)

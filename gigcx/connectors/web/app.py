@@ -109,6 +109,8 @@ async def _validation_error(_request: Request, error: RequestValidationError) ->
             message = "is required"
         elif item["type"] == "extra_forbidden":
             message = "is not a known field"
+        elif item["type"] == "string_pattern_mismatch":
+            message = f"{item.get('input')!r} is not in the expected format"
         problems.append(f"{location}: {message}")
     return JSONResponse(
         status_code=422,

@@ -26,6 +26,7 @@ from gigcx.connectors.web.schemas import (
     HandoverOut,
     MessageOut,
     MessagesOut,
+    NewContact,
     NewConversation,
     NewMessage,
     NewRating,
@@ -263,6 +264,23 @@ async def request_person(
 
 
 @router.post(
+    "/conversations/{conversation_id}/contact",
+    response_model=MessageOut,
+    status_code=201,
+    responses=ERRORS,
+    summary="The customer's e-mail address for a reply when nobody is available",
+)
+async def leave_contact(
+    body: NewContact,
+    conversation: Annotated[Conversation, Depends(conversation_for)],
+    gigcx: Annotated[GigCX, Depends(runtime)],
+) -> MessageOut:
+    message = await gigcx.escalations.leave_contact(conversation.id, body.email.strip())
+    assert message is not None
+    return _out(message)
+
+
+@router.post(
     "/conversations/{conversation_id}/csat",
     status_code=201,
     responses={**ERRORS, 409: {"model": ErrorOut}},
@@ -367,6 +385,7 @@ async def state_snapshot(gigcx: GigCX, conversation_id: str) -> dict[str, Any]:
     handoff = await gigcx.store.open_handoff_for(conversation_id)
     if handoff is not None and state == "waiting":
         snapshot["route"] = handoff.route
+        snapshot["nobody_available"] = await gigcx.escalations.nobody_available(handoff.route)
     elif handoff is not None and state == "assigned":
         snapshot["agent"] = agent_of(handoff)
     return snapshot

@@ -41,6 +41,14 @@ class NewRating(_Body):
     comment: str = Field("", max_length=2000)
 
 
+class NewContact(_Body):
+    email: str = Field(
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Where to answer when nobody is available in the chat.",
+    )
+
+
 class WidgetConfig(BaseModel):
     brand: str
     title: str

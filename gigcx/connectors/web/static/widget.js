@@ -37,6 +37,7 @@
     retry: 0,
     closing: false,
     convState: "bot",
+    contactLeft: false,
   };
 
   // ------------------------------------------------------------------ DOM
@@ -90,6 +91,11 @@
     '.person{padding:6px 10px;background:#fff;color:var(--brand);border:1px solid var(--brand)}' +
     '.person[hidden]{display:none}' +
     '.error{color:#b42318;font-size:12px;padding:0 12px 6px;background:#fff}' +
+    '.contact{padding:8px 12px;background:#fff;border-top:1px solid #dde1e6;font-size:13px}' +
+    '.contact[hidden]{display:none}' +
+    '.contact .row{display:flex;gap:6px;margin-top:4px}' +
+    '.contact input{flex:1;padding:7px;border:1px solid #c9ced6;border-radius:8px}' +
+    '.contact button{border:0;border-radius:8px;padding:0 12px;background:var(--brand);color:#fff}' +
     '.error:empty{display:none}' +
     '.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}' +
     '</style>' +
@@ -105,6 +111,9 @@
     '    <textarea id="gigcx-comment" placeholder="Anything to add? (optional)"></textarea>' +
     '    <button class="submit" type="button" style="margin-top:6px;padding:8px 14px">Send rating</button>' +
     '  </fieldset></div>' +
+    '  <form class="contact" hidden><label for="gigcx-email">Your e-mail for a reply</label>' +
+    '    <div class="row"><input id="gigcx-email" type="email" autocomplete="email" required>' +
+    '    <button type="submit">Send</button></div></form>' +
     '  <div class="actions"><button class="person" type="button">Talk to a person</button></div>' +
     '  <div class="error" role="alert"></div>' +
     '  <form class="compose"><label class="sr-only" for="gigcx-input">Your message</label>' +
@@ -116,6 +125,7 @@
   var launcher = $(".launcher"), panel = $(".panel"), log = $(".log"), banner = $(".banner");
   var typing = $(".typing"), input = $("#gigcx-input"), form = $(".compose"), errorBox = $(".error");
   var personButton = $(".person"), csat = $(".csat"), stars = $(".stars");
+  var contact = $(".contact");
   var rating = 0;
 
   // ------------------------------------------------------------------ HTTP
@@ -243,6 +253,8 @@
     banner.textContent = text;
     banner.hidden = !text;
     personButton.hidden = event.state !== "bot";
+    // Nobody available: offer to answer by e-mail (until someone joins or it is left).
+    contact.hidden = !(event.state === "waiting" && event.nobody_available && !state.contactLeft);
     csat.hidden = event.state !== "resolved";
     if (event.state !== "bot") typing.hidden = true;
   }
@@ -388,7 +400,8 @@
       })
       .then(function (result) {
         result.replies.forEach(renderMessage);
-        renderState({ state: result.state });
+        // The socket's state event carries more (route, who is available); don't undo it.
+        if (result.state !== state.convState) renderState({ state: result.state });
         input.focus();
       })
       .catch(function (error) { showError(error.message); });
@@ -410,6 +423,20 @@
       stars.appendChild(star);
     })(score);
   }
+
+  contact.addEventListener("submit", function (event) {
+    event.preventDefault();
+    api("POST", "/v1/conversations/" + state.conversation.id + "/contact", {
+      email: $("#gigcx-email").value.trim(),
+    }).then(
+      function (message) {
+        state.contactLeft = true;
+        contact.hidden = true;
+        renderMessage(message);
+      },
+      function (error) { showError(error.message); }
+    );
+  });
 
   $(".csat .submit").addEventListener("click", function () {
     if (!rating) { showError("Choose a rating from 1 to 5 first."); return; }
