@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gigcx.app import GigCX
+from gigcx.validation import field_problems
 
 METRICS = (
     "answer_accuracy",
@@ -82,12 +83,8 @@ def read_cases(path: Path, knowledge_dir: Path | None = None) -> list[EvalCase]:
         try:
             case = EvalCase.model_validate(data)
         except ValidationError as error:
-            for item in error.errors():
-                field_name = ".".join(str(p) for p in item["loc"]) or "case"
-                message = "is required" if item["type"] == "missing" else item["msg"]
-                if item["type"] == "extra_forbidden":
-                    message = "is not a known field (id, messages, expect, sources, route)"
-                problems.append(f"{where}: {field_name}: {message}")
+            hint = "id, messages, expect, sources, route"
+            problems.extend(f"{where}: {problem}" for problem in field_problems(error, hint))
             continue
         if case.id in seen:
             problems.append(f"{where}: id {case.id!r} is already used on line {seen[case.id]}")

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gigcx.store import ConversationStore
 from gigcx.store.models import Expert
+from gigcx.validation import field_problems
 
 
 class ExpertsFileError(Exception):
@@ -81,12 +82,7 @@ def read_experts_file(path: Path) -> list[ExpertEntry]:
         try:
             entry = ExpertEntry.model_validate(item)
         except ValidationError as error:
-            for problem in error.errors():
-                field_name = ".".join(str(p) for p in problem["loc"])
-                message = "is required" if problem["type"] == "missing" else problem["msg"]
-                if problem["type"] == "extra_forbidden":
-                    message = "is not a known field"
-                problems.append(f"{where}: {field_name}: {message}")
+            problems.extend(f"{where}: {problem}" for problem in field_problems(error))
             continue
         if entry.slack_user_id in seen:
             first = seen[entry.slack_user_id]
