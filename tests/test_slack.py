@@ -159,7 +159,15 @@ async def test_card_claim_and_thread_relay_both_ways(server: LiveServer, slack: 
         posts = await slack.wait_for("chat.postMessage", 3)
         assert posts[2]["thread_ts"] == thread and "the left cup" in posts[2]["text"]
 
-        await click(http, slack, "resolve", handoff.id, ALEX)
+        await click(http, slack, "move_to_staff", handoff.id, ALEX)
+        staff_card = (await slack.wait_for("chat.postMessage", 4))[3]
+        assert staff_card["channel"] == "C0STAFF"
+        assert "note: firmware 3.2?" in json.dumps(staff_card["blocks"])
+        moved = (await http.get(f"/v1/conversations/{cid}", headers=auth)).json()
+        assert moved["state"] == "waiting"
+
+        await click(http, slack, "claim", handoff.id, "U04JORDN")
+        await click(http, slack, "resolve", handoff.id, "U04JORDN")
         resolved = (await http.get(f"/v1/conversations/{cid}", headers=auth)).json()
         assert resolved["state"] == "resolved"
 

@@ -83,7 +83,11 @@ class SlackBridge:
     async def post_card(self, handoff: Handoff, urgent: bool = False) -> None:
         channel = self._channel(handoff)
         mentions = await self.mentions(handoff, wide=urgent)
-        text, blocks = handoff_card(handoff, mentions, urgent=urgent)
+        notes = [
+            f"<@{note.author}>: {note.text}"
+            for note in await self.runtime.store.internal_notes(handoff.id)
+        ]
+        text, blocks = handoff_card(handoff, mentions, urgent=urgent, notes=notes[-5:])
         posted = await self._call("chat_postMessage", channel=channel, text=text, blocks=blocks)
         await self.runtime.store.save_card(handoff.id, posted["channel"], posted["ts"])
 

@@ -3,6 +3,7 @@ to decide to claim it, and the buttons for each state."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -40,9 +41,10 @@ def waited(handoff: Handoff, now: datetime | None = None) -> str:
 
 
 def handoff_card(
-    handoff: Handoff, mentions: list[str], *, urgent: bool = False
+    handoff: Handoff, mentions: list[str], *, urgent: bool = False, notes: Sequence[str] = ()
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The card for a waiting handoff: fallback text and blocks."""
+    """The card for a waiting handoff: fallback text and blocks (with the notes experts
+    left in its thread, when it moves on)."""
     packet = handoff.packet
     tags = " ".join(f"`{tag}`" for tag in handoff.tags) or "_no tags_"
     head = ":rotating_light: *Still waiting*" if urgent else ":raising_hand: *New handoff*"
@@ -72,6 +74,8 @@ def handoff_card(
                 + "; ".join(f"{_escape(p['title'])} ({p['path']}, {p['score']})" for p in passages)
             )
         )
+    if notes:
+        blocks.append(_section("*Notes from the thread:*\n" + "\n".join(_escape(n) for n in notes)))
     if mentions:
         blocks.append(_section(" ".join(f"<@{user}>" for user in mentions)))
     blocks.append(
