@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from gigcx import events
 from gigcx.app import GigCX
 from gigcx.connectors.slack.cards import claimed_card, closed_card, handoff_card
-from gigcx.events import Event
+from gigcx.events import Event, SubscriptionOverflow
 from gigcx.store import Handoff
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,15 @@ class SlackBridge:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Bring events to Slack until `stop` is set."""
+        while not stop.is_set():
+            try:
+                await self._relay(stop)
+            except SubscriptionOverflow:
+                # Fell behind in a surge: keep going with new events (the missed ones are
+                # still in the store; a durable outbox would replay them).
+                log.warning("the Slack bridge fell behind; some events were not posted")
+
+    async def _relay(self, stop: asyncio.Event) -> None:
         async with self.runtime.bus.subscribe() as subscription:
 
             async def close_on_stop() -> None:
@@ -37,12 +46,14 @@ class SlackBridge:
                 subscription.close()
 
             closer = asyncio.create_task(close_on_stop())
-            async for event in subscription:
-                try:
-                    await self.handle(event)
-                except Exception:  # one failed post must not stop the bridge
-                    log.exception("could not bring %s to Slack", event.type)
-            closer.cancel()
+            try:
+                async for event in subscription:
+                    try:
+                        await self.handle(event)
+                    except Exception:  # one failed post must not stop the bridge
+                        log.exception("could not bring %s to Slack", event.type)
+            finally:
+                closer.cancel()
 
     async def handle(self, event: Event) -> None:
         store = self.runtime.store
