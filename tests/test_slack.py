@@ -289,3 +289,22 @@ async def test_away_experts_are_not_mentioned_and_a_reoffer_mentions_everyone_av
         moved = (await slack.wait_for("chat.postMessage", 3))[2]
         assert moved["channel"] == "C0STAFF"
         assert "U04JORDN" in json.dumps(moved["blocks"])
+
+
+async def test_a_wrong_channel_or_revoked_token_is_reported_clearly(
+    server: LiveServer, slack: SlackAPIServer
+):
+    connector = server.app.state.slack
+    assert await connector.check() == []
+    slack.channels = {"C0EXPERTS"}
+    [problem] = await connector.check()
+    assert "the staff channel C0STAFF cannot be used (channel_not_found)" in problem
+    assert "invite the app" in problem
+    slack.token_revoked = True
+    [problem] = await connector.check()
+    assert "the bot token was refused (token_revoked)" in problem
+    # Customers are still served while Slack is broken.
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        cid, auth = await escalate(http, "I want a human")
+        state = (await http.get(f"/v1/conversations/{cid}", headers=auth)).json()
+    assert state["state"] == "waiting"

@@ -23,6 +23,8 @@ class SlackAPIServer(LocalServer):
         self.responses: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._ts = 1_700_000_000.000100
+        self.token_revoked = False
+        self.channels = {"C0EXPERTS", "C0STAFF"}
         outer = self
 
         class Handler(JSONHandler):
@@ -46,6 +48,9 @@ class SlackAPIServer(LocalServer):
                     ts = f"{outer._ts:.6f}"
                 self.send_json(200, outer.answer(method, body, ts))
 
+            def do_GET(self) -> None:  # some read methods (conversations.info) use GET
+                self.do_POST()
+
         super().__init__(Handler)
 
     @property
@@ -58,7 +63,13 @@ class SlackAPIServer(LocalServer):
 
     def answer(self, method: str, body: dict[str, Any], ts: str) -> dict[str, Any]:
         if method == "auth.test":
+            if self.token_revoked:
+                return {"ok": False, "error": "token_revoked"}
             return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1"}
+        if method == "conversations.info":
+            if body.get("channel") not in self.channels:
+                return {"ok": False, "error": "channel_not_found"}
+            return {"ok": True, "channel": {"id": body["channel"], "is_member": True}}
         if method == "chat.postMessage":
             message = {"text": body.get("text", ""), "ts": ts, "bot_id": "BBOT"}
             return {"ok": True, "channel": body["channel"], "ts": ts, "message": message}

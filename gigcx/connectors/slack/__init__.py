@@ -7,13 +7,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx.app import GigCX
 from gigcx.connectors.slack.app import create_slack_app, slack_client
 from gigcx.connectors.slack.bridge import SlackBridge
+
+log = logging.getLogger(__name__)
 
 
 class SlackConnector:
@@ -26,8 +30,36 @@ class SlackConnector:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Start bringing events to Slack (in the background)."""
-        self._task = asyncio.create_task(self.bridge.run(self._stop))
+        """Check the Slack setup and start bringing events to Slack (in the background)."""
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        for problem in await self.check():
+            # Customers are still served and handoffs kept; Slack just can't see them yet.
+            log.error("Slack: %s", problem)
+        await self.bridge.run(self._stop)
+
+    async def check(self) -> list[str]:
+        """What is wrong with the token or channels, in words an admin can act on."""
+        slack = self.bridge.settings.slack
+        try:
+            await self.client.auth_test()
+        except SlackApiError as error:
+            return [
+                f"the bot token was refused ({error.response.get('error')}): check "
+                "GIGCX_SLACK__BOT_TOKEN and that the app is installed in the workspace"
+            ]
+        problems = []
+        for route, channel in (("expert", slack.expert_channel), ("staff", slack.staff_channel)):
+            try:
+                await self.client.conversations_info(channel=channel)
+            except SlackApiError as error:
+                problems.append(
+                    f"the {route} channel {channel} cannot be used "
+                    f"({error.response.get('error')}): check slack.{route}_channel and invite "
+                    "the app to it"
+                )
+        return problems
 
     async def stop(self) -> None:
         self._stop.set()
