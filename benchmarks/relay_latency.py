@@ -24,14 +24,13 @@ from pathlib import Path
 
 import httpx
 import websockets
-from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gigcx.config import SlackSettings, load_settings  # noqa: E402
+from gigcx.config import load_settings  # noqa: E402
 from gigcx.escalation.experts import sync_experts  # noqa: E402
 from gigcx.knowledge import open_index, sync_knowledge  # noqa: E402
 from tests.helpers.live_server import live_server  # noqa: E402
@@ -58,13 +57,7 @@ async def measure(rounds: int) -> dict[str, list[float]]:
         sync_knowledge(settings.knowledge.path, open_index(settings))
         settings = settings.model_copy(
             update={
-                "slack": SlackSettings(
-                    bot_token=SecretStr("xoxb-bench"),
-                    signing_secret=SecretStr(SECRET),
-                    expert_channel="C0EXPERTS",
-                    staff_channel="C0STAFF",
-                    api_url=slack.api_url,
-                ),
+                "slack": slack.settings(SECRET),
                 "web": settings.web.model_copy(
                     update={
                         "messages_per_minute_per_conversation": 100_000,

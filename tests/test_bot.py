@@ -159,3 +159,19 @@ def test_redaction_masks_contacts_and_cards_but_not_order_numbers_or_dates():
         "order 1234 on 2026-11-22, card [card number], call [phone number] "
         "or [phone number], mail [e-mail], firmware 3.2.1"
     )
+
+
+async def test_asking_for_a_person_again_after_a_resolution_reopens_it_visibly(
+    gigcx_runtime: GigCX,
+):
+    cid, _ = await chat(gigcx_runtime, "I need a human")
+    handoff = await gigcx_runtime.store.open_handoff_for(cid)
+    assert handoff is not None
+    await gigcx_runtime.escalations.claim(handoff.id, "ana")
+    await gigcx_runtime.escalations.resolve(handoff.id, "ana")
+    async with gigcx_runtime.bus.subscribe(cid) as subscription:
+        handover = await gigcx_runtime.front_line.request_person(cid)
+        subscription.close()
+        states = [e.data["state"] async for e in subscription if e.type == "conversation.state"]
+    assert handover is not None and handover.state == "waiting"
+    assert states == ["bot", "waiting"]

@@ -116,11 +116,10 @@ async def test_a_resolution_is_paid_once_and_gets_its_csat(registered: GigCX):
     assert again is not None
     await escalations.claim(again.id, SAMI)
     await escalations.resolve(again.id, SAMI)
-    month = utcnow().strftime("%Y-%m")
     start, end = utcnow() - timedelta(days=40), utcnow() + timedelta(days=1)
     [entry] = await store.ledger("kestrel", start, end)
     assert (entry.expert, str(entry.payout), entry.currency, entry.csat) == (ALEX, "4.00", "EUR", 5)
-    assert entry.handle_seconds >= 0 and month
+    assert entry.handle_seconds >= 0
 
 
 async def test_staff_resolutions_are_recorded_unpaid(registered: GigCX):

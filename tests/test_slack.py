@@ -36,17 +36,7 @@ async def slack() -> AsyncIterator[SlackAPIServer]:
 
 @pytest.fixture
 async def server(brand_settings: Any, slack: SlackAPIServer) -> AsyncIterator[LiveServer]:
-    settings = brand_settings.model_copy(
-        update={
-            "slack": SlackSettings(
-                bot_token=SecretStr("xoxb-test"),
-                signing_secret=SecretStr(SECRET),
-                expert_channel="C0EXPERTS",
-                staff_channel="C0STAFF",
-                api_url=slack.api_url,
-            )
-        }
-    )
+    settings = brand_settings.model_copy(update={"slack": slack.settings(SECRET)})
     async with live_server(settings) as live:
         runtime = live.runtime
         await sync_experts(runtime.store, "kestrel", settings.escalation.experts_file)

@@ -80,9 +80,7 @@ class FrontLine:
 
     async def handle_customer_message(self, conversation_id: str, text: str) -> TurnResult:
         """Store the customer's message and let the bot reply, unless a person has it."""
-        conversation = await self.store.get_conversation(conversation_id)
-        if conversation.state == "resolved" and await self.store.reopen(conversation_id):
-            await self._publish(conversation_id, events.CONVERSATION_STATE, state="bot")
+        await self._reopen_if_resolved(await self.store.get_conversation(conversation_id))
         message = await self.store.add_message(conversation_id, "customer", text)
         assert message is not None
         await self._publish(conversation_id, events.MESSAGE_CREATED, message=message.to_dict())
@@ -96,13 +94,20 @@ class FrontLine:
         None when the conversation is not with the bot (a person has it already).
         """
         async with self._lock(conversation_id):
-            conversation = await self.store.get_conversation(conversation_id)
-            if conversation.state == "resolved" and await self.store.reopen(conversation_id):
-                conversation = await self.store.get_conversation(conversation_id)
+            conversation = await self._reopen_if_resolved(
+                await self.store.get_conversation(conversation_id)
+            )
             if conversation.state != "bot":
                 return None
             history = await self._history(conversation_id, conversation.last_seq + 1)
             return await self._escalate(conversation, self.bot.person_requested(history), "")
+
+    async def _reopen_if_resolved(self, conversation: Conversation) -> Conversation:
+        """resolved -> bot when the customer comes back; the widget is told."""
+        if conversation.state == "resolved" and await self.store.reopen(conversation.id):
+            await self._publish(conversation.id, events.CONVERSATION_STATE, state="bot")
+            return await self.store.get_conversation(conversation.id)
+        return conversation
 
     def _lock(self, conversation_id: str) -> asyncio.Lock:
         lock = self._locks.get(conversation_id)

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gigcx.cli.common import ConfigOption, JsonOption, fail, out, settings_from
+from gigcx.config import Settings
 from gigcx.escalation.experts import ExpertsFileError, sync_experts
 from gigcx.escalation.ledger import BadMonth, ledger_for_month, statements
 from gigcx.store import ConversationStore, StoreUnavailable, create_engine, upgrade_database
@@ -25,9 +26,7 @@ ledger_app = typer.Typer(help="The pay-per-resolution ledger.", no_args_is_help=
 T = TypeVar("T")
 
 
-def _with_store(brand_config: Path | None, work: Callable[[ConversationStore], Awaitable[T]]) -> T:
-    settings = settings_from(brand_config)
-
+def _with_store(settings: Settings, work: Callable[[ConversationStore], Awaitable[T]]) -> T:
     async def run() -> T:
         engine = create_engine(settings.store)
         try:
@@ -54,7 +53,7 @@ def experts_sync(
     settings = settings_from(config)
     path = file or settings.escalation.experts_file
     try:
-        report = _with_store(config, lambda store: sync_experts(store, settings.brand, path))
+        report = _with_store(settings, lambda store: sync_experts(store, settings.brand, path))
     except ExpertsFileError as error:
         raise fail(str(error)) from None
     if as_json:
@@ -67,8 +66,8 @@ def experts_sync(
 @experts_app.command("list")
 def experts_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Everyone in the registry, with skills, tier, capacity and availability."""
-    brand = settings_from(config).brand
-    experts = _with_store(config, lambda store: store.experts(brand))
+    settings = settings_from(config)
+    experts = _with_store(settings, lambda store: store.experts(settings.brand))
     if as_json:
         fields = ("slack_user_id", "name", "skills", "languages", "tier", "capacity")
         rows = [
@@ -100,10 +99,11 @@ def ledger_export(
     ] = False,
 ) -> None:
     """What each expert is owed for a month (or, with --detail, every paid resolution)."""
-    brand = settings_from(config).brand
+    settings = settings_from(config)
+    brand = settings.brand
     try:
         if detail:
-            entries = _with_store(config, lambda store: ledger_for_month(store, brand, month))
+            entries = _with_store(settings, lambda store: ledger_for_month(store, brand, month))
             rows = [
                 {
                     "expert": e.expert,
@@ -118,7 +118,7 @@ def ledger_export(
                 for e in entries
             ]
         else:
-            lines = _with_store(config, lambda store: statements(store, brand, month))
+            lines = _with_store(settings, lambda store: statements(store, brand, month))
             rows = [
                 {k: str(v) if k == "payout" else v for k, v in dataclasses.asdict(s).items()}
                 for s in lines

@@ -11,6 +11,9 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from pydantic import SecretStr
+
+from gigcx.config import SlackSettings
 from tests.helpers.local_server import JSONHandler, LocalServer
 
 
@@ -60,6 +63,16 @@ class SlackAPIServer(LocalServer):
     @property
     def response_url(self) -> str:
         return self.base_url.removesuffix("/v1") + "/response/1"
+
+    def settings(self, signing_secret: str) -> SlackSettings:
+        """The Slack connector's settings, pointed at this server."""
+        return SlackSettings(
+            bot_token=SecretStr("xoxb-test"),
+            signing_secret=SecretStr(signing_secret),
+            expert_channel="C0EXPERTS",
+            staff_channel="C0STAFF",
+            api_url=self.api_url,
+        )
 
     def answer(self, method: str, body: dict[str, Any], ts: str) -> dict[str, Any]:
         if method == "auth.test":
