@@ -41,7 +41,8 @@ async def start(
     except Exception:
         await engine.dispose()
         raise
-    store = ConversationStore(engine)
+    # Only a deployment that tells Slack keeps an outbox for it.
+    store = ConversationStore(engine, outbox=settings.slack.enabled)
     bus = bus or InProcessEventBus()
     index = index or open_index(settings)
     escalations = Escalations(settings, store, bus)

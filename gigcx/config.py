@@ -318,7 +318,14 @@ class SlackSettings(_Section):
         None, description="xoxb-... bot token; set it to turn the Slack connector on."
     )
     signing_secret: SecretStr | None = Field(
-        None, description="Verifies that requests come from Slack; required with a token."
+        None,
+        description="Verifies that requests come from Slack; required with a token, unless "
+        "the app uses Socket Mode.",
+    )
+    app_token: SecretStr | None = Field(
+        None,
+        description="xapp-... app-level token (connections:write): set it to receive Slack's "
+        "events over Socket Mode, with no public URL, instead of at POST /slack/events.",
     )
     expert_channel: str | None = Field(None, description="Channel id for gig expert handoffs.")
     staff_channel: str | None = Field(None, description="Channel id for staff handoffs.")
@@ -329,7 +336,7 @@ class SlackSettings(_Section):
     @model_validator(mode="after")
     def _signed_requests_only(self) -> SlackSettings:
         if self.bot_token is not None:
-            if self.signing_secret is None:
+            if self.signing_secret is None and not self.socket_mode:
                 raise ValueError(
                     "the Slack connector does not start without signing_secret: every request "
                     "from Slack is verified (set GIGCX_SLACK__SIGNING_SECRET)"
@@ -341,6 +348,10 @@ class SlackSettings(_Section):
     @property
     def enabled(self) -> bool:
         return self.bot_token is not None
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.app_token is not None
 
 
 class WebSettings(_Section):

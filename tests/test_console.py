@@ -67,8 +67,15 @@ async def test_the_console_claims_replies_and_resolves_with_one_winner(
         f"{path}/reply", json={"expert_id": "e1", "text": "Hi, Alex here"}, headers=expert
     )
     assert sent.status_code == 201 and sent.json()["author"] == "expert"
+    kept = await client.post(
+        f"{path}/note", json={"expert_id": "e1", "text": "asked twice already"}, headers=expert
+    )
+    assert kept.status_code == 201
     detail = (await client.get(path, headers=expert)).json()
     assert [m["author"] for m in detail["messages"]] == ["customer", "bot", "expert"]
+    assert [(n["author"], n["text"]) for n in detail["internal_notes"]] == [
+        ("e1", "asked twice already")
+    ]
     done = await client.post(f"{path}/resolve", json={"expert_id": "e1"}, headers=expert)
     assert done.json()["state"] == "resolved"
     assert (await client.get("/v1/console/handoffs", headers=expert)).json() == []

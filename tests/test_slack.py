@@ -19,9 +19,9 @@ from pydantic import SecretStr
 
 from gigcx.config import SlackSettings
 from gigcx.escalation.experts import sync_experts
-from gigcx.store.models import Expert
+from gigcx.store.models import Expert, utcnow
 from tests.helpers.live_server import LiveServer, live_server
-from tests.helpers.slack_server import SlackAPIServer
+from tests.helpers.slack_server import SlackAPIServer, SocketModeServer
 
 SECRET = "slack-signing-secret"
 KEY = "kestrel-demo-widget-key"
@@ -53,10 +53,10 @@ def signed(body: str, secret: str = SECRET, age: int = 0) -> dict[str, str]:
     }
 
 
-async def click(
-    http: httpx.AsyncClient, slack: SlackAPIServer, action: str, handoff_id: str, user: str
-) -> httpx.Response:
-    payload = {
+def action_payload(
+    slack: SlackAPIServer, action: str, handoff_id: str, user: str
+) -> dict[str, Any]:
+    return {
         "type": "block_actions",
         "user": {"id": user},
         "team": {"id": "T1"},
@@ -66,14 +66,20 @@ async def click(
         "response_url": slack.response_url,
         "actions": [{"action_id": action, "value": handoff_id, "type": "button"}],
     }
+
+
+async def click(
+    http: httpx.AsyncClient, slack: SlackAPIServer, action: str, handoff_id: str, user: str
+) -> httpx.Response:
+    payload = action_payload(slack, action, handoff_id, user)
     body = urlencode({"payload": json.dumps(payload)})
     return await http.post("/slack/events", content=body, headers=signed(body))
 
 
-async def thread_event(
-    http: httpx.AsyncClient, channel: str, thread_ts: str, user: str, text: str, event_id: str
-) -> httpx.Response:
-    payload = {
+def thread_payload(
+    channel: str, thread_ts: str, user: str, text: str, event_id: str
+) -> dict[str, Any]:
+    return {
         "type": "event_callback",
         "team_id": "T1",
         "api_app_id": "A1",
@@ -88,7 +94,12 @@ async def thread_event(
             "thread_ts": thread_ts,
         },
     }
-    body = json.dumps(payload)
+
+
+async def thread_event(
+    http: httpx.AsyncClient, channel: str, thread_ts: str, user: str, text: str, event_id: str
+) -> httpx.Response:
+    body = json.dumps(thread_payload(channel, thread_ts, user, text, event_id))
     headers = {**signed(body), "Content-Type": "application/json"}
     return await http.post("/slack/events", content=body, headers=headers)
 
@@ -298,3 +309,83 @@ async def test_a_wrong_channel_or_revoked_token_is_reported_clearly(
         cid, auth = await escalate(http, "I want a human")
         state = (await http.get(f"/v1/conversations/{cid}", headers=auth)).json()
     assert state["state"] == "waiting"
+
+
+async def test_slack_failing_loses_nothing_and_the_outbox_delivers_in_order_later(
+    server: LiveServer, slack: SlackAPIServer
+):
+    store, bridge = server.runtime.store, server.app.state.slack.bridge
+    slack.failures["chat.postMessage"] = "down"  # an outage: HTTP 503 on every post
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        cid, auth = await escalate(http, "I want a human")
+        await http.post(f"/v1/conversations/{cid}/messages", json={"text": "hello?"}, headers=auth)
+        # The customer's side carries on as if Slack were fine.
+        state = (await http.get(f"/v1/conversations/{cid}", headers=auth)).json()
+        assert state["state"] == "waiting"
+        messages = (await http.get(f"/v1/conversations/{cid}/messages", headers=auth)).json()
+        assert messages["messages"][-1]["text"] == "hello?"
+
+        async def first_error() -> str:
+            for _ in range(200):
+                [item] = await store.outbox_heads(utcnow() + timedelta(hours=1))
+                if item.last_error:
+                    return item.last_error
+                await asyncio.sleep(0.05)
+            raise AssertionError("the bridge never tried")
+
+        assert "HTTP 503" in await first_error()
+        assert (await store.outbox_backlog())[0] == 2  # the card and the customer's message
+
+        # Now a configuration problem: said in words an administrator can act on.
+        slack.failures["chat.postMessage"] = "not_in_channel"
+        await bridge.deliver_due(utcnow() + timedelta(hours=1))
+        [item] = await store.outbox_heads(utcnow() + timedelta(hours=2))
+        assert item.last_error == "Slack said not_in_channel: invite the app to the channel"
+
+        slack.failures.clear()  # Slack is back: the card first, then the thread, in order
+        assert await bridge.deliver_due(utcnow() + timedelta(hours=2)) == 2
+        card, hello = (await slack.wait_for("chat.postMessage", 2))[-2:]
+        assert card["channel"] == "C0EXPERTS" and "thread_ts" not in card
+        assert hello["thread_ts"] and hello["text"] == "*Customer:* hello?"
+        assert await store.outbox_backlog() == (0, None)
+
+
+async def test_socket_mode_claims_and_relays_without_a_public_endpoint(
+    brand_settings: Any, slack: SlackAPIServer
+):
+    # An app-level token and no signing secret: Slack's events come over the app's own
+    # WebSocket, so there is nothing at /slack/events to verify.
+    settings = brand_settings.model_copy(
+        update={
+            "slack": slack.settings(SECRET).model_copy(
+                update={"signing_secret": None, "app_token": SecretStr("xapp-test")}
+            )
+        }
+    )
+    async with SocketModeServer(slack) as socket, live_server(settings) as live:
+        await sync_experts(live.runtime.store, "kestrel", settings.escalation.experts_file)
+        async with httpx.AsyncClient(base_url=live.url) as http:
+            assert (await http.post("/slack/events", content="{}")).status_code == 404
+            cid, auth = await escalate(http, "my X2 crackles, can I talk to a person?")
+            [card] = await slack.wait_for("chat.postMessage", 1)
+            handoff = await live.runtime.store.open_handoff_for(cid)
+            assert handoff is not None
+
+            ack = await socket.send("interactive", action_payload(slack, "claim", handoff.id, ALEX))
+            assert ack["envelope_id"]
+            [update] = await slack.wait_for("chat.update", 1)
+            assert f"Claimed by <@{ALEX}>" in update["text"]
+
+            where = await live.runtime.store.card_for(handoff.id)
+            assert where is not None and card["channel"] == where.channel
+            event = thread_payload(where.channel, where.ts, ALEX, "Alex here, try a reset", "Ev1")
+            await socket.send("events_api", event)
+            await socket.send("events_api", event)  # delivered twice: acted on once
+            for _ in range(100):
+                messages = (
+                    await http.get(f"/v1/conversations/{cid}/messages", headers=auth)
+                ).json()["messages"]
+                if messages[-1]["author"] == "expert":
+                    break
+                await asyncio.sleep(0.05)
+            assert [m["text"] for m in messages].count("Alex here, try a reset") == 1

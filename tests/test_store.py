@@ -11,6 +11,7 @@ from sqlalchemy import text
 from gigcx.config import StoreSettings
 from gigcx.store import ConversationNotFound, ConversationStore, create_engine, upgrade_database
 from gigcx.store.database import current_revision
+from gigcx.store.models import OutboxItem, utcnow
 
 MINUTE = timedelta(minutes=1)
 
@@ -155,7 +156,7 @@ async def test_migrations_are_numbered_and_rerunning_them_changes_nothing(store_
     conversation = await store.create_conversation("kestrel")
     await store.add_message(conversation.id, "customer", "kept")
     await upgrade_database(engine)
-    assert await current_revision(engine) == "0004"
+    assert await current_revision(engine) == "0005"
     async with engine.connect() as connection:
         count = await connection.scalar(text("select count(*) from messages"))
     assert count == 1
@@ -186,3 +187,52 @@ async def test_a_resolution_can_be_rated_once(store: ConversationStore):
     rated = await store.record_csat(handoff, 5, "Ana fixed it")
     assert rated is not None and (rated.score, rated.assignee) == (5, "ana")
     assert await store.record_csat(handoff, 1, "changed my mind") is None
+
+
+async def test_the_outbox_keeps_each_handoffs_changes_in_order_and_leases_them_once(
+    store_url: str,
+):
+    engine = create_engine(StoreSettings(url=store_url))
+    await upgrade_database(engine)
+    store = ConversationStore(engine, outbox=True)
+    try:
+        first = await store.create_conversation("kestrel")
+        second = await store.create_conversation("kestrel")
+        await store.add_message(first.id, "customer", "before any handoff")  # nothing to tell
+        one, two = await open_handoff(store, first.id), await open_handoff(store, second.id)
+        hello = await store.add_message(first.id, "customer", "hello?")
+        await store.claim_handoff(one, "U1", MINUTE)
+        await store.add_message(first.id, "expert", "Hi, I'm on it")  # Slack wrote it itself
+
+        now = utcnow()
+        heads = await store.outbox_heads(now)
+        # One head per handoff: the first change of each, not what follows it.
+        assert [(h.handoff_id, h.kind) for h in heads] == [(one, "requested"), (two, "requested")]
+        # Two server processes race for the same item: one holds it.
+        taken = await asyncio.gather(
+            *(store.take_outbox_item(heads[0].id, now, MINUTE) for _ in range(2))
+        )
+        assert sorted(taken) == [False, True]
+        assert [h.handoff_id for h in await store.outbox_heads(now)] == [two]  # leased away
+
+        # A failed delivery waits for its retry time and keeps the items behind it waiting.
+        await store.outbox_retry(heads[0].id, "Slack said not_in_channel", now + MINUTE)
+        assert [h.handoff_id for h in await store.outbox_heads(now)] == [two]
+        [retry, _] = await store.outbox_heads(now + 2 * MINUTE)
+        assert (retry.kind, retry.attempts, retry.last_error) == (
+            "requested",
+            1,
+            "Slack said not_in_channel",
+        )
+
+        async def next_of_one() -> OutboxItem:
+            return {h.handoff_id: h for h in await store.outbox_heads(now + 2 * MINUTE)}[one]
+
+        await store.outbox_delivered(retry.id)
+        head = await next_of_one()
+        assert (head.kind, head.message_id) == ("customer_message", hello.id)
+        await store.outbox_delivered(head.id)
+        assert (await next_of_one()).kind == "claimed"
+        assert (await store.outbox_backlog())[0] == 2
+    finally:
+        await engine.dispose()

@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from gigcx.store.models import (
     Author,
@@ -26,6 +27,7 @@ from gigcx.store.models import (
     InternalNote,
     LedgerEntry,
     Message,
+    OutboxItem,
     Route,
     SlackCard,
     as_utc,
@@ -42,10 +44,15 @@ def new_id() -> str:
 
 
 class ConversationStore:
-    """Reads and writes conversations, messages and handoffs; each call is one transaction."""
+    """Reads and writes conversations, messages and handoffs; each call is one transaction.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    With `outbox`, every handoff change and every customer message during a handoff also
+    leaves an outbox item in its transaction, for the Slack connector to deliver.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, outbox: bool = False) -> None:
         self.engine = engine
+        self.outbox = outbox
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     # ------------------------------------------------------------ conversations
@@ -117,6 +124,10 @@ class ConversationStore:
             message = await _append(
                 session, conversation_id, author, text, citations, meta, only_in_state
             )
+            if self.outbox and message is not None and author == "customer":
+                handoff_id = await session.scalar(_open_handoff_id(conversation_id))
+                if handoff_id is not None:
+                    session.add(_outbox_item(handoff_id, "customer_message", message.id))
         return message
 
     async def messages_after(
@@ -171,6 +182,9 @@ class ConversationStore:
                 created_at=now,
             )
             session.add(handoff)
+            if self.outbox:
+                await session.flush()  # the handoff row first: the item refers to it
+                session.add(_outbox_item(handoff.id, "requested"))
         return handoff, message
 
     async def find_handoff(self, handoff_id: str) -> Handoff | None:
@@ -187,15 +201,8 @@ class ConversationStore:
     async def open_handoff_for(self, conversation_id: str) -> Handoff | None:
         """The conversation's handoff that is waiting or assigned, if any."""
         async with self._sessions() as session:
-            return await session.scalar(
-                select(Handoff)
-                .where(
-                    Handoff.conversation_id == conversation_id,
-                    Handoff.state.in_(("waiting", "assigned")),
-                )
-                .order_by(Handoff.created_at.desc())
-                .limit(1)
-            )
+            handoff_id = await session.scalar(_open_handoff_id(conversation_id))
+            return None if handoff_id is None else await session.get(Handoff, handoff_id)
 
     async def open_handoffs(self, brand: str) -> list[Handoff]:
         """The brand's handoffs that are waiting or assigned, oldest first."""
@@ -227,6 +234,7 @@ class ConversationStore:
                 "claimed_at": now,
                 "resolve_deadline": now + resolve_timeout,
             },
+            notify="claimed",
         )
 
     async def release_handoff(
@@ -245,6 +253,27 @@ class ConversationStore:
             },
             assignee=assignee,
             offered_again=True,
+            notify="released",
+        )
+
+    async def move_to_staff(
+        self, handoff_id: str, assignee: str, claim_timeout: timedelta
+    ) -> Handoff | None:
+        """assigned -> waiting on the staff route, by the expert who holds it, in one step."""
+        return await self._transition(
+            handoff_id,
+            "assigned",
+            "waiting",
+            {
+                "assignee": None,
+                "assignee_name": None,
+                "claimed_at": None,
+                "route": "staff",
+                "claim_deadline": utcnow() + claim_timeout,
+            },
+            assignee=assignee,
+            offered_again=True,
+            notify="moved_to_staff",
         )
 
     async def reoffer_handoff(
@@ -265,7 +294,13 @@ class ConversationStore:
         if route is not None:
             values["route"] = route
         return await self._transition(
-            handoff_id, "waiting", "waiting", values, offered_again=True, due_by=due_by
+            handoff_id,
+            "waiting",
+            "waiting",
+            values,
+            offered_again=True,
+            due_by=due_by,
+            notify="moved_to_staff" if route == "staff" else "reoffered",
         )
 
     async def due_handoffs(self, brand: str, now: datetime) -> list[Handoff]:
@@ -292,6 +327,7 @@ class ConversationStore:
             {"closed_at": utcnow()},
             assignee=assignee,
             conversation_state="bot",
+            notify="returned",
         )
 
     async def resolve_handoff(
@@ -310,6 +346,7 @@ class ConversationStore:
             assignee=assignee,
             conversation_state="resolved",
             ledger=(payout, currency),
+            notify="resolved",
         )
         return handoff
 
@@ -474,6 +511,7 @@ class ConversationStore:
         offered_again: bool = False,
         ledger: tuple[Decimal, str] | None = None,
         due_by: datetime | None = None,
+        notify: str,
     ) -> Handoff | None:
         conversation_to = conversation_state or ("waiting" if to_state == "waiting" else to_state)
         guard = [Handoff.id == handoff_id, Handoff.state == from_state]
@@ -497,7 +535,95 @@ class ConversationStore:
             handoff = await session.get(Handoff, handoff_id, populate_existing=True)
             if handoff is not None and ledger is not None:
                 await _write_ledger(session, handoff, *ledger)
+            if self.outbox:
+                session.add(_outbox_item(handoff_id, notify))
             return handoff
+
+    # ------------------------------------------------------------ outbox
+
+    async def outbox_heads(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
+        """The first undelivered item of each handoff, if it is due and nobody holds it."""
+        earlier = aliased(OutboxItem)
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(OutboxItem)
+                .where(
+                    OutboxItem.due_at <= now,
+                    or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
+                    ~exists().where(
+                        earlier.handoff_id == OutboxItem.handoff_id, earlier.id < OutboxItem.id
+                    ),
+                )
+                .order_by(OutboxItem.id)
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def take_outbox_item(self, item_id: int, now: datetime, lease: timedelta) -> bool:
+        """Hold the item for `lease`; False if another process holds it or it is gone."""
+        async with self._sessions.begin() as session:
+            taken = await session.scalar(
+                update(OutboxItem)
+                .where(
+                    OutboxItem.id == item_id,
+                    or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
+                )
+                .values(locked_until=now + lease, attempts=OutboxItem.attempts + 1)
+                .returning(OutboxItem.id)
+            )
+            return taken is not None
+
+    async def outbox_delivered(self, item_id: int) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(delete(OutboxItem).where(OutboxItem.id == item_id))
+
+    async def outbox_retry(self, item_id: int, error: str, due_at: datetime) -> None:
+        """Let go of the item, to be tried again from `due_at`."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == item_id)
+                .values(locked_until=None, due_at=due_at, last_error=error[:2000])
+            )
+
+    async def outbox_backlog(self) -> tuple[int, datetime | None]:
+        """How many items wait to be delivered, and since when the oldest has."""
+        async with self._sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(OutboxItem.created_at)).select_from(OutboxItem)
+                )
+            ).one()
+            return int(count), None if oldest is None else as_utc(oldest)
+
+    async def message_by_id(self, message_id: int) -> Message | None:
+        async with self._sessions() as session:
+            return await session.get(Message, message_id)
+
+
+def _open_handoff_id(conversation_id: str) -> Select[tuple[str]]:
+    return (
+        select(Handoff.id)
+        .where(
+            Handoff.conversation_id == conversation_id,
+            Handoff.state.in_(("waiting", "assigned")),
+        )
+        .order_by(Handoff.created_at.desc())
+        .limit(1)
+    )
+
+
+def _outbox_item(handoff_id: str, kind: str, message_id: int | None = None) -> OutboxItem:
+    now = utcnow()
+    return OutboxItem(
+        handoff_id=handoff_id,
+        kind=kind,
+        message_id=message_id,
+        created_at=now,
+        due_at=now,
+        attempts=0,
+        last_error="",
+    )
 
 
 async def _append(

@@ -181,3 +181,25 @@ class InternalNote(Base):
     author: Mapped[str] = mapped_column(String(128))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxItem(Base):
+    """Something the people side (Slack) must still be told about a handoff, written in the
+    same transaction as the change itself, so it is never lost to a crash or a Slack outage.
+
+    Items of one handoff are delivered in order; a delivered item is deleted. `locked_until`
+    is the lease of the server process delivering it, so only one process does.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_handoff", "handoff_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")

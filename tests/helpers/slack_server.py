@@ -27,6 +27,10 @@ class SlackAPIServer(LocalServer):
         self._lock = threading.Lock()
         self._ts = 1_700_000_000.000100
         self.token_revoked = False
+        # Make a method fail: method -> Slack error code ("channel_not_found"), or "down"
+        # for an HTTP 503 (Slack having an outage).
+        self.failures: dict[str, str] = {}
+        self.socket_url: str | None = None  # where apps.connections.open sends Socket Mode
         self.channels = {"C0EXPERTS", "C0STAFF"}
         outer = self
 
@@ -44,6 +48,8 @@ class SlackAPIServer(LocalServer):
                 # Some methods send their arguments in the query string, as Slack allows.
                 body = {**{k: v[0] for k, v in parse_qs(query).items()}, **body}
                 method = path.removeprefix("/api/")
+                if outer.failures.get(method) == "down":
+                    return self.send_json(503, {"ok": False, "error": "service_unavailable"})
                 with outer._lock:
                     outer.calls.append((method, body))
                     outer.received_at.append(time.perf_counter())
@@ -75,6 +81,12 @@ class SlackAPIServer(LocalServer):
         )
 
     def answer(self, method: str, body: dict[str, Any], ts: str) -> dict[str, Any]:
+        if method in self.failures:
+            return {"ok": False, "error": self.failures[method]}
+        if method == "apps.connections.open":
+            if self.socket_url is None:
+                return {"ok": False, "error": "invalid_auth"}
+            return {"ok": True, "url": self.socket_url}
         if method == "auth.test":
             if self.token_revoked:
                 return {"ok": False, "error": "token_revoked"}
@@ -106,3 +118,56 @@ class SlackAPIServer(LocalServer):
                 return found
             await asyncio.sleep(0.02)
         raise AssertionError(f"expected {count} {method} calls; calls: {self.calls}")
+
+
+class SocketModeServer:
+    """Slack's side of Socket Mode: the WebSocket an app opens with the URL from
+    apps.connections.open. It greets with "hello", sends envelopes, and waits for acks.
+
+    `async with SocketModeServer(slack) as socket:`; `await socket.send("interactive", ...)`.
+    """
+
+    def __init__(self, slack: SlackAPIServer) -> None:
+        self.slack = slack
+        self.connected = asyncio.Event()
+        self.acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._connection: Any = None
+        self._server: Any = None
+        self._envelopes = 0
+
+    async def __aenter__(self) -> SocketModeServer:
+        from websockets.asyncio.server import serve
+
+        self._server = await serve(self._serve, "127.0.0.1", 0)
+        port = next(iter(self._server.sockets)).getsockname()[1]
+        self.slack.socket_url = f"ws://127.0.0.1:{port}/link"
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, connection: Any) -> None:
+        self._connection = connection
+        await connection.send(json.dumps({"type": "hello", "num_connections": 1}))
+        self.connected.set()
+        async for raw in connection:
+            ack = json.loads(raw)
+            future = self.acks.get(ack.get("envelope_id", ""))
+            if future is not None and not future.done():
+                future.set_result(ack)
+
+    async def send(self, kind: str, payload: dict[str, Any], timeout: float = 10.0) -> dict:
+        """Deliver one envelope (events_api, interactive or slash_commands); the app's ack."""
+        await asyncio.wait_for(self.connected.wait(), timeout)
+        self._envelopes += 1
+        envelope_id = f"envelope-{self._envelopes}"
+        self.acks[envelope_id] = asyncio.get_running_loop().create_future()
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+        }
+        await self._connection.send(json.dumps(envelope))
+        return await asyncio.wait_for(self.acks[envelope_id], timeout)

@@ -1,15 +1,18 @@
 """The Slack edge: experts claim and answer handoffs from cards and threads in Slack.
 
-`SlackConnector` joins the bolt app (Slack -> gigcx, at POST /slack/events) and the bridge
-(gigcx events -> Slack) for one running brand.
+`SlackConnector` joins the bolt app (Slack -> gigcx, at POST /slack/events, or over a
+Socket Mode connection when an app-level token is set) and the bridge (gigcx -> Slack, from
+the store's outbox) for one running brand.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -26,8 +29,15 @@ class SlackConnector:
         self.app = create_slack_app(runtime, self.client)
         self.handler = AsyncSlackRequestHandler(self.app)
         self.bridge = SlackBridge(runtime, self.client)
+        app_token = runtime.settings.slack.app_token
+        self.socket_mode = (
+            AsyncSocketModeHandler(self.app, app_token.get_secret_value(), web_client=self.client)
+            if app_token is not None
+            else None
+        )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._socket_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Check the Slack setup and start bringing events to Slack (in the background)."""
@@ -37,6 +47,9 @@ class SlackConnector:
         for problem in await self.check():
             # Customers are still served and handoffs kept; Slack just can't see them yet.
             log.error("Slack: %s", problem)
+        if self.socket_mode is not None:
+            # Connects, and keeps reconnecting, in the background (slack_sdk logs failures).
+            self._socket_task = asyncio.create_task(self.socket_mode.connect_async())
         await self.bridge.run(self._stop)
 
     async def check(self) -> list[str]:
@@ -65,6 +78,12 @@ class SlackConnector:
         self._stop.set()
         if self._task is not None:
             await self._task
+        if self.socket_mode is not None:
+            await self.socket_mode.close_async()
+        if self._socket_task is not None:
+            self._socket_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._socket_task
 
 
 __all__ = ["SlackConnector"]

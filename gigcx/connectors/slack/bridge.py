@@ -1,81 +1,161 @@
-"""Events -> Slack: cards for new handoffs, card updates as they change hands, and the
-customer's messages in the handoff's thread. Runs as a background task of the server."""
+"""gigcx -> Slack: cards for new handoffs, card updates as they change hands, and the
+customer's messages in the handoff's thread. Runs as a background task of the server.
+
+What to tell Slack comes from the store's outbox, written in the same transaction as each
+change, so nothing is lost to a crash or a Slack outage: an item that fails stays and is
+tried again with backoff, and the items of one handoff go out in order. Events only wake
+the bridge up; a periodic look at the outbox catches anything an event did not announce.
+With several server processes, each item is delivered by the one that takes its lease.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from gigcx import events
 from gigcx.app import GigCX
 from gigcx.connectors.slack.cards import claimed_card, closed_card, handoff_card
-from gigcx.events import Event, SubscriptionOverflow
+from gigcx.events import SubscriptionOverflow
 from gigcx.store import Handoff
+from gigcx.store.models import OutboxItem, utcnow
 
 log = logging.getLogger(__name__)
-RETRIES = 4
+RETRIES = 3  # immediate tries of one Web API call when Slack is rate-limiting or failing
+LEASE = timedelta(seconds=60)  # how long a process may hold an item while delivering it
+POLL_SECONDS = 2.0
+MAX_BACKOFF_SECONDS = 300.0
+
+# What an administrator can do about the Web API errors that do not go away by themselves.
+FIXES = {
+    "channel_not_found": "check slack.expert_channel / slack.staff_channel",
+    "not_in_channel": "invite the app to the channel",
+    "is_archived": "unarchive the channel or configure another",
+    "invalid_auth": "check GIGCX_SLACK__BOT_TOKEN",
+    "token_revoked": "reinstall the app and update GIGCX_SLACK__BOT_TOKEN",
+    "account_inactive": "reinstall the app and update GIGCX_SLACK__BOT_TOKEN",
+    "missing_scope": "add the scope in the app manifest and reinstall the app",
+}
+
+
+def backoff(attempts: int) -> timedelta:
+    """5 s, 10 s, 20 s ... up to 5 minutes between tries of one item."""
+    return timedelta(seconds=min(MAX_BACKOFF_SECONDS, 5.0 * 2 ** max(0, attempts - 1)))
 
 
 class SlackBridge:
-    """Posts what happens to handoffs and customers into Slack."""
+    """Delivers the outbox to Slack."""
 
     def __init__(self, runtime: GigCX, client: AsyncWebClient) -> None:
         self.runtime = runtime
         self.client = client
         self.settings = runtime.settings
+        self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Bring events to Slack until `stop` is set."""
+        """Deliver until `stop` is set: whenever an event says something changed, and every
+        few seconds for items waiting to be tried again."""
+        listener = asyncio.create_task(self._listen(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    await self.deliver_due()
+                except Exception:  # the store may be down for a moment; the next round retries
+                    log.exception("could not read the Slack outbox")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wait(stop), POLL_SECONDS)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        waker = asyncio.create_task(self._wake.wait())
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait((waker, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+            stopper.cancel()
+        self._wake.clear()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self._relay(stop)
+                async with self.runtime.bus.subscribe() as subscription:
+                    async for _event in subscription:
+                        self._wake.set()
             except SubscriptionOverflow:
-                # Fell behind in a surge: keep going with new events (the missed ones are
-                # still in the store; a durable outbox would replay them).
-                log.warning("the Slack bridge fell behind; some events were not posted")
+                self._wake.set()  # fell behind in a surge: the outbox has it all anyway
 
-    async def _relay(self, stop: asyncio.Event) -> None:
-        async with self.runtime.bus.subscribe() as subscription:
+    async def deliver_due(self, now: datetime | None = None) -> int:
+        """Deliver what is due now, each handoff's items in order; how many were delivered."""
+        delivered = 0
+        while True:
+            moment = now or utcnow()
+            heads = await self.runtime.store.outbox_heads(moment)
+            taken = [
+                item
+                for item in heads
+                if await self.runtime.store.take_outbox_item(item.id, moment, LEASE)
+            ]
+            if not taken:
+                return delivered
+            results = await asyncio.gather(*(self._deliver(item) for item in taken))
+            delivered += sum(results)
+            if not any(results):
+                return delivered
 
-            async def close_on_stop() -> None:
-                await stop.wait()
-                subscription.close()
-
-            closer = asyncio.create_task(close_on_stop())
-            try:
-                async for event in subscription:
-                    try:
-                        await self.handle(event)
-                    except Exception:  # one failed post must not stop the bridge
-                        log.exception("could not bring %s to Slack", event.type)
-            finally:
-                closer.cancel()
-
-    async def handle(self, event: Event) -> None:
+    async def _deliver(self, item: OutboxItem) -> bool:
         store = self.runtime.store
-        if event.type == events.HANDOFF_REQUESTED:
-            await self.post_card(await store.get_handoff(event.data["handoff_id"]))
-        elif event.type == events.HANDOFF_REOFFERED:
-            await self.post_card(await store.get_handoff(event.data["handoff_id"]), urgent=True)
-        elif event.type == events.HANDOFF_CLAIMED:
-            handoff = await store.get_handoff(event.data["handoff_id"])
+        try:
+            await self.deliver(item)
+        except Exception as error:
+            attempts = item.attempts + 1
+            await store.outbox_retry(item.id, _describe(error), utcnow() + backoff(attempts))
+            log.error(
+                "Slack did not get %s of handoff %s (try %d; will try again): %s",
+                item.kind,
+                item.handoff_id,
+                attempts,
+                _describe(error),
+            )
+            return False
+        await store.outbox_delivered(item.id)
+        return True
+
+    async def deliver(self, item: OutboxItem) -> None:
+        """Tell Slack about one change, as the handoff is now."""
+        store = self.runtime.store
+        handoff = await store.get_handoff(item.handoff_id)
+        kind = item.kind
+        if kind == "requested":
+            await self.post_card(handoff)
+        elif kind == "reoffered":
+            await self.post_card(handoff, urgent=True)
+        elif kind == "moved_to_staff":
+            await self.update_card(handoff, *closed_card(handoff, "Moved to staff"))
+            await self.post_card(handoff, urgent=True)  # the customer has waited already
+        elif kind == "claimed":
             await self.update_card(handoff, *claimed_card(handoff))
             await self.post_transcript(handoff)
-        elif event.type in (events.CONVERSATION_RESOLVED, events.HANDOFF_RETURNED):
-            handoff = await store.get_handoff(event.data["handoff_id"])
-            how = "Resolved" if event.type == events.CONVERSATION_RESOLVED else "Handed back"
-            await self.update_card(handoff, *closed_card(handoff, how))
-        elif event.type == events.HANDOFF_RELEASED:
-            handoff = await store.get_handoff(event.data["handoff_id"])
+        elif kind == "released":
             await self.update_card(handoff, *handoff_card(handoff, await self.mentions(handoff)))
-        elif event.type == events.MESSAGE_CREATED and event.data["message"]["author"] == "customer":
-            handoff = await store.open_handoff_for(event.conversation_id)
-            if handoff is not None:
-                await self.post_in_thread(handoff, f"*Customer:* {event.data['message']['text']}")
+        elif kind in ("resolved", "returned"):
+            how = "Resolved" if kind == "resolved" else "Handed back"
+            await self.update_card(handoff, *closed_card(handoff, how))
+        elif kind == "customer_message" and item.message_id is not None:
+            message = await store.message_by_id(item.message_id)
+            if message is not None:
+                await self.post_in_thread(handoff, f"*Customer:* {message.text}")
+        else:
+            log.warning("unknown outbox item %s (%s): skipped", item.id, kind)
 
     async def mentions(self, handoff: Handoff, *, wide: bool = False) -> list[str]:
         """Available, active experts of the route whose skills match the handoff's tags
@@ -126,7 +206,8 @@ class SlackBridge:
         return channel
 
     async def _call(self, method: str, **arguments: Any) -> Any:
-        """A Web API call, retried with backoff when Slack rate-limits or fails."""
+        """A Web API call, retried at once with backoff when Slack rate-limits or fails
+        (longer outages are the outbox's to retry)."""
         for attempt in range(RETRIES):
             try:
                 return await getattr(self.client, method)(**arguments)
@@ -137,3 +218,15 @@ class SlackBridge:
                 wait = float(error.response.headers.get("Retry-After", 0.5 * 2**attempt))
                 await asyncio.sleep(min(wait, 10.0))
         raise AssertionError("unreachable")
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, SlackApiError):
+        status, code = error.response.status_code, str(error.response.get("error") or "")
+        if status == 429 or status >= 500:
+            return f"Slack answered HTTP {status} {code}".rstrip()
+        fix = FIXES.get(code)
+        return f"Slack said {code}" + (f": {fix}" if fix else "")
+    if isinstance(error, aiohttp.ClientError | OSError | TimeoutError):
+        return f"Slack could not be reached ({type(error).__name__}: {error})"
+    return f"{type(error).__name__}: {error}"

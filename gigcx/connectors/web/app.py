@@ -72,7 +72,7 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
 
-    if settings.slack.enabled:
+    if settings.slack.enabled and not settings.slack.socket_mode:
 
         @app.post("/slack/events", include_in_schema=False)
         async def slack_events(request: Request) -> Response:

@@ -1,7 +1,7 @@
-"""The local expert console's API: a stand-in for Slack until the Slack connector lands.
+"""The local expert console's API: a stand-in for Slack, to try both sides on one machine.
 
-It drives exactly the calls Slack will (`Escalations.claim/send_reply/release/hand_back/
-resolve`), so both sides of a conversation can be tried on one machine. Enabled only when
+It drives exactly the calls the Slack connector does (`Escalations.claim/send_reply/
+release/hand_back/resolve`, internal notes like a `note:` in a Slack thread). Enabled only when
 `web.console_token` is set; every call needs that token in `X-Console-Token`.
 """
 
@@ -70,10 +70,15 @@ async def list_handoffs(gigcx: Console) -> list[dict[str, Any]]:
 async def show_handoff(handoff_id: str, gigcx: Console) -> dict[str, Any]:
     handoff = await _handoff(gigcx, handoff_id)
     messages = await gigcx.store.messages_after(handoff.conversation_id)
+    notes = await gigcx.store.internal_notes(handoff.id)
     return {
         **_summary(handoff),
         "packet": handoff.packet,
         "messages": [m.to_dict() for m in messages],
+        "internal_notes": [
+            {"author": n.author, "text": n.text, "created_at": n.created_at.isoformat()}
+            for n in notes
+        ],
     }
 
 
@@ -93,6 +98,15 @@ async def reply(handoff_id: str, body: ExpertReply, gigcx: Console) -> dict[str,
     if message is None:
         raise HTTPException(409, "only the expert who claimed it can reply")
     return message.to_dict()
+
+
+@router.post(
+    "/handoffs/{handoff_id}/note", status_code=201, summary="Keep a note from the customer"
+)
+async def note(handoff_id: str, body: ExpertReply, gigcx: Console) -> dict[str, Any]:
+    await _handoff(gigcx, handoff_id)
+    kept = await gigcx.store.add_internal_note(handoff_id, body.expert_id, body.text.strip())
+    return {"author": kept.author, "text": kept.text, "created_at": kept.created_at.isoformat()}
 
 
 @router.post("/handoffs/{handoff_id}/{action}", summary="release, handback or resolve")
