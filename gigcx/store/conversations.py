@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -543,35 +543,27 @@ class ConversationStore:
 
     async def outbox_heads(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
         """The first undelivered item of each handoff, if it is due and nobody holds it."""
-        earlier = aliased(OutboxItem)
         async with self._sessions() as session:
             rows = await session.scalars(
-                select(OutboxItem)
-                .where(
-                    OutboxItem.due_at <= now,
-                    or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
-                    ~exists().where(
-                        earlier.handoff_id == OutboxItem.handoff_id, earlier.id < OutboxItem.id
-                    ),
-                )
-                .order_by(OutboxItem.id)
-                .limit(limit)
+                select(OutboxItem).where(_outbox_head(now)).order_by(OutboxItem.id).limit(limit)
             )
             return list(rows)
 
-    async def take_outbox_item(self, item_id: int, now: datetime, lease: timedelta) -> bool:
-        """Hold the item for `lease`; False if another process holds it or it is gone."""
+    async def take_outbox(
+        self, now: datetime, lease: timedelta, limit: int = 50
+    ) -> list[OutboxItem]:
+        """Hold the due heads (see `outbox_heads`) for `lease`, in one statement: of several
+        server processes taking at once, each item goes to one."""
+        heads = select(OutboxItem.id).where(_outbox_head(now)).order_by(OutboxItem.id).limit(limit)
         async with self._sessions.begin() as session:
-            taken = await session.scalar(
+            rows = await session.scalars(
                 update(OutboxItem)
-                .where(
-                    OutboxItem.id == item_id,
-                    or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now),
-                )
+                .where(OutboxItem.id.in_(heads.scalar_subquery()), _unleased(now))
                 .values(locked_until=now + lease, attempts=OutboxItem.attempts + 1)
-                .returning(OutboxItem.id)
+                .returning(OutboxItem),
+                execution_options={"synchronize_session": False},
             )
-            return taken is not None
+            return sorted(rows, key=lambda item: item.id)
 
     async def outbox_delivered(self, item_id: int) -> None:
         async with self._sessions.begin() as session:
@@ -610,6 +602,19 @@ def _open_handoff_id(conversation_id: str) -> Select[tuple[str]]:
         )
         .order_by(Handoff.created_at.desc())
         .limit(1)
+    )
+
+
+def _unleased(now: datetime) -> ColumnElement[bool]:
+    return or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now)
+
+
+def _outbox_head(now: datetime) -> ColumnElement[bool]:
+    earlier = aliased(OutboxItem)
+    return and_(
+        OutboxItem.due_at <= now,
+        _unleased(now),
+        ~exists().where(earlier.handoff_id == OutboxItem.handoff_id, earlier.id < OutboxItem.id),
     )
 
 

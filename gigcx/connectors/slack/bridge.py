@@ -20,9 +20,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from gigcx import events
 from gigcx.app import GigCX
 from gigcx.connectors.slack.cards import claimed_card, closed_card, handoff_card
-from gigcx.events import SubscriptionOverflow
+from gigcx.events import Event, SubscriptionOverflow
 from gigcx.store import Handoff
 from gigcx.store.models import OutboxItem, utcnow
 
@@ -89,8 +90,9 @@ class SlackBridge:
         while not stop.is_set():
             try:
                 async with self.runtime.bus.subscribe() as subscription:
-                    async for _event in subscription:
-                        self._wake.set()
+                    async for event in subscription:
+                        if _leaves_outbox_item(event):
+                            self._wake.set()
             except SubscriptionOverflow:
                 self._wake.set()  # fell behind in a surge: the outbox has it all anyway
 
@@ -98,13 +100,7 @@ class SlackBridge:
         """Deliver what is due now, each handoff's items in order; how many were delivered."""
         delivered = 0
         while True:
-            moment = now or utcnow()
-            heads = await self.runtime.store.outbox_heads(moment)
-            taken = [
-                item
-                for item in heads
-                if await self.runtime.store.take_outbox_item(item.id, moment, LEASE)
-            ]
+            taken = await self.runtime.store.take_outbox(now or utcnow(), LEASE)
             if not taken:
                 return delivered
             results = await asyncio.gather(*(self._deliver(item) for item in taken))
@@ -117,7 +113,7 @@ class SlackBridge:
         try:
             await self.deliver(item)
         except Exception as error:
-            attempts = item.attempts + 1
+            attempts = item.attempts  # counted when it was taken
             await store.outbox_retry(item.id, _describe(error), utcnow() + backoff(attempts))
             log.error(
                 "Slack did not get %s of handoff %s (try %d; will try again): %s",
@@ -218,6 +214,25 @@ class SlackBridge:
                 wait = float(error.response.headers.get("Retry-After", 0.5 * 2**attempt))
                 await asyncio.sleep(min(wait, 10.0))
         raise AssertionError("unreachable")
+
+
+def _leaves_outbox_item(event: Event) -> bool:
+    """Whether the change behind `event` left something in the outbox for Slack."""
+    if event.type == events.MESSAGE_CREATED:
+        return bool(event.data.get("message", {}).get("author") == "customer")
+    return event.type in HANDOFF_CHANGES
+
+
+HANDOFF_CHANGES = frozenset(
+    {
+        events.HANDOFF_REQUESTED,
+        events.HANDOFF_CLAIMED,
+        events.HANDOFF_RELEASED,
+        events.HANDOFF_REOFFERED,
+        events.HANDOFF_RETURNED,
+        events.CONVERSATION_RESOLVED,
+    }
+)
 
 
 def _describe(error: Exception) -> str:
