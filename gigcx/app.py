@@ -4,7 +4,9 @@ escalations) built from its settings, for the web server, the CLI and the tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import redis.asyncio as redis
 
 from gigcx.bot.decision import FrontLineBot
 from gigcx.bot.frontline import FrontLine
@@ -12,6 +14,7 @@ from gigcx.bot.llm import LLMAnswerer
 from gigcx.config import Settings
 from gigcx.escalation import Escalations
 from gigcx.events import EventBus, InProcessEventBus
+from gigcx.events.redis_bus import RedisEventBus
 from gigcx.knowledge import KnowledgeIndex, open_index
 from gigcx.store import ConversationStore, create_engine, upgrade_database
 
@@ -26,9 +29,32 @@ class GigCX:
     index: KnowledgeIndex
     escalations: Escalations
     front_line: FrontLine
+    # Shared by the server processes of a scaled-out deployment (`redis.url`); None in one.
+    redis: redis.Redis | None = field(default=None)
 
     async def close(self) -> None:
+        await self.bus.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.store.engine.dispose()
+
+
+class RedisUnavailable(Exception):
+    """Redis is configured but cannot be reached; the message says where and why."""
+
+
+async def _connect_redis(settings: Settings) -> tuple[redis.Redis, RedisEventBus]:
+    assert settings.redis.url is not None
+    client = redis.from_url(settings.redis.url)
+    bus = RedisEventBus(client, settings.brand)
+    try:
+        await client.ping()
+        await bus.start()
+    except Exception as error:
+        await client.aclose()
+        where = settings.redis.url.split("@")[-1]  # no password in the message
+        raise RedisUnavailable(f"cannot reach Redis at {where} (redis.url): {error}") from error
+    return client, bus
 
 
 async def start(
@@ -43,6 +69,13 @@ async def start(
         raise
     # Only a deployment that tells Slack keeps an outbox for it.
     store = ConversationStore(engine, outbox=settings.slack.enabled)
+    shared: redis.Redis | None = None
+    if bus is None and settings.redis.url is not None:
+        try:
+            shared, bus = await _connect_redis(settings)
+        except RedisUnavailable:
+            await engine.dispose()
+            raise
     bus = bus or InProcessEventBus()
     index = index or open_index(settings)
     escalations = Escalations(settings, store, bus)
@@ -50,4 +83,4 @@ async def start(
         LLMAnswerer(settings.bot.llm, settings.display_name) if settings.bot.mode == "llm" else None
     )
     front_line = FrontLine(settings, store, bus, FrontLineBot(settings, index), escalations, llm)
-    return GigCX(settings, store, bus, index, escalations, front_line)
+    return GigCX(settings, store, bus, index, escalations, front_line, shared)

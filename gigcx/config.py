@@ -263,6 +263,9 @@ class EscalationSettings(_Section):
     claim_timeout_seconds: int = Field(
         300, ge=10, description="Unclaimed for this long: the handoff is offered again."
     )
+    sweep_seconds: float = Field(
+        5.0, ge=0.1, le=60, description="How often waiting handoffs' claim deadlines are checked."
+    )
     resolve_timeout_seconds: int = Field(
         86400, ge=60, description="Claimed but not resolved for this long: flagged as late."
     )
@@ -354,6 +357,23 @@ class SlackSettings(_Section):
         return self.app_token is not None
 
 
+class RedisSettings(_Section):
+    url: str | None = Field(
+        None,
+        description="Redis URL (redis://host:6379/0) for running several server processes: "
+        "events, rate limits and Slack retries are shared through it. Unset: one process.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "must start with redis://, rediss:// or unix://, e.g. redis://127.0.0.1:6379/0"
+            )
+        return value
+
+
 class WebSettings(_Section):
     host: str = Field("127.0.0.1", description="Address `gigcx serve` listens on.")
     port: int = Field(8080, ge=1, le=65535)
@@ -362,6 +382,11 @@ class WebSettings(_Section):
     )
     allowed_origins: list[str] = Field(
         default_factory=lambda: ["*"], description="Sites allowed to embed the widget (CORS)."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Load balancers whose X-Forwarded-For gives the client's address (for "
+        "the per-address limit); `*` trusts any.",
     )
     max_message_chars: int = Field(4000, ge=1, le=100_000)
     messages_per_minute_per_conversation: int = Field(20, ge=1)
@@ -399,6 +424,7 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     widget: WidgetSettings = WidgetSettings()
     slack: SlackSettings = SlackSettings()
+    redis: RedisSettings = RedisSettings()
     identity: IdentitySettings = IdentitySettings()
 
     @classmethod

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from gigcx import events
+from gigcx import events, metrics
 from gigcx.bot.decision import Decision, FrontLineBot, Turn
 from gigcx.bot.llm import LLMAnswer, LLMAnswerer, LLMFailure
 from gigcx.bot.replies import citation, handover_notice, quote_answer, small_talk_reply
@@ -86,7 +87,13 @@ class FrontLine:
         await self._publish(conversation_id, events.MESSAGE_CREATED, message=message.to_dict())
 
         async with self._lock(conversation_id):
-            return await self._bot_turn(conversation_id, message)
+            started = time.perf_counter()
+            result = await self._bot_turn(conversation_id, message)
+        if result.decision is not None:
+            decision = result.decision
+            metrics.DECISIONS.labels(decision.action, decision.reason or "").inc()
+            metrics.BOT_REPLY_SECONDS.observe(time.perf_counter() - started)
+        return result
 
     async def request_person(self, conversation_id: str) -> Handover | None:
         """The customer asked for a person with the widget's button (no message of theirs).

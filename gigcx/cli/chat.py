@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +17,7 @@ from rich.markup import escape
 from gigcx.app import GigCX, start
 from gigcx.bot.frontline import TurnResult
 from gigcx.cli.common import ConfigOption, err, fail, index_for, out, settings_from
-from gigcx.config import Settings, StoreSettings
+from gigcx.config import Settings, StoreSettings, find_config
 from gigcx.knowledge import KnowledgeIndexError
 from gigcx.store import StoreUnavailable, create_engine, upgrade_database
 
@@ -27,18 +28,35 @@ def serve(
         str | None, typer.Option(help="Address to listen on (default: web.host).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: web.port).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Worker processes; more than one needs redis.url (events between them)."
+        ),
+    ] = 1,
 ) -> None:
     """Run the chat API (and its docs at /docs) with uvicorn."""
     import uvicorn
 
     from gigcx.connectors.web import create_app
+    from gigcx.connectors.web.app import CONFIG_FILE_ENV
 
     settings = settings_from(config)
+    if workers > 1 and settings.redis.url is None:
+        raise fail(
+            f"--workers {workers} needs redis.url in gigcx.yaml (or GIGCX_REDIS__URL): the "
+            "worker processes share events and rate limits through Redis"
+        )
     _warn_if_not_synced(settings)
     if not settings.web.widget_keys:
         err.print(
             "[yellow]warning:[/] web.widget_keys is empty: no widget can start a conversation. "
             "Add a key to gigcx.yaml."
+        )
+    if workers > 1 and settings.store.sqlite_path is not None:
+        err.print(
+            "[yellow]note:[/] several workers on SQLite take turns writing; use PostgreSQL "
+            "(store.url) for real scale."
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     address = f"http://{host or settings.web.host}:{port or settings.web.port}"
@@ -46,12 +64,28 @@ def serve(
         f" · expert console: {address}/console" if settings.web.console_token is not None else ""
     )
     err.print(f"Demo shop with the widget: {address}/ · API docs: {address}/docs{console}")
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.web.host,
-        port=port or settings.web.port,
-        log_level="info",
-    )
+    network = {
+        "host": host or settings.web.host,
+        "port": port or settings.web.port,
+        "log_level": "info",
+        "proxy_headers": True,
+        "forwarded_allow_ips": ",".join(settings.web.trusted_proxies),
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **network)
+        return
+    found = find_config(config)
+    if found is not None:
+        os.environ[CONFIG_FILE_ENV] = str(found.resolve())
+    with tempfile.TemporaryDirectory(prefix="gigcx-metrics-") as metrics_dir:
+        # Each worker writes its metrics here; /metrics adds them up (see gigcx.metrics).
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        uvicorn.run(
+            "gigcx.connectors.web.app:app_from_environment",
+            factory=True,
+            workers=workers,
+            **network,
+        )
 
 
 def ask(

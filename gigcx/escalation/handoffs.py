@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from gigcx import events
+from gigcx import events, metrics
 from gigcx.config import Settings
 from gigcx.events import Event, EventBus
 from gigcx.store import Conversation, ConversationStore, Handoff, Message
@@ -95,6 +98,8 @@ class Escalations:
             handoff_id, assignee, self.resolve_timeout, display_name or assignee
         )
         if handoff is not None:
+            waited = as_utc(handoff.claimed_at or utcnow()) - as_utc(handoff.created_at)
+            metrics.TIME_TO_CLAIM.observe(waited.total_seconds())
             await self._publish(
                 handoff.conversation_id,
                 events.CONVERSATION_STATE,
@@ -157,10 +162,18 @@ class Escalations:
         return reoffered
 
     async def run_sweeps(self, stop: asyncio.Event, every_seconds: float = 5.0) -> None:
-        """Sweep until `stop` is set (the server runs this in the background)."""
+        """Sweep until `stop` is set (the server runs this in the background).
+
+        Of several server processes, the one holding the sweeper lease sweeps; if it dies,
+        another takes over when the lease runs out (three rounds).
+        """
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        lease = f"sweeper:{self.settings.brand}"
         while not stop.is_set():
             try:
-                await self.sweep()
+                if await self.store.hold_lease(lease, holder, timedelta(seconds=3 * every_seconds)):
+                    await self.sweep()
+                    await self.store.forget_events_before(utcnow() - timedelta(days=1))
             except Exception:  # a failed sweep must not end the loop; the next one retries
                 log.exception("claim-timeout sweep failed")
             with contextlib.suppress(TimeoutError):

@@ -25,10 +25,12 @@ from gigcx.store.models import (
     Expert,
     Handoff,
     InternalNote,
+    Lease,
     LedgerEntry,
     Message,
     OutboxItem,
     Route,
+    SeenEvent,
     SlackCard,
     as_utc,
     utcnow,
@@ -214,6 +216,24 @@ class ConversationStore:
                 .order_by(Handoff.created_at)
             )
             return list(rows)
+
+    async def handoff_counts(self, brand: str) -> dict[str, int]:
+        """How many of the brand's handoffs are waiting and assigned now."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Handoff.state, func.count())
+                .join(Conversation, Conversation.id == Handoff.conversation_id)
+                .where(Conversation.brand == brand, Handoff.state.in_(("waiting", "assigned")))
+                .group_by(Handoff.state)
+            )
+            counts = {"waiting": 0, "assigned": 0}
+            counts.update({state: int(count) for state, count in rows.all()})
+            return counts
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        async with self.engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
 
     async def claim_handoff(
         self,
@@ -587,6 +607,40 @@ class ConversationStore:
                 )
             ).one()
             return int(count), None if oldest is None else as_utc(oldest)
+
+    # ------------------------------------------------------------ across server processes
+
+    async def hold_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Take or renew the lease `name` for `ttl`; False while another holder has it."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            renewed = await session.scalar(
+                update(Lease)
+                .where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at < now))
+                .values(holder=holder, expires_at=now + ttl)
+                .returning(Lease.name)
+            )
+            if renewed is not None:
+                return True
+            try:
+                async with session.begin_nested():
+                    session.add(Lease(name=name, holder=holder, expires_at=now + ttl))
+            except IntegrityError:
+                return False  # someone else holds it
+            return True
+
+    async def first_sighting(self, event_id: str) -> bool:
+        """True the first time `event_id` is seen by any server process, False after."""
+        try:
+            async with self._sessions.begin() as session:
+                session.add(SeenEvent(event_id=event_id, seen_at=utcnow()))
+        except IntegrityError:
+            return False
+        return True
+
+    async def forget_events_before(self, moment: datetime) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(delete(SeenEvent).where(SeenEvent.seen_at < moment))
 
     async def message_by_id(self, message_id: int) -> Message | None:
         async with self._sessions() as session:

@@ -7,12 +7,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gigcx.config import StoreSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+LOCK = 0x67696763  # "gigc": the advisory lock key migrations hold on PostgreSQL
 
 
 class StoreUnavailable(Exception):
@@ -48,9 +49,17 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 async def upgrade_database(engine: AsyncEngine) -> None:
-    """Apply every migration the database does not have yet (numbered, never drop-and-create)."""
+    """Apply every migration the database does not have yet (numbered, never drop-and-create).
+
+    Server processes starting together take turns: the first migrates, the others find the
+    schema current (a PostgreSQL advisory lock, or SQLite's write lock taken up front).
+    """
     try:
         async with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK})
+            else:
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")
             await connection.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
     except Exception as error:
         where = engine.url.render_as_string(hide_password=True)

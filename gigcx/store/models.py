@@ -203,3 +203,24 @@ class OutboxItem(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Lease(Base):
+    """A job only one server process may run at a time (the claim-timeout sweeper), held by
+    `holder` until `expires_at` and renewed while it runs."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class SeenEvent(Base):
+    """A Slack event id already acted on: Slack delivers again what it thinks was missed,
+    possibly to another server process."""
+
+    __tablename__ = "seen_events"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(index=True)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -13,7 +12,6 @@ from gigcx.app import GigCX
 
 DELIVERED = "white_check_mark"
 KEPT_INTERNAL = "lock"
-SEEN_EVENTS = 5000
 
 
 def slack_client(runtime: GigCX) -> AsyncWebClient:
@@ -37,7 +35,6 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
     )
     escalations, store = runtime.escalations, runtime.store
     brand_name = runtime.settings.display_name
-    seen: OrderedDict[str, None] = OrderedDict()
 
     async def tell(respond: AsyncRespond, text: str) -> None:
         await respond(text=text, response_type="ephemeral", replace_original=False)
@@ -102,13 +99,11 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
 
     @app.event("message")
     async def thread_message(body: dict[str, Any], event: dict[str, Any]) -> None:
-        # Slack delivers an event again when it thinks we missed it: act once per event id.
-        event_id = str(body.get("event_id", ""))
-        if event_id in seen:
+        # Slack delivers an event again when it thinks we missed it, maybe to another
+        # server process: act once per event id.
+        event_id = body.get("event_id")
+        if event_id and not await store.first_sighting(str(event_id)):
             return
-        seen[event_id] = None
-        if len(seen) > SEEN_EVENTS:
-            seen.popitem(last=False)
         if event.get("bot_id") or event.get("subtype") or not event.get("thread_ts"):
             return  # our own posts (no echo), edits and joins, and messages outside threads
         handoff = await store.handoff_for_thread(event["channel"], event["thread_ts"])

@@ -20,12 +20,12 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from gigcx import events
+from gigcx import events, metrics
 from gigcx.app import GigCX
 from gigcx.connectors.slack.cards import claimed_card, closed_card, handoff_card
 from gigcx.events import Event, SubscriptionOverflow
 from gigcx.store import Handoff
-from gigcx.store.models import OutboxItem, utcnow
+from gigcx.store.models import OutboxItem, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 RETRIES = 3  # immediate tries of one Web API call when Slack is rate-limiting or failing
@@ -150,6 +150,8 @@ class SlackBridge:
             message = await store.message_by_id(item.message_id)
             if message is not None:
                 await self.post_in_thread(handoff, f"*Customer:* {message.text}")
+                waited = utcnow() - as_utc(message.created_at)
+                metrics.RELAY_SECONDS.labels("slack").observe(waited.total_seconds())
         else:
             log.warning("unknown outbox item %s (%s): skipped", item.id, kind)
 

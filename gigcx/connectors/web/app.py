@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException, Request
@@ -15,10 +18,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
 import gigcx
+from gigcx import metrics
 from gigcx.app import GigCX, start
-from gigcx.config import Settings
-from gigcx.connectors.web import console, pages
-from gigcx.connectors.web.routes import Limits, router
+from gigcx.config import Settings, load_settings
+from gigcx.connectors.web import console, health, pages
+from gigcx.connectors.web.routes import router
 
 if TYPE_CHECKING:
     from gigcx.connectors.slack import SlackConnector
@@ -38,7 +42,9 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
         await asyncio.to_thread(started.index.embedder.embed_query, "warm up")
         app.state.gigcx = started
         stop = asyncio.Event()
-        sweeps = asyncio.create_task(started.escalations.run_sweeps(stop))
+        sweeps = asyncio.create_task(
+            started.escalations.run_sweeps(stop, settings.escalation.sweep_seconds)
+        )
         slack = _start_slack(app, started)
         try:
             yield
@@ -57,9 +63,8 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     )
     if runtime is not None:
         app.state.gigcx = runtime
-    app.state.limits = Limits(
-        settings.web.messages_per_minute_per_conversation, settings.web.messages_per_minute_per_ip
-    )
+    app.state.web = settings.web  # the limits this app enforces
+    app.state.web_brand = settings.brand
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.web.allowed_origins,
@@ -69,6 +74,8 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(console.router)
     app.include_router(pages.router)
+    app.include_router(health.router)
+    app.middleware("http")(_count_request)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
 
@@ -79,11 +86,18 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
             """Slack's Events API and interactivity, verified by the signing secret."""
             return await request.app.state.slack.handler.handle(request)  # type: ignore[no-any-return]
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "brand": settings.brand}
-
     return app
+
+
+CONFIG_FILE_ENV = "GIGCX_CONFIG_FILE"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of each worker process of `gigcx serve --workers N` (or of
+    `uvicorn --factory gigcx.connectors.web.app:app_from_environment`): settings from the
+    file named by GIGCX_CONFIG_FILE (else the usual gigcx.yaml search) and the environment."""
+    path = os.environ.get(CONFIG_FILE_ENV)
+    return create_app(load_settings(Path(path) if path else None))
 
 
 def _start_slack(app: FastAPI, runtime: GigCX) -> SlackConnector | None:
@@ -95,6 +109,18 @@ def _start_slack(app: FastAPI, runtime: GigCX) -> SlackConnector | None:
     connector.start()
     app.state.slack = connector
     return connector
+
+
+async def _count_request(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    template = getattr(route, "path", "unmatched")
+    metrics.REQUESTS.labels(request.method, template, str(response.status_code)).inc()
+    metrics.REQUEST_SECONDS.labels(template).observe(time.perf_counter() - started)
+    return response
 
 
 async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

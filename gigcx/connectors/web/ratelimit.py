@@ -1,45 +1,113 @@
-"""Per-minute message limits, per conversation and per client address, in this process."""
+"""Per-minute message limits, per conversation and per client address.
+
+In one process they are counted in memory; with `redis.url` set, every server process
+counts in Redis, so a client cannot get N times the limit by landing on N workers.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as redis
+
+WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One limit to count a request against: `limit` hits per minute for `key`."""
+
+    name: str  # "conversation" or "ip"
+    key: str
+    limit: int
+    what: str  # "in this conversation", for the error message
+
+
+@dataclass(frozen=True)
+class Refusal:
+    check: Check
+    retry_after: int
+
+
+class RateLimiter(Protocol):
+    async def hit(self, checks: Sequence[Check]) -> Refusal | None:
+        """Count one request against every check, or against none if any limit is reached
+        (then say which, and how long to wait)."""
+        ...
 
 
 class SlidingWindowLimiter:
-    """At most `limit` hits per key within any `window` seconds."""
+    """At most `limit` hits per key within any `window` seconds, in this process."""
 
-    def __init__(
-        self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.limit = limit
+    def __init__(self, window: float = WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic):
         self.window = window
         self._clock = clock
-        self._hits: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._hits: defaultdict[tuple[str, str], deque[float]] = defaultdict(deque)
 
-    def retry_after(self, key: str) -> int:
-        """0 when `key` may go ahead now, else the seconds to wait. Counts nothing."""
+    async def hit(self, checks: Sequence[Check]) -> Refusal | None:
         now = self._clock()
+        for check in checks:
+            wait = self._retry_after((check.name, check.key), check.limit, now)
+            if wait:
+                return Refusal(check, wait)
+        for check in checks:
+            self._hits[(check.name, check.key)].append(now)
+        if len(self._hits) > 10_000:
+            self._forget_idle(now)
+        return None
+
+    def _retry_after(self, key: tuple[str, str], limit: int, now: float) -> int:
         hits = self._hits.get(key)
         if not hits:
             return 0
         while hits and hits[0] <= now - self.window:
             hits.popleft()
-        if len(hits) >= self.limit:
+        if len(hits) >= limit:
             return max(1, math.ceil(hits[0] + self.window - now))
         return 0
-
-    def count(self, key: str) -> None:
-        """Record one hit for `key`."""
-        now = self._clock()
-        self._hits[key].append(now)
-        if len(self._hits) > 10_000:
-            self._forget_idle(now)
 
     def _forget_idle(self, now: float) -> None:
         for key in [
             k for k, hits in self._hits.items() if not hits or hits[-1] <= now - self.window
         ]:
             del self._hits[key]
+
+
+# Check every key, then count in every key, as one atomic step in Redis.
+_HIT = """
+local now, window, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return {i, math.max(1, math.ceil(tonumber(oldest[2]) + window - now))}
+  end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+end
+return {0, 0}
+"""
+
+
+class RedisLimiter:
+    """The same sliding window, shared by every server process through Redis."""
+
+    def __init__(self, client: redis.Redis, brand: str, window: float = WINDOW_SECONDS):
+        self.window = window
+        self.prefix = f"gigcx:{brand}:rate"
+        self._script = client.register_script(_HIT)
+
+    async def hit(self, checks: Sequence[Check]) -> Refusal | None:
+        keys = [f"{self.prefix}:{check.name}:{check.key}" for check in checks]
+        limits = [str(check.limit) for check in checks]
+        args = [str(time.time()), str(self.window), uuid.uuid4().hex, *limits]
+        index, wait = await self._script(keys=keys, args=args)
+        return None if index == 0 else Refusal(checks[int(index) - 1], int(wait))

@@ -9,16 +9,22 @@ import contextlib
 import hashlib
 import hmac
 import secrets
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from gigcx import events
+from gigcx import events, metrics
 from gigcx.app import GigCX
 from gigcx.connectors.web.identity import IdentityRefused, verify_identity
-from gigcx.connectors.web.ratelimit import SlidingWindowLimiter
+from gigcx.connectors.web.ratelimit import (
+    Check,
+    RateLimiter,
+    RedisLimiter,
+    SlidingWindowLimiter,
+)
 from gigcx.connectors.web.schemas import (
     ConversationCreated,
     ConversationOut,
@@ -36,6 +42,7 @@ from gigcx.connectors.web.schemas import (
 from gigcx.escalation.handoffs import NothingToRate, agent_of
 from gigcx.events import Subscription, SubscriptionOverflow
 from gigcx.store import Conversation, Message
+from gigcx.store.models import as_utc, utcnow
 
 router = APIRouter(prefix="/v1")
 # Events a customer's widget may see; handoff details (routes, packets) stay with experts.
@@ -50,14 +57,6 @@ WS_NOT_FOUND = 4404
 WS_TRY_AGAIN = 1013
 
 
-class Limits:
-    """The per-minute message limits of one app."""
-
-    def __init__(self, per_conversation: int, per_ip: int) -> None:
-        self.per_conversation = SlidingWindowLimiter(per_conversation)
-        self.per_ip = SlidingWindowLimiter(per_ip)
-
-
 def runtime(request: Request) -> GigCX:
     return request.app.state.gigcx  # type: ignore[no-any-return]
 
@@ -70,18 +69,35 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _check_rate(*checks: tuple[SlidingWindowLimiter, str, str]) -> None:
-    """Count one request against every (limiter, key) pair, or none if any limit is reached."""
-    for limiter, key, what in checks:
-        wait = limiter.retry_after(key)
-        if wait:
-            raise HTTPException(
-                429,
-                f"too many messages {what} (limit {limiter.limit} a minute); try again in {wait} s",
-                headers={"Retry-After": str(wait)},
-            )
-    for limiter, key, _what in checks:
-        limiter.count(key)
+def _limiter(request: Request) -> RateLimiter:
+    state = request.app.state
+    limiter: RateLimiter | None = getattr(state, "limiter", None)
+    if limiter is None:
+        gigcx: GigCX = state.gigcx
+        limiter = (
+            RedisLimiter(gigcx.redis, gigcx.settings.brand)
+            if gigcx.redis is not None
+            else SlidingWindowLimiter()
+        )
+        state.limiter = limiter
+    return limiter
+
+
+async def _check_rate(request: Request, *checks: Check) -> None:
+    """Count one request against every limit, or none if any limit is reached (429)."""
+    refusal = await _limiter(request).hit(checks)
+    if refusal is not None:
+        check, wait = refusal.check, refusal.retry_after
+        raise HTTPException(
+            429,
+            f"too many messages {check.what} (limit {check.limit} a minute); try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def _per_ip(request: Request) -> Check:
+    limit = request.app.state.web.messages_per_minute_per_ip
+    return Check("ip", _client_ip(request), limit, "from this address")
 
 
 async def _authorized(gigcx: GigCX, conversation_id: str, token: str | None) -> Conversation:
@@ -179,8 +195,7 @@ async def create_conversation(
         verified = verify_identity(settings.identity, body.user_id, body.user_hash)
     except IdentityRefused as error:
         raise HTTPException(401, f"identity refused: {error}") from None
-    limits: Limits = request.app.state.limits
-    _check_rate((limits.per_ip, _client_ip(request), "from this address"))
+    await _check_rate(request, _per_ip(request))
     token = secrets.token_urlsafe(32)
     conversation = await gigcx.front_line.start_conversation(
         body.user_id if verified else None,
@@ -232,10 +247,11 @@ async def post_message(
         raise _invalid("text", "must not be empty")
     if len(text) > limit:
         raise _invalid("text", f"must be at most {limit} characters (got {len(text)})")
-    limits: Limits = request.app.state.limits
-    _check_rate(
-        (limits.per_conversation, conversation.id, "in this conversation"),
-        (limits.per_ip, _client_ip(request), "from this address"),
+    per_conversation = request.app.state.web.messages_per_minute_per_conversation
+    await _check_rate(
+        request,
+        Check("conversation", conversation.id, per_conversation, "in this conversation"),
+        _per_ip(request),
     )
     turn = await gigcx.front_line.handle_customer_message(conversation.id, text)
     return TurnOut(
@@ -401,8 +417,18 @@ async def _push(websocket: WebSocket, subscription: Subscription, sent: int) -> 
                     continue  # already in the backlog
                 sent = event.data["message"]["seq"]
             await websocket.send_json({"type": event.type, **event.data})
+            if event.type == events.MESSAGE_CREATED:
+                _observe_relay(event.data["message"])
     except SubscriptionOverflow:
         await websocket.close(code=WS_TRY_AGAIN, reason="reconnect with ?after=")
+
+
+def _observe_relay(message: dict[str, Any]) -> None:
+    if message["author"] in ("expert", "staff"):  # a person's reply reached the customer
+        created = datetime.fromisoformat(message["created_at"])
+        metrics.RELAY_SECONDS.labels("customer").observe(
+            (utcnow() - as_utc(created)).total_seconds()
+        )
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:

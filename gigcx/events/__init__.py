@@ -1,13 +1,16 @@
 """The event bus: how the bot and escalation tell the connectors that something happened.
 
-Events are published after the change is committed. In-process by default; a Redis
-implementation of the same interface carries them between server processes.
+Events are published after the change is committed. In-process by default; with
+`redis.url` set, `RedisEventBus` (events/redis_bus.py) carries them between server
+processes. Events are notices, not the record: a subscriber that missed some (fell behind,
+lost its connection) reads what changed from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,6 +39,17 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "conversation_id": self.conversation_id, **self.data}
 
+    def to_json(self) -> str:
+        return json.dumps(
+            {"type": self.type, "brand": self.brand, "id": self.conversation_id, "data": self.data},
+            default=str,
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Event:
+        fields = json.loads(raw)
+        return cls(fields["type"], fields["brand"], fields["id"], fields["data"])
+
 
 class SubscriptionOverflow(Exception):
     """A subscriber fell too far behind; it should resume from the store."""
@@ -61,6 +75,12 @@ class Subscription:
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
 
+    def interrupt(self) -> None:
+        """Events may have been missed (the bus lost its connection): resume from the store."""
+        self.overflowed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
 
@@ -70,6 +90,8 @@ class Subscription:
                 raise SubscriptionOverflow("subscriber fell behind")
             event = await self._queue.get()
             if event is None:
+                if self.overflowed:
+                    raise SubscriptionOverflow("events may have been missed")
                 return
             yield event
 
@@ -81,6 +103,11 @@ class EventBus(Protocol):
         self, conversation_id: str | None = None
     ) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
 
+    async def check(self) -> None:
+        """Raise if the bus cannot carry events now (for the readiness check)."""
+
+    async def close(self) -> None: ...
+
 
 class InProcessEventBus:
     """Delivers events to subscribers in this process (the embedded default)."""
@@ -90,8 +117,18 @@ class InProcessEventBus:
         self._capacity = capacity
 
     async def publish(self, event: Event) -> None:
+        self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
         for subscription in list(self._subscriptions):
             subscription.offer(event)
+
+    async def check(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for subscription in list(self._subscriptions):
+            subscription.close()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, conversation_id: str | None = None) -> AsyncIterator[Subscription]:

@@ -1,0 +1,81 @@
+"""Liveness (/healthz), readiness (/readyz, checking each dependency) and /metrics.
+
+A load balancer sends traffic to a worker only while /readyz says 200. Slack being down
+does not make a worker unready: customers are still served and the outbox keeps what
+Slack must be told (its size is in the answer and in /metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from gigcx import metrics
+from gigcx.app import GigCX
+
+router = APIRouter(include_in_schema=False)
+CHECK_SECONDS = 3.0
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> dict[str, str]:
+    """The process is up (it may still be starting or cut off from a dependency)."""
+    return {"status": "ok", "brand": request.app.state.web_brand}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """200 when the store, the event bus and the knowledge index all answer; else 503,
+    naming what failed."""
+    gigcx: GigCX | None = getattr(request.app.state, "gigcx", None)
+    if gigcx is None:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    checks = {
+        "store": gigcx.store.ping,
+        "events": gigcx.bus.check,
+        "knowledge": lambda: _count_chunks(gigcx),
+    }
+    results = dict(
+        zip(checks, await asyncio.gather(*(_run(check) for check in checks.values())), strict=True)
+    )
+    ready = all(result.startswith("ok") for result in results.values())
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": results}
+    if gigcx.settings.slack.enabled:
+        pending, oldest = await gigcx.store.outbox_backlog()
+        body["slack_outbox"] = {
+            "pending": pending,
+            "oldest": oldest.isoformat() if oldest is not None else None,
+        }
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+async def prometheus_metrics(request: Request) -> Response:
+    gigcx: GigCX | None = getattr(request.app.state, "gigcx", None)
+    if gigcx is not None:
+        counts = await gigcx.store.handoff_counts(gigcx.settings.brand)
+        metrics.HANDOFFS_WAITING.set(counts["waiting"])
+        metrics.HANDOFFS_ASSIGNED.set(counts["assigned"])
+        if gigcx.settings.slack.enabled:
+            metrics.SLACK_OUTBOX.set((await gigcx.store.outbox_backlog())[0])
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
+async def _count_chunks(gigcx: GigCX) -> str:
+    chunks = await asyncio.to_thread(gigcx.index.count)
+    return f"ok ({chunks} chunks)" if chunks else "ok (empty: run gigcx knowledge sync)"
+
+
+async def _run(check: Callable[[], Awaitable[Any]]) -> str:
+    try:
+        result = await asyncio.wait_for(check(), CHECK_SECONDS)
+    except TimeoutError:
+        return f"failed: no answer within {CHECK_SECONDS:g} s"
+    except Exception as error:
+        return f"failed: {type(error).__name__}: {error}"
+    return result if isinstance(result, str) else "ok"

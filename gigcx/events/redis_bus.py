@@ -1,0 +1,78 @@
+"""Events between server processes through Redis pub/sub (configured by `redis.url`).
+
+Each process holds one Redis subscription to its brand's channel and hands what arrives to
+its local subscribers, its own events included, so every process sees one order. When the
+connection to Redis drops, local subscribers are interrupted (they resume from the store,
+as after an overflow) and the process reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from gigcx.events import Event, InProcessEventBus
+
+log = logging.getLogger(__name__)
+
+
+class RedisEventBus(InProcessEventBus):
+    """The event bus of a brand's server processes, over one Redis channel."""
+
+    def __init__(self, client: redis.Redis, brand: str, capacity: int = 1000) -> None:
+        super().__init__(capacity)
+        self.client = client
+        self.channel = f"gigcx:{brand}:events"
+        self._connected = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe to the channel; returns once events flow."""
+        self._reader = asyncio.create_task(self._read())
+        await asyncio.wait_for(self._connected.wait(), timeout=10)
+
+    async def publish(self, event: Event) -> None:
+        try:
+            await self.client.publish(self.channel, event.to_json())
+        except (RedisError, OSError) as error:
+            # The change itself is committed; whoever waits for it reads it from the store.
+            log.warning("could not publish %s to Redis (%s)", event.type, error)
+            self._interrupt_all()
+
+    async def check(self) -> None:
+        await self.client.ping()
+        if not self._connected.is_set():
+            raise ConnectionError(f"not subscribed to {self.channel}")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await super().close()
+
+    async def _read(self) -> None:
+        wait = 0.1
+        while True:
+            try:
+                async with self.client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    self._connected.set()
+                    wait = 0.1
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._deliver(Event.from_json(message["data"]))
+            except (RedisError, OSError) as error:
+                log.warning("lost the Redis event channel (%s); reconnecting", error)
+            self._connected.clear()
+            self._interrupt_all()
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 5.0)
+
+    def _interrupt_all(self) -> None:
+        for subscription in list(self._subscriptions):
+            subscription.interrupt()
