@@ -32,11 +32,20 @@ class GigCX:
     # Shared by the server processes of a scaled-out deployment (`redis.url`); None in one.
     redis: redis.Redis | None = field(default=None)
 
+    @property
+    def redis_prefix(self) -> str:
+        return redis_prefix(self.settings)
+
     async def close(self) -> None:
         await self.bus.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.store.engine.dispose()
+
+
+def redis_prefix(settings: Settings) -> str:
+    """Where the brand's keys and channel live in Redis: `<namespace>:<brand>`."""
+    return f"{settings.redis.namespace}:{settings.brand}"
 
 
 class RedisUnavailable(Exception):
@@ -46,7 +55,7 @@ class RedisUnavailable(Exception):
 async def _connect_redis(settings: Settings) -> tuple[redis.Redis, RedisEventBus]:
     assert settings.redis.url is not None
     client = redis.from_url(settings.redis.url)
-    bus = RedisEventBus(client, settings.brand)
+    bus = RedisEventBus(client, redis_prefix(settings))
     try:
         await client.ping()
         await bus.start()

@@ -364,6 +364,13 @@ class RedisSettings(_Section):
         "events, rate limits and Slack retries are shared through it. Unset: one process.",
     )
 
+    namespace: str = Field(
+        "gigcx",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Prefix of every Redis key and channel, to share one Redis between "
+        "deployments.",
+    )
+
     @field_validator("url")
     @classmethod
     def _url_is_redis(cls, value: str | None) -> str | None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from playwright.async_api import Browser, async_playwright
 
@@ -16,6 +14,7 @@ from gigcx.config import Settings, StoreSettings, load_settings
 from gigcx.knowledge import KnowledgeIndex, open_index, sync_knowledge
 from gigcx.knowledge.documents import ChunkingOptions
 from gigcx.store import ConversationStore, create_engine, upgrade_database
+from tests.helpers.processes import postgres_database
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_BRAND = REPO / "examples" / "kestrel"
@@ -49,27 +48,14 @@ def options(settings: Settings) -> ChunkingOptions:
     return ChunkingOptions(settings.knowledge.chunk_size, settings.knowledge.chunk_overlap)
 
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'gigcx.db'}"
         return
-    name = f"gigcx_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

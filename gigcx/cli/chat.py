@@ -17,7 +17,7 @@ from rich.markup import escape
 from gigcx.app import GigCX, start
 from gigcx.bot.frontline import TurnResult
 from gigcx.cli.common import ConfigOption, err, fail, index_for, out, settings_from
-from gigcx.config import Settings, StoreSettings, find_config
+from gigcx.config import ENV_PREFIX, Settings, StoreSettings, find_config
 from gigcx.knowledge import KnowledgeIndexError
 from gigcx.store import StoreUnavailable, create_engine, upgrade_database
 
@@ -39,7 +39,6 @@ def serve(
     import uvicorn
 
     from gigcx.connectors.web import create_app
-    from gigcx.connectors.web.app import CONFIG_FILE_ENV
 
     settings = settings_from(config)
     if workers > 1 and settings.redis.url is None:
@@ -76,7 +75,7 @@ def serve(
         return
     found = find_config(config)
     if found is not None:
-        os.environ[CONFIG_FILE_ENV] = str(found.resolve())
+        os.environ[f"{ENV_PREFIX}CONFIG"] = str(found.resolve())  # read by each worker
     with tempfile.TemporaryDirectory(prefix="gigcx-metrics-") as metrics_dir:
         # Each worker writes its metrics here; /metrics adds them up (see gigcx.metrics).
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)

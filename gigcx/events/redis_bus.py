@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 class RedisEventBus(InProcessEventBus):
     """The event bus of a brand's server processes, over one Redis channel."""
 
-    def __init__(self, client: redis.Redis, brand: str, capacity: int = 1000) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, capacity: int = 1000) -> None:
         super().__init__(capacity)
         self.client = client
-        self.channel = f"gigcx:{brand}:events"
+        self.channel = f"{prefix}:events"
         self._connected = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException, Request
@@ -89,15 +87,11 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     return app
 
 
-CONFIG_FILE_ENV = "GIGCX_CONFIG_FILE"
-
-
 def app_from_environment() -> FastAPI:
     """The app of each worker process of `gigcx serve --workers N` (or of
     `uvicorn --factory gigcx.connectors.web.app:app_from_environment`): settings from the
-    file named by GIGCX_CONFIG_FILE (else the usual gigcx.yaml search) and the environment."""
-    path = os.environ.get(CONFIG_FILE_ENV)
-    return create_app(load_settings(Path(path) if path else None))
+    file named by GIGCX_CONFIG (else ./gigcx.yaml) and the environment."""
+    return create_app(load_settings())
 
 
 def _start_slack(app: FastAPI, runtime: GigCX) -> SlackConnector | None:

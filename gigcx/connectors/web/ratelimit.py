@@ -100,9 +100,9 @@ return {0, 0}
 class RedisLimiter:
     """The same sliding window, shared by every server process through Redis."""
 
-    def __init__(self, client: redis.Redis, brand: str, window: float = WINDOW_SECONDS):
+    def __init__(self, client: redis.Redis, prefix: str, window: float = WINDOW_SECONDS):
         self.window = window
-        self.prefix = f"gigcx:{brand}:rate"
+        self.prefix = f"{prefix}:rate"
         self._script = client.register_script(_HIT)
 
     async def hit(self, checks: Sequence[Check]) -> Refusal | None:

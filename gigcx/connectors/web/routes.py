@@ -75,7 +75,7 @@ def _limiter(request: Request) -> RateLimiter:
     if limiter is None:
         gigcx: GigCX = state.gigcx
         limiter = (
-            RedisLimiter(gigcx.redis, gigcx.settings.brand)
+            RedisLimiter(gigcx.redis, gigcx.redis_prefix)
             if gigcx.redis is not None
             else SlidingWindowLimiter()
         )
