@@ -42,3 +42,5 @@ bench: install
 	$(BIN)/python benchmarks/knowledge_bench.py
 	$(BIN)/python benchmarks/clinc150_quality.py
 	$(BIN)/python benchmarks/relay_latency.py
+	$(BIN)/python benchmarks/websocket_chats.py
+	$(BIN)/python benchmarks/surge.py

@@ -76,12 +76,20 @@ class ServerProcess:
     """`gigcx serve --config <config> --port <port>` in its own process, with `env` on top
     of this one's environment. Its output goes to `log`."""
 
-    def __init__(self, config: Path, env: dict[str, str], log: Path, *, workers: int = 1) -> None:
+    def __init__(
+        self,
+        config: Path,
+        env: dict[str, str],
+        log: Path,
+        *,
+        workers: int = 1,
+        port: int | None = None,
+    ) -> None:
         self.config = config
         self.env = {**os.environ, **env}
         self.log = log
         self.workers = workers
-        self.port = free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

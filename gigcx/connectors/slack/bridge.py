@@ -29,7 +29,9 @@ from gigcx.store.models import OutboxItem, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 RETRIES = 3  # immediate tries of one Web API call when Slack is rate-limiting or failing
-LEASE = timedelta(seconds=60)  # how long a process may hold an item while delivering it
+# How long a process may hold an item while delivering it (its immediate retries included);
+# if the process dies meanwhile, another one takes the item over after this.
+LEASE = timedelta(seconds=30)
 POLL_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 300.0
 

@@ -7,14 +7,15 @@ release/hand_back/resolve`, internal notes like a `note:` in a Slack thread). En
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from gigcx.app import GigCX
+from gigcx.connectors.web.identity import secrets_match
 from gigcx.connectors.web.routes import runtime
+from gigcx.connectors.web.schemas import ErrorOut
 from gigcx.store import Handoff
 
 
@@ -35,15 +36,17 @@ def console_access(
     token = gigcx.settings.web.console_token
     if token is None:
         raise HTTPException(404, "the expert console is off: set web.console_token to use it")
-    if x_console_token is None or not hmac.compare_digest(
-        x_console_token, token.get_secret_value()
-    ):
+    if x_console_token is None or not secrets_match(x_console_token, token.get_secret_value()):
         raise HTTPException(401, "missing or wrong X-Console-Token")
     return gigcx
 
 
 Console = Annotated[GigCX, Depends(console_access)]
-router = APIRouter(prefix="/v1/console", tags=["expert console (stand-in for Slack)"])
+router = APIRouter(
+    prefix="/v1/console",
+    tags=["expert console (stand-in for Slack)"],
+    responses={status: {"model": ErrorOut} for status in (401, 404, 409, 422)},
+)
 
 
 def _summary(handoff: Handoff) -> dict[str, Any]:

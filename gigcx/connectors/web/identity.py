@@ -13,6 +13,11 @@ class IdentityRefused(Exception):
     """The user id and hash do not prove who the customer is (the message says why)."""
 
 
+def secrets_match(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes text a client made up (any characters)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 def user_hash(user_id: str, secret: str) -> str:
     """What the brand's backend computes for a signed-in user: hex HMAC-SHA256 of the id."""
     return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
@@ -29,6 +34,6 @@ def verify_identity(settings: IdentitySettings, user_id: str | None, given: str 
     if settings.secret is None:
         raise IdentityRefused("this brand has no identity secret, so user_hash cannot be checked")
     expected = user_hash(user_id, settings.secret.get_secret_value())
-    if not hmac.compare_digest(expected, given.lower()):
+    if not secrets_match(given.lower(), expected):
         raise IdentityRefused("user_hash does not match user_id")
     return True

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import secrets
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from gigcx import events, metrics
 from gigcx.app import GigCX
-from gigcx.connectors.web.identity import IdentityRefused, verify_identity
+from gigcx.connectors.web.identity import IdentityRefused, secrets_match, verify_identity
 from gigcx.connectors.web.ratelimit import (
     Check,
     RateLimiter,
@@ -52,6 +51,7 @@ CUSTOMER_EVENTS = {
     events.CONVERSATION_STATE,
     events.TYPING,
 }
+MAX_SEQ = 2**31 - 1  # sequence numbers are 32-bit in the store
 WS_UNAUTHORIZED = 4401
 WS_NOT_FOUND = 4404
 WS_TRY_AGAIN = 1013
@@ -104,7 +104,7 @@ async def _authorized(gigcx: GigCX, conversation_id: str, token: str | None) -> 
     conversation = await gigcx.store.find_conversation(conversation_id)
     if conversation is None or conversation.brand != gigcx.settings.brand:
         raise HTTPException(404, f"no conversation {conversation_id!r}")
-    if not token or not hmac.compare_digest(hash_token(token), conversation.token_hash):
+    if not token or not secrets_match(hash_token(token), conversation.token_hash):
         raise HTTPException(401, "missing or wrong conversation token (Authorization: Bearer ...)")
     return conversation
 
@@ -142,7 +142,7 @@ def _check_brand_and_key(gigcx: GigCX, brand: str, key: str) -> None:
         raise HTTPException(
             404, f"no brand {brand!r} on this server (it serves {settings.brand!r})"
         )
-    if not any(hmac.compare_digest(key, known) for known in settings.web.widget_keys):
+    if not any(secrets_match(key, known) for known in settings.web.widget_keys):
         raise HTTPException(401, f"widget_key is not a valid key for brand {brand!r}")
 
 
@@ -325,7 +325,9 @@ async def rate_conversation(
 async def list_messages(
     conversation: Annotated[Conversation, Depends(conversation_for)],
     gigcx: Annotated[GigCX, Depends(runtime)],
-    after: Annotated[int, Query(ge=0, description="Only messages with seq above this")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_SEQ, description="Only messages with seq above this")
+    ] = 0,
 ) -> MessagesOut:
     messages = await gigcx.store.messages_after(conversation.id, after)
     fresh = await gigcx.store.get_conversation(conversation.id)
@@ -378,7 +380,7 @@ async def _send_backlog(
     websocket: WebSocket, gigcx: GigCX, conversation_id: str, after: int
 ) -> int:
     """Send what was stored after `after` and the current state; the last seq sent."""
-    sent = max(after, 0)
+    sent = min(max(after, 0), MAX_SEQ)
     while True:
         backlog = await gigcx.store.messages_after(conversation_id, sent)
         for message in backlog:

@@ -1,0 +1,349 @@
+"""Several `gigcx serve` processes on one PostgreSQL, one Redis and one Chroma server, with
+Slack's Web API stood in locally: messages cross workers exactly once, and a worker killed
+with -9 loses nothing and leaves its timers to the survivor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from gigcx.config import Settings, StoreSettings, load_settings
+from gigcx.escalation.experts import sync_experts
+from gigcx.knowledge import open_index, sync_knowledge
+from gigcx.store import ConversationStore, create_engine, upgrade_database
+from tests.helpers.processes import ServerProcess, chroma_server, postgres_database
+from tests.helpers.slack_server import SlackAPIServer
+from tests.test_slack import ALEX, KEY, SAMI, SECRET, click, thread_event
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="module")
+def chroma_url(synced_brand: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Chroma server holding the example brand's knowledge (synced once for the module)."""
+    with chroma_server(tmp_path_factory.mktemp("chroma")) as url:
+        settings = load_settings(synced_brand / "gigcx.yaml", index={"url": url})
+        sync_knowledge(settings.knowledge.path, open_index(settings))
+        yield url
+
+
+@dataclass
+class Deployment:
+    """What several hosts running one brand share, and how to start a worker on it."""
+
+    config: Path
+    env: dict[str, str]
+    settings: Settings
+    logs: Path
+    slack: SlackAPIServer
+    workers: list[ServerProcess] = field(default_factory=list)
+
+    def worker(self, port: int | None = None, **extra_env: str) -> ServerProcess:
+        number = len(self.workers)
+        process = ServerProcess(
+            self.config, {**self.env, **extra_env}, self.logs / f"worker-{number}.log", port=port
+        )
+        self.workers.append(process)
+        return process.start()
+
+    @contextlib.asynccontextmanager
+    async def store(self) -> AsyncIterator[ConversationStore]:
+        engine = create_engine(self.settings.store)
+        try:
+            yield ConversationStore(engine)
+        finally:
+            await engine.dispose()
+
+
+@pytest.fixture
+async def deployment(
+    synced_brand: Path, chroma_url: str, tmp_path: Path
+) -> AsyncIterator[Deployment]:
+    with SlackAPIServer() as slack:
+        async with postgres_database() as store_url:
+            env = {
+                "GIGCX_STORE__URL": store_url,
+                "GIGCX_INDEX__URL": chroma_url,
+                "GIGCX_REDIS__URL": REDIS_URL,
+                "GIGCX_REDIS__NAMESPACE": f"gigcx-test-{uuid.uuid4().hex[:10]}",
+                "GIGCX_SLACK__BOT_TOKEN": "xoxb-test",
+                "GIGCX_SLACK__SIGNING_SECRET": SECRET,
+                "GIGCX_SLACK__EXPERT_CHANNEL": "C0EXPERTS",
+                "GIGCX_SLACK__STAFF_CHANNEL": "C0STAFF",
+                "GIGCX_SLACK__API_URL": slack.api_url,
+                "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_IP": "100000",
+                "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_CONVERSATION": "100000",
+                "GIGCX_ESCALATION__SWEEP_SECONDS": "0.5",
+            }
+            config = synced_brand / "gigcx.yaml"
+            settings = load_settings(config, store=StoreSettings(url=store_url).model_dump())
+            engine = create_engine(settings.store)
+            await upgrade_database(engine)
+            await sync_experts(
+                ConversationStore(engine), "kestrel", settings.escalation.experts_file
+            )
+            await engine.dispose()
+            deployment = Deployment(config, env, settings, tmp_path, slack)
+            try:
+                yield deployment
+            finally:
+                for worker in deployment.workers:
+                    worker.stop()
+
+
+class Customer:
+    """A customer who writes through one worker and listens on a WebSocket to another,
+    as a load balancer without sticky sessions may arrange."""
+
+    def __init__(self, writes_to: ServerProcess, listens_to: ServerProcess) -> None:
+        self.http = httpx.AsyncClient(base_url=writes_to.url, timeout=30)
+        self.listens_to = listens_to
+        self.pushed: list[dict[str, Any]] = []
+        self._socket: Any = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        created = await self.http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+        assert created.status_code == 201, created.text
+        self.cid, token = created.json()["conversation_id"], created.json()["token"]
+        self.auth = {"Authorization": f"Bearer {token}"}
+        ws = self.listens_to.url.replace("http://", "ws://")
+        self._socket = await websockets.connect(
+            f"{ws}/v1/conversations/{self.cid}/ws?token={token}"
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self._socket:
+            event = json.loads(raw)
+            if event["type"] == "message.created":
+                self.pushed.append(event["message"])
+
+    async def say(self, text: str) -> dict[str, Any]:
+        response = await self.http.post(
+            f"/v1/conversations/{self.cid}/messages", json={"text": text}, headers=self.auth
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def wait_for_pushed(self, text: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(m["text"] == text for m in self.pushed):
+            assert time.monotonic() < deadline, f"never pushed {text!r}: {self.pushed}"
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._socket is not None:
+            await self._socket.close()
+        await self.http.aclose()
+
+
+async def settle(condition: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def test_two_workers_deliver_every_message_exactly_once_to_the_right_place(
+    deployment: Deployment,
+):
+    a, b = deployment.worker(), deployment.worker()
+    await asyncio.gather(a.ready(), b.ready())
+    slack = deployment.slack
+    customers = [Customer(*((a, b) if n % 2 else (b, a))) for n in range(5)]
+    try:
+        for customer in customers:
+            await customer.start()
+        for customer in customers:
+            await customer.say(f"I want to talk to a person, this is customer {customer.cid}")
+
+        # One card per handoff, although both workers heard of each.
+        cards = await slack.wait_for("chat.postMessage", len(customers))
+        await asyncio.sleep(1.0)
+        cards = [c for c in slack.posted("chat.postMessage") if "thread_ts" not in c]
+        assert len(cards) == len(customers)
+
+        async with deployment.store() as store:
+            handoffs = {c.cid: await store.open_handoff_for(c.cid) for c in customers}
+            for n, customer in enumerate(customers):
+                handoff = handoffs[customer.cid]
+                assert handoff is not None
+                # Slack's buttons and thread replies arrive at whichever worker.
+                worker = (a, b)[n % 2]
+                async with httpx.AsyncClient(base_url=worker.url) as http:
+                    claimed = await click(http, slack, "claim", handoff.id, expert_for(n))
+                    assert claimed.status_code == 200
+            await settle(
+                lambda: _all_claimed(store, [h.id for h in handoffs.values() if h is not None])
+            )
+            cards_at = {c.cid: await store.card_for(handoffs[c.cid].id) for c in customers}  # type: ignore[union-attr]
+
+        for n, customer in enumerate(customers):
+            card = cards_at[customer.cid]
+            assert card is not None
+            worker = (b, a)[n % 2]
+            async with httpx.AsyncClient(base_url=worker.url) as http:
+                reply = f"Expert here for {customer.cid}"
+                response = await thread_event(
+                    http, card.channel, card.ts, expert_for(n), reply, f"Ev-{customer.cid}"
+                )
+                assert response.status_code == 200
+                # Slack retries the same event at the other worker: acted on once.
+                other = (a, b)[n % 2]
+                async with httpx.AsyncClient(base_url=other.url) as again:
+                    await thread_event(
+                        again, card.channel, card.ts, expert_for(n), reply, f"Ev-{customer.cid}"
+                    )
+        for customer in customers:
+            await customer.wait_for_pushed(f"Expert here for {customer.cid}")
+            await customer.say(f"thanks from {customer.cid}")
+
+        threads = await slack.wait_for("chat.postMessage", len(customers) * 3)
+        await asyncio.sleep(1.0)
+        threads = slack.posted("chat.postMessage")
+        for customer in customers:
+            card = cards_at[customer.cid]
+            assert card is not None
+            # The expert's reply reached this customer once and nobody else.
+            everyone = [m["text"] for c in customers for m in c.pushed]
+            assert everyone.count(f"Expert here for {customer.cid}") == 1
+            assert [m["text"] for m in customer.pushed].count(
+                f"Expert here for {customer.cid}"
+            ) == 1
+            # The customer's thanks reached this handoff's thread once.
+            in_thread = [t["text"] for t in threads if t.get("thread_ts") == card.ts]
+            assert in_thread.count(f"*Customer:* thanks from {customer.cid}") == 1
+            # Every message pushed once, in order, without gaps.
+            seqs = [m["seq"] for m in customer.pushed]
+            assert seqs == list(range(1, len(seqs) + 1))
+
+        # A widget that lost its socket reconnects to the other worker and resumes after
+        # the last message it has: the rest arrive, nothing twice.
+        first = customers[0]
+        ws = first.http.base_url.copy_with(scheme="ws")
+        token = first.auth["Authorization"].removeprefix("Bearer ")
+        url = f"{str(ws).rstrip('/')}/v1/conversations/{first.cid}/ws?token={token}&after=2"
+        async with websockets.connect(url) as resumed:
+            replayed = []
+            while len(replayed) < len(first.pushed) - 2:
+                event = json.loads(await asyncio.wait_for(resumed.recv(), 10))
+                if event["type"] == "message.created":
+                    replayed.append(event["message"]["seq"])
+        assert replayed == [m["seq"] for m in first.pushed[2:]]
+    finally:
+        for customer in customers:
+            await customer.close()
+
+
+def expert_for(n: int) -> str:
+    """Alex takes three conversations (his capacity), Sami the other two."""
+    return ALEX if n < 3 else SAMI
+
+
+async def _all_claimed(store: ConversationStore, handoff_ids: list[str]) -> bool:
+    states = [(await store.get_handoff(h)).state for h in handoff_ids]
+    return states == ["assigned"] * len(handoff_ids)
+
+
+async def test_a_worker_killed_mid_conversation_and_mid_handoff_loses_nothing(
+    deployment: Deployment,
+):
+    quick = {"GIGCX_ESCALATION__CLAIM_TIMEOUT_SECONDS": "10"}
+    a, b = deployment.worker(**quick), deployment.worker(**quick)
+    await asyncio.gather(a.ready(), b.ready())
+    customer = Customer(a, b)
+    await customer.start()
+    try:
+        await customer.say("how do I pair my X2 with my phone?")
+        await customer.say("I want to talk to a person")  # a handoff, waiting
+        async with deployment.store() as store:
+            handoff = await store.open_handoff_for(customer.cid)
+            assert handoff is not None and handoff.offers == 1
+
+        # Messages in flight to A when it is killed: whatever A answered 201 for is kept.
+        async def burst() -> list[int]:
+            stored = []
+            async with httpx.AsyncClient(base_url=a.url, timeout=10) as http:
+                for n in range(100_000):  # until A is gone
+                    try:
+                        response = await http.post(
+                            f"/v1/conversations/{customer.cid}/messages",
+                            json={"text": f"still there? {n}"},
+                            headers=customer.auth,
+                        )
+                    except httpx.HTTPError:
+                        break
+                    if response.status_code == 201:
+                        stored.append(response.json()["message"]["seq"])
+            return stored
+
+        sending = asyncio.create_task(burst())
+        await asyncio.sleep(0.5)
+        a.kill()
+        acknowledged = await sending
+        assert acknowledged, "A answered nothing before it died"
+
+        # The customer carries on through B; nothing A acknowledged is missing.
+        await customer.http.aclose()
+        customer.http = httpx.AsyncClient(base_url=b.url, timeout=30)
+        await customer.say("hello? anyone?")
+        async with deployment.store() as store:
+            messages = await store.messages_after(customer.cid)
+            seqs = [m.seq for m in messages]
+            assert seqs == list(range(1, len(seqs) + 1))  # no gaps, no duplicates
+            assert set(acknowledged) <= set(seqs)
+            assert messages[-1].text == "hello? anyone?"
+            assert (await store.get_handoff(handoff.id)).state == "waiting"
+
+            # Its claim deadline passes: B's sweeper re-offers it, once (not once per
+            # worker); then an expert claims it, which stops the re-offers.
+            await settle(lambda: _offered_again(store, handoff.id), timeout=40)
+            async with httpx.AsyncClient(base_url=b.url) as http:
+                claimed = await http.post(
+                    f"/v1/console/handoffs/{handoff.id}/claim",
+                    json={"expert_id": ALEX},
+                    headers={"X-Console-Token": "kestrel-demo-console"},
+                )
+                assert claimed.status_code == 200, claimed.text
+            assert (await store.get_handoff(handoff.id)).offers == 2
+            # Slack hears of it all, in order; an item A held when it died is taken over by
+            # B when A's lease on it runs out (30 s).
+            await settle(lambda: _outbox_empty(store), timeout=90)
+        assert await _urgent_cards(deployment.slack, 1)
+
+        # A comes back: it serves the same conversation, whole.
+        await deployment.worker(port=a.port, **quick).ready()
+        async with httpx.AsyncClient(base_url=a.url) as http:
+            listed = await http.get(
+                f"/v1/conversations/{customer.cid}/messages", headers=customer.auth
+            )
+        assert [m["seq"] for m in listed.json()["messages"]] == seqs
+    finally:
+        await customer.close()
+
+
+async def _outbox_empty(store: ConversationStore) -> bool:
+    return (await store.outbox_backlog())[0] == 0
+
+
+async def _urgent_cards(slack: SlackAPIServer, count: int) -> bool:
+    posted = slack.posted("chat.postMessage")
+    return sum("Still waiting" in json.dumps(c.get("blocks", [])) for c in posted) == count
+
+
+async def _offered_again(store: ConversationStore, handoff_id: str) -> bool:
+    return (await store.get_handoff(handoff_id)).offers >= 2
