@@ -79,3 +79,9 @@ def test_serve_runs_the_chat_api_with_uvicorn(synced_brand: Path, tmp_path: Path
         server.terminate()
         output = server.communicate(timeout=30)[0].decode()
     assert "Uvicorn running" in output or "Application startup complete" in output
+
+
+def test_serve_with_several_workers_needs_redis(synced_brand: Path):
+    result = gigcx("serve", "--config", str(synced_brand / "gigcx.yaml"), "--workers", "2")
+    assert result.exit_code != 0
+    assert "--workers 2 needs redis.url" in " ".join(result.output.split())

@@ -347,3 +347,23 @@ async def _urgent_cards(slack: SlackAPIServer, count: int) -> bool:
 
 async def _offered_again(store: ConversationStore, handoff_id: str) -> bool:
     return (await store.get_handoff(handoff_id)).offers >= 2
+
+
+async def test_serve_with_several_workers_adds_up_their_metrics(deployment: Deployment):
+    server = ServerProcess(
+        deployment.config, deployment.env, deployment.logs / "serve.log", workers=2
+    ).start()
+    deployment.workers.append(server)
+    await server.ready()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for _ in range(40):  # spread over both workers by the kernel
+            assert (await http.get("/v1/brands/kestrel/widget", params={"key": KEY})).is_success
+        text = (await http.get("/metrics")).text
+    served = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(
+            'gigcx_http_requests_total{method="GET",route="/v1/brands/{brand}/widget"'
+        )
+    ]
+    assert sum(served) == 40  # whichever worker answered the scrape, it counts all of them
