@@ -37,6 +37,7 @@ class GigCX:
         return redis_prefix(self.settings)
 
     async def close(self) -> None:
+        self.front_line.close()
         await self.bus.close()
         if self.redis is not None:
             await self.redis.aclose()

@@ -92,3 +92,28 @@ def test_a_failing_endpoint_is_reported_and_the_index_keeps_what_it_had(brand_di
     assert report["counts"]["failed"] == 1 and report["failed"][0]["path"] == "new.md"
     assert "embeddings endpoint failed" in report["failed"][0]["error"]
     assert report["chunks_total"] > 100  # nothing already stored was lost
+
+
+def test_queries_asked_at_once_are_embedded_as_one_batch_with_the_same_vectors():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gigcx.knowledge.embeddings import LocalEmbedder, QueryBatcher
+
+    class Counting(LocalEmbedder):
+        def __init__(self) -> None:
+            super().__init__("all-MiniLM-L6-v2")
+            self.calls: list[int] = []
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            self.calls.append(len(texts))
+            return super().embed_documents(texts)
+
+    model = Counting()
+    batcher = QueryBatcher(model)
+    texts = [f"how do I pair headset number {n}?" for n in range(24)]
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        vectors = list(pool.map(batcher.embed_query, texts))
+    alone = [LocalEmbedder("all-MiniLM-L6-v2").embed_query(text) for text in texts]
+    for batched, single in zip(vectors, alone, strict=True):
+        assert max(abs(a - b) for a, b in zip(batched, single, strict=True)) < 1e-4
+    assert sum(model.calls) == 24 and len(model.calls) < 24  # some went to the model together

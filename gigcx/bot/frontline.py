@@ -8,12 +8,15 @@ written only while the conversation is with the bot, so it cannot talk after a h
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
 import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from gigcx import events, metrics
 from gigcx.bot.decision import Decision, FrontLineBot, Turn
@@ -26,6 +29,7 @@ from gigcx.knowledge import KnowledgeIndexError, SearchHit
 from gigcx.store import Conversation, ConversationStore, Message
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,17 @@ class FrontLine:
         self.escalations = escalations
         self.llm = llm
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # Embedding and search are CPU work, kept off the event loop. Many threads, so that
+        # in a surge many queries reach the embedder together and go to the model as one
+        # batch (see QueryBatcher).
+        self._knowledge = ThreadPoolExecutor(max_workers=32, thread_name_prefix="gigcx-knowledge")
+
+    def close(self) -> None:
+        self._knowledge.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._knowledge, functools.partial(work, *args, **kwargs))
 
     async def start_conversation(
         self,
@@ -171,8 +186,7 @@ class FrontLine:
 
     async def _decide(self, text: str, history: list[Turn]) -> Decision:
         try:
-            # Embedding and search are CPU work: keep the event loop free for other chats.
-            return await asyncio.to_thread(self.bot.decide, text, history)
+            return await self._in_thread(self.bot.decide, text, history)
         except KnowledgeIndexError as error:
             log.error("knowledge index unavailable, escalating: %s", error)
             return Decision(
@@ -301,14 +315,14 @@ class FrontLine:
     async def _passages(self, query: str, product: str | None) -> list[SearchHit]:
         """What the bot found for `query`, for the expert's packet."""
         try:
-            return await asyncio.to_thread(self.bot.search, query, product)
+            return await self._in_thread(self.bot.search, query, product)
         except KnowledgeIndexError:
             return []
 
     async def _internal_passages(self, query: str) -> list[SearchHit]:
         """Internal passages for the expert's packet; never shown to the customer."""
         try:
-            hits = await asyncio.to_thread(self.bot.index.search, query, 3, include_internal=True)
+            hits = await self._in_thread(self.bot.index.search, query, 3, include_internal=True)
         except KnowledgeIndexError:
             return []
         return [hit for hit in hits if hit.audience == "internal"]
