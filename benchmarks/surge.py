@@ -7,7 +7,8 @@ machine's), Redis (this machine's), `chroma run` holding the example brand's kno
 not earlier ones are done) and each: opens a conversation, connects its WebSocket, asks one
 question from the example brand's cases (28% of them escalate) and waits for the reply to be
 pushed. A pool of simulated experts claims waiting handoffs through the expert console API
-(2 a second) and resolves them 5 s later, so the handoff queue rises and drains.
+(up to 3 a second) and resolves them 5 s later, so the handoff queue rises during the surge
+and drains after it (sampled until it is empty, or 60 s after the surge).
 
 Reported per run: conversations, errors, messages lost (acknowledged or shown to a customer
 but not in the store, or stored but never pushed: must be 0), bot-reply latency p50/p99
@@ -46,7 +47,7 @@ from tests.helpers.processes import ServerProcess, chroma_server, postgres_datab
 SURGE = 30
 CONSOLE_TOKEN = "kestrel-demo-console"
 OUT = REPO / "benchmarks" / "out"
-console = Console()
+console = Console(width=130)
 
 
 @dataclass
@@ -71,8 +72,13 @@ class Run:
         return len(self.latencies) / self.seconds
 
 
-async def experts(url: str, stop: asyncio.Event, per_second: float = 2.0) -> None:
-    """Claim the oldest waiting handoffs at `per_second`, resolve each 5 s later."""
+EXPERT_CLAIMS_PER_SECOND = 3
+
+
+async def experts(
+    url: str, stop: asyncio.Event, per_second: int = EXPERT_CLAIMS_PER_SECOND
+) -> None:
+    """Claim the oldest waiting handoffs, up to `per_second`, and resolve each 5 s later."""
     headers = {"X-Console-Token": CONSOLE_TOKEN}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
         held: list[tuple[float, str, str]] = []
@@ -88,7 +94,7 @@ async def experts(url: str, stop: asyncio.Event, per_second: float = 2.0) -> Non
                 for h in (await http.get("/v1/console/handoffs")).json()
                 if h["state"] == "waiting"
             ]
-            for handoff in waiting[: max(1, int(per_second))]:
+            for handoff in waiting[:per_second]:
                 expert = f"bench-expert-{uuid.uuid4().hex[:6]}"
                 claimed = await http.post(
                     f"/v1/console/handoffs/{handoff['id']}/claim", json={"expert_id": expert}
@@ -158,7 +164,9 @@ async def one_run(workers: int, rate: float, seconds: float, chroma_url: str, sc
             chats, took = await surge(server.url, rate, seconds)
             async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
                 lost = await count_lost(http, chats)
-            await asyncio.sleep(2)
+            drained_by = time.monotonic() + 60
+            while time.monotonic() < drained_by and not (queue and queue[-1][1] == 0):
+                await asyncio.sleep(1)
             stop.set()
             await asyncio.gather(*helpers)
             return Run(workers, chats, took, lost, queue)
@@ -219,7 +227,9 @@ def plot(runs: list[Run]) -> Path:
             axes.plot(times, lengths, label=f"{run.workers} worker(s)")
     axes.set_xlabel("seconds since the surge began")
     axes.set_ylabel("handoffs waiting")
-    axes.set_title("Handoff queue during the surge (experts claim 2/s)")
+    axes.set_title(
+        f"Handoff queue during and after the surge (experts claim {EXPERT_CLAIMS_PER_SECOND}/s)"
+    )
     axes.legend()
     OUT.mkdir(exist_ok=True)
     path = OUT / "surge_queue.png"

@@ -132,7 +132,9 @@ class Escalations:
 
     async def move_to_staff(self, handoff_id: str, assignee: str) -> Handoff | None:
         """assigned -> waiting on the staff route: the expert passes it to in-house staff."""
-        handoff = await self.store.move_to_staff(handoff_id, assignee, self.claim_timeout)
+        handoff = await self.store.release_handoff(
+            handoff_id, assignee, self.claim_timeout, to_staff=True
+        )
         if handoff is not None:
             await self._changed(handoff, events.HANDOFF_REOFFERED, "waiting", route="staff")
         return handoff

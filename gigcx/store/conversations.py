@@ -258,42 +258,26 @@ class ConversationStore:
         )
 
     async def release_handoff(
-        self, handoff_id: str, assignee: str, claim_timeout: timedelta
+        self, handoff_id: str, assignee: str, claim_timeout: timedelta, *, to_staff: bool = False
     ) -> Handoff | None:
-        """assigned -> waiting, by the expert who holds it."""
+        """assigned -> waiting, by the expert who holds it: offered again on its route, or
+        (`to_staff`) moved to the staff route in the same step."""
+        values: dict[str, Any] = {
+            "assignee": None,
+            "assignee_name": None,
+            "claimed_at": None,
+            "claim_deadline": utcnow() + claim_timeout,
+        }
+        if to_staff:
+            values["route"] = "staff"
         return await self._transition(
             handoff_id,
             "assigned",
             "waiting",
-            {
-                "assignee": None,
-                "assignee_name": None,
-                "claimed_at": None,
-                "claim_deadline": utcnow() + claim_timeout,
-            },
+            values,
             assignee=assignee,
             offered_again=True,
-            notify="released",
-        )
-
-    async def move_to_staff(
-        self, handoff_id: str, assignee: str, claim_timeout: timedelta
-    ) -> Handoff | None:
-        """assigned -> waiting on the staff route, by the expert who holds it, in one step."""
-        return await self._transition(
-            handoff_id,
-            "assigned",
-            "waiting",
-            {
-                "assignee": None,
-                "assignee_name": None,
-                "claimed_at": None,
-                "route": "staff",
-                "claim_deadline": utcnow() + claim_timeout,
-            },
-            assignee=assignee,
-            offered_again=True,
-            notify="moved_to_staff",
+            notify="moved_to_staff" if to_staff else "released",
         )
 
     async def reoffer_handoff(
