@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.test_cli import gigcx
 
@@ -85,3 +86,14 @@ def test_serve_with_several_workers_needs_redis(synced_brand: Path):
     result = gigcx("serve", "--config", str(synced_brand / "gigcx.yaml"), "--workers", "2")
     assert result.exit_code != 0
     assert "--workers 2 needs redis.url" in " ".join(result.output.split())
+
+
+def test_serve_names_an_unreachable_redis_before_starting(
+    synced_brand: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("GIGCX_REDIS__URL", "redis://127.0.0.1:1/0")
+    result = gigcx("serve", "--config", str(synced_brand / "gigcx.yaml"), "--workers", "2")
+    assert result.exit_code != 0
+    assert "cannot reach Redis at redis://127.0.0.1:1/0 (redis.url)" in " ".join(
+        result.output.split()
+    )

@@ -14,7 +14,7 @@ import typer
 from rich.markdown import Markdown
 from rich.markup import escape
 
-from gigcx.app import GigCX, start
+from gigcx.app import GigCX, RedisUnavailable, start
 from gigcx.bot.frontline import TurnResult
 from gigcx.cli.common import ConfigOption, err, fail, index_for, out, settings_from
 from gigcx.config import ENV_PREFIX, Settings, StoreSettings, find_config
@@ -47,6 +47,7 @@ def serve(
             "worker processes share events and rate limits through Redis"
         )
     _warn_if_not_synced(settings)
+    _check_services(settings)
     if not settings.web.widget_keys:
         err.print(
             "[yellow]warning:[/] web.widget_keys is empty: no widget can start a conversation. "
@@ -189,6 +190,20 @@ def db_upgrade(config: ConfigOption = None) -> None:
     except StoreUnavailable as error:
         raise fail(str(error)) from None
     out.print(f"The conversation store is up to date ({settings.store.url.split('://')[0]}).")
+
+
+def _check_services(settings: Settings) -> None:
+    """Fail now, in one line, if the store or Redis cannot be reached (rather than in each
+    worker's start-up traceback)."""
+
+    async def open_and_close() -> None:
+        runtime = await start(settings)
+        await runtime.close()
+
+    try:
+        asyncio.run(open_and_close())
+    except (StoreUnavailable, RedisUnavailable) as error:
+        raise fail(str(error)) from None
 
 
 def _warn_if_not_synced(settings: Settings) -> None:

@@ -175,7 +175,6 @@ class Escalations:
             try:
                 if await self.store.hold_lease(lease, holder, timedelta(seconds=3 * every_seconds)):
                     await self.sweep()
-                    await self.store.forget_events_before(utcnow() - timedelta(days=1))
             except Exception:  # a failed sweep must not end the loop; the next one retries
                 log.exception("claim-timeout sweep failed")
             with contextlib.suppress(TimeoutError):

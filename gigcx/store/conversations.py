@@ -30,7 +30,6 @@ from gigcx.store.models import (
     Message,
     OutboxItem,
     Route,
-    SeenEvent,
     SlackCard,
     as_utc,
     utcnow,
@@ -612,19 +611,6 @@ class ConversationStore:
             except IntegrityError:
                 return False  # someone else holds it
             return True
-
-    async def first_sighting(self, event_id: str) -> bool:
-        """True the first time `event_id` is seen by any server process, False after."""
-        try:
-            async with self._sessions.begin() as session:
-                session.add(SeenEvent(event_id=event_id, seen_at=utcnow()))
-        except IntegrityError:
-            return False
-        return True
-
-    async def forget_events_before(self, moment: datetime) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(delete(SeenEvent).where(SeenEvent.seen_at < moment))
 
     async def message_by_id(self, message_id: int) -> Message | None:
         async with self._sessions() as session:

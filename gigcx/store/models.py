@@ -214,13 +214,3 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column()
-
-
-class SeenEvent(Base):
-    """A Slack event id already acted on: Slack delivers again what it thinks was missed,
-    possibly to another server process."""
-
-    __tablename__ = "seen_events"
-
-    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    seen_at: Mapped[datetime] = mapped_column(index=True)

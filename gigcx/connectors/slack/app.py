@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Protocol
 
+import redis.asyncio as redis
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -12,6 +14,41 @@ from gigcx.app import GigCX
 
 DELIVERED = "white_check_mark"
 KEPT_INTERNAL = "lock"
+
+
+class SeenEvents(Protocol):
+    async def first_sighting(self, event_id: str) -> bool:
+        """True the first time `event_id` is seen, False when Slack delivers it again."""
+        ...
+
+
+class LocalSeenEvents:
+    """The event ids this one server process has acted on (the newest few thousand)."""
+
+    def __init__(self, keep: int = 5000) -> None:
+        self.keep = keep
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    async def first_sighting(self, event_id: str) -> bool:
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > self.keep:
+            self._seen.popitem(last=False)
+        return True
+
+
+class RedisSeenEvents:
+    """The event ids any server process has acted on in the last day: Slack may deliver an
+    event again to another process."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = f"{prefix}:slack-event"
+
+    async def first_sighting(self, event_id: str) -> bool:
+        first = await self.client.set(f"{self.prefix}:{event_id}", 1, nx=True, ex=86_400)
+        return bool(first)
 
 
 def slack_client(runtime: GigCX) -> AsyncWebClient:
@@ -34,6 +71,11 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
         process_before_response=True,
     )
     escalations, store = runtime.escalations, runtime.store
+    seen: SeenEvents = (
+        RedisSeenEvents(runtime.redis, runtime.redis_prefix)
+        if runtime.redis is not None
+        else LocalSeenEvents()
+    )
     brand_name = runtime.settings.display_name
 
     async def tell(respond: AsyncRespond, text: str) -> None:
@@ -102,7 +144,7 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
         # Slack delivers an event again when it thinks we missed it, maybe to another
         # server process: act once per event id.
         event_id = body.get("event_id")
-        if event_id and not await store.first_sighting(str(event_id)):
+        if event_id and not await seen.first_sighting(str(event_id)):
             return
         if event.get("bot_id") or event.get("subtype") or not event.get("thread_ts"):
             return  # our own posts (no echo), edits and joins, and messages outside threads

@@ -1,4 +1,4 @@
-"""Leases (one sweeper across server processes) and the Slack event ids already acted on.
+"""Leases: jobs only one server process may run at a time (the claim-timeout sweeper).
 
 Revision ID: 0006
 Revises: 0005
@@ -22,13 +22,7 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(128), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.create_table(
-        "seen_events",
-        sa.Column("event_id", sa.String(128), primary_key=True),
-        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("seen_events")
     op.drop_table("leases")
