@@ -5,7 +5,7 @@ The stack is what a brand runs at scale, started as a user would: PostgreSQL (th
 machine's), Redis (this machine's), `chroma run` holding the example brand's knowledge, and
 `gigcx serve --workers N`. Customers arrive open-loop (one every 1/rate seconds, whether or
 not earlier ones are done) and each: opens a conversation, connects its WebSocket, asks one
-question from the example brand's cases (28% of them escalate) and waits for the reply to be
+question from the example brand's cases (about a quarter escalate) and waits for the reply to be
 pushed. A pool of simulated experts claims waiting handoffs through the expert console API
 (up to 3 a second) and resolves them 5 s later, so the handoff queue rises during the surge
 and drains after it (sampled until it is empty, or 60 s after the surge).

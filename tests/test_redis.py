@@ -179,3 +179,16 @@ async def test_an_unreachable_redis_is_named_at_start(brand_settings: Settings):
         RedisUnavailable, match=r"cannot reach Redis at redis://127.0.0.1:1/0 \(redis.url\)"
     ):
         await start(settings)
+
+
+async def test_a_stray_message_on_the_channel_is_ignored(clients: list[redis.Redis], prefix: str):
+    bus = RedisEventBus(clients[0], prefix)
+    await bus.start()
+    try:
+        async with bus.subscribe() as subscription:
+            await clients[1].publish(bus.channel, "not an event")
+            await bus.publish(Event("typing", "kestrel", "c1", {"active": False}))
+            event = await asyncio.wait_for(anext(aiter(subscription)), 5)
+        assert event.type == "typing"
+    finally:
+        await bus.close()

@@ -65,13 +65,21 @@ class RedisEventBus(InProcessEventBus):
                     wait = 0.1
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            self._deliver(Event.from_json(message["data"]))
+                            self._receive(message["data"])
             except (RedisError, OSError) as error:
                 log.warning("lost the Redis event channel (%s); reconnecting", error)
             self._connected.clear()
             self._interrupt_all()
             await asyncio.sleep(wait)
             wait = min(wait * 2, 5.0)
+
+    def _receive(self, raw: bytes) -> None:
+        try:
+            event = Event.from_json(raw)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a message on %s that is not a gigcx event", self.channel)
+            return
+        self._deliver(event)
 
     def _interrupt_all(self) -> None:
         for subscription in list(self._subscriptions):
