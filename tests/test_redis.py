@@ -192,3 +192,12 @@ async def test_a_stray_message_on_the_channel_is_ignored(clients: list[redis.Red
         assert event.type == "typing"
     finally:
         await bus.close()
+
+
+async def test_customers_are_not_refused_when_redis_is_away():
+    unreachable = redis.from_url("redis://127.0.0.1:1/0")
+    try:
+        limiter = RedisLimiter(unreachable, "x")
+        assert await limiter.hit([Check("ip", "203.0.113.9", 1, "from this address")]) is None
+    finally:
+        await unreachable.aclose()

@@ -6,6 +6,7 @@ counts in Redis, so a client cannot get N times the limit by landing on N worker
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60.0
 
@@ -109,5 +113,10 @@ class RedisLimiter:
         keys = [f"{self.prefix}:{check.name}:{check.key}" for check in checks]
         limits = [str(check.limit) for check in checks]
         args = [str(time.time()), str(self.window), uuid.uuid4().hex, *limits]
-        index, wait = await self._script(keys=keys, args=args)
+        try:
+            index, wait = await self._script(keys=keys, args=args)
+        except (RedisError, OSError) as error:
+            # Limits protect the service; customers are not refused because Redis is away.
+            log.warning("rate limits not counted, Redis unavailable: %s", error)
+            return None
         return None if index == 0 else Refusal(checks[int(index) - 1], int(wait))
