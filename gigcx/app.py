@@ -61,6 +61,7 @@ async def _connect_redis(settings: Settings) -> tuple[redis.Redis, RedisEventBus
         await client.ping()
         await bus.start()
     except Exception as error:
+        await bus.close()  # stops its reader, which would keep retrying
         await client.aclose()
         where = settings.redis.url.split("@")[-1]  # no password in the message
         raise RedisUnavailable(f"cannot reach Redis at {where} (redis.url): {error}") from error
