@@ -3,6 +3,7 @@ PostgreSQL databases. Each is started the way a user would start it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -118,7 +119,7 @@ class ServerProcess:
                 with contextlib.suppress(httpx.HTTPError):
                     if (await http.get("/readyz")).status_code == 200:
                         return
-                time.sleep(0.2)
+                await asyncio.sleep(0.2)
         raise AssertionError(f"gigcx serve was not ready in {timeout} s:\n{self.output()}")
 
     def kill(self) -> None:
