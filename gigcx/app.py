@@ -93,5 +93,14 @@ async def start(
     llm = (
         LLMAnswerer(settings.bot.llm, settings.display_name) if settings.bot.mode == "llm" else None
     )
-    front_line = FrontLine(settings, store, bus, FrontLineBot(settings, index), escalations, llm)
+    front_line = FrontLine(
+        settings,
+        store,
+        bus,
+        FrontLineBot(settings, index),
+        escalations,
+        llm,
+        turn_locks=shared,
+        turn_lock_prefix=redis_prefix(settings),
+    )
     return GigCX(settings, store, bus, index, escalations, front_line, shared)

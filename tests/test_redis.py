@@ -4,9 +4,11 @@ and what they coordinate through the store: the sweeper lease. Plus /readyz and 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -201,3 +203,40 @@ async def test_customers_are_not_refused_when_redis_is_away():
         assert await limiter.hit([Check("ip", "203.0.113.9", 1, "from this address")]) is None
     finally:
         await unreachable.aclose()
+
+
+async def test_two_processes_answer_one_conversation_one_turn_at_a_time(
+    brand_settings: Settings, prefix: str
+):
+    redis_settings = brand_settings.redis.model_copy(
+        update={"url": REDIS_URL, "namespace": prefix.split(":")[0]}
+    )
+    settings = brand_settings.model_copy(update={"redis": redis_settings})
+    one, two = await start(settings), await start(settings)  # two workers, one store
+    spans: list[tuple[float, float]] = []
+
+    def slowly(decide: Any) -> Any:
+        def timed(text: str, history: Any) -> Any:
+            began = time.monotonic()
+            time.sleep(0.3)
+            decision = decide(text, history)
+            spans.append((began, time.monotonic()))
+            return decision
+
+        return timed
+
+    try:
+        for worker in (one, two):
+            worker.front_line.bot.decide = slowly(worker.front_line.bot.decide)  # type: ignore[method-assign]
+        conversation = await one.front_line.start_conversation()
+        await asyncio.gather(
+            one.front_line.handle_customer_message(conversation.id, "how do I pair my X2?"),
+            two.front_line.handle_customer_message(conversation.id, "does the X1 have ANC?"),
+        )
+        first, second = sorted(spans)
+        assert second[0] >= first[1]  # the second turn began after the first ended
+        messages = await one.store.messages_after(conversation.id)
+        assert [m.author for m in messages] == ["customer", "customer", "bot", "bot"]
+    finally:
+        await one.close()
+        await two.close()

@@ -8,15 +8,19 @@ written only while the conversation is with the bot, so it cannot talk after a h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
 
 from gigcx import events, metrics
 from gigcx.bot.decision import Decision, FrontLineBot, Turn
@@ -64,6 +68,8 @@ class FrontLine:
         bot: FrontLineBot,
         escalations: Escalations,
         llm: LLMAnswerer | None = None,
+        turn_locks: redis.Redis | None = None,
+        turn_lock_prefix: str = "",
     ) -> None:
         self.settings = settings
         self.store = store
@@ -71,6 +77,10 @@ class FrontLine:
         self.bot = bot
         self.escalations = escalations
         self.llm = llm
+        self.turn_locks = turn_locks
+        self.turn_lock_prefix = turn_lock_prefix
+        # Longer than any bot turn can take (an LLM answer gives up after its timeout).
+        self._turn_lock_seconds = 60.0 + settings.bot.llm.timeout_seconds
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # Embedding and search are CPU work, kept off the event loop. Many threads, so that
         # in a surge many queries reach the embedder together and go to the model as one
@@ -131,11 +141,35 @@ class FrontLine:
             return await self.store.get_conversation(conversation.id)
         return conversation
 
-    def _lock(self, conversation_id: str) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def _lock(self, conversation_id: str) -> AsyncIterator[None]:
+        """One bot turn at a time per conversation: in this process, and with `turn_locks`
+        (Redis, when scaled out) across processes, so two messages of one conversation
+        that reach two workers at once are answered one after the other."""
         lock = self._locks.get(conversation_id)
         if lock is None:
             lock = self._locks[conversation_id] = asyncio.Lock()
-        return lock
+        async with lock:
+            if self.turn_locks is None:
+                yield
+                return
+            shared = self.turn_locks.lock(
+                f"{self.turn_lock_prefix}:turn:{conversation_id}",
+                timeout=self._turn_lock_seconds,  # a worker that dies holding it frees it
+                blocking_timeout=self._turn_lock_seconds,
+                sleep=0.01,
+            )
+            try:
+                held = await shared.acquire()
+            except (RedisError, OSError) as error:
+                held = False
+                log.warning("turn lock unavailable, answering anyway: %s", error)
+            try:
+                yield
+            finally:
+                if held:
+                    with contextlib.suppress(RedisError, OSError):
+                        await shared.release()
 
     async def _bot_turn(self, conversation_id: str, message: Message) -> TurnResult:
         conversation = await self.store.get_conversation(conversation_id)
