@@ -111,8 +111,8 @@ class FrontLine:
         assert message is not None
         await self._publish(conversation_id, events.MESSAGE_CREATED, message=message.to_dict())
 
+        started = time.perf_counter()
         async with self._lock(conversation_id):
-            started = time.perf_counter()
             result = await self._bot_turn(conversation_id, message)
         if result.decision is not None:
             decision = result.decision
@@ -161,6 +161,8 @@ class FrontLine:
             )
             try:
                 held = await shared.acquire()
+                if not held:
+                    log.warning("turn lock of %s still held; answering anyway", conversation_id)
             except (RedisError, OSError) as error:
                 held = False
                 log.warning("turn lock unavailable, answering anyway: %s", error)
