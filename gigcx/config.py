@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gigcx.validation import read_user_file, yaml_problem
+
 CONFIG_FILE_NAME = "gigcx.yaml"
 ENV_PREFIX = "GIGCX_"
 ENV_NESTED_DELIMITER = "__"
@@ -489,19 +491,11 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
 
 
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read config file ({error})") from None
+    text = read_user_file(path, "config file", ConfigError)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+        raise ConfigError(yaml_problem(path, error)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -1,8 +1,30 @@
-"""Pydantic validation errors in words a user can act on: one `field: problem` per error."""
+"""Problems with what users wrote, in words they can act on: unreadable files, invalid YAML
+(with its line), and pydantic validation errors as one `field: problem` per error."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
 from pydantic import ValidationError
+
+
+def read_user_file(path: Path, what: str, error: type[Exception]) -> str:
+    """The text of `path`, or `error` saying it is missing or unreadable (`what` names it:
+    "config file", "experts file", ...)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as problem:
+        raise error(f"{path}: cannot read {what} ({problem})") from None
+
+
+def yaml_problem(path: Path, error: yaml.YAMLError) -> str:
+    """`path:line: invalid YAML: problem` for a YAML parse error."""
+    mark = getattr(error, "problem_mark", None)
+    where = f":{mark.line + 1}" if mark is not None else ""
+    return f"{path}{where}: invalid YAML: {getattr(error, 'problem', None) or error}"
 
 
 def field_problems(error: ValidationError, unknown_hint: str = "") -> list[str]:

@@ -155,22 +155,34 @@ async def test_readiness_names_each_dependency_and_fails_when_one_is_down(
 
 
 async def test_metrics_count_requests_decisions_and_waiting_handoffs(scaled_runtime: GigCX):
+    answered = 'gigcx_bot_decisions_total{action="answer",reason=""}'
+    escalated = 'gigcx_bot_decisions_total{action="escalate",reason="human_requested"}'
+    posted = (
+        'gigcx_http_requests_total{method="POST",'
+        'route="/v1/conversations/{conversation_id}/messages",status="201"}'
+    )
+    timed = "gigcx_bot_reply_seconds_count"
     app = create_app(scaled_runtime.settings, scaled_runtime)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        # Counters live for the whole test process: compare with what they were before.
+        before = (await http.get("/metrics")).text
         cid, auth = await start_chat(http)
         await say(http, cid, auth, "how do I pair my X2 with my phone?")
         other, other_auth = await start_chat(http)
         await say(http, other, other_auth, "I want to talk to a human")
-        text = (await http.get("/metrics")).text
-    assert 'gigcx_bot_decisions_total{action="answer",reason=""}' in text
-    assert 'gigcx_bot_decisions_total{action="escalate",reason="human_requested"}' in text
-    assert (
-        'gigcx_http_requests_total{method="POST",'
-        'route="/v1/conversations/{conversation_id}/messages",status="201"}'
-    ) in text
-    assert "gigcx_handoffs_waiting 1.0" in text
-    assert "gigcx_bot_reply_seconds_count" in text
+        after = (await http.get("/metrics")).text
+    for name, grew_by in ((answered, 1), (escalated, 1), (posted, 2), (timed, 2)):
+        assert metric(after, name) - metric(before, name) == grew_by, name
+    assert metric(after, "gigcx_handoffs_waiting") == 1
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the sample `name` (with its labels) in Prometheus' text format; 0 if absent."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 async def test_an_unreachable_redis_is_named_at_start(brand_settings: Settings):

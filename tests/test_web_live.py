@@ -46,6 +46,14 @@ async def messages_only(socket_: Any, count: int) -> list[dict[str, Any]]:
     return found
 
 
+# What the widget is told once Ana, a product expert, has claimed the conversation.
+ANA_HAS_IT = {
+    "type": "conversation.state",
+    "state": "assigned",
+    "agent": {"name": "Ana", "role": "product expert"},
+}
+
+
 async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[str, Any]):
     address, app = server
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
@@ -86,11 +94,7 @@ async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[s
             assert handoff is not None
             await runtime.escalations.claim(handoff.id, "U123", display_name="Ana")
             [joined] = await receive(live, 1)
-            assert joined == {
-                "type": "conversation.state",
-                "state": "assigned",
-                "agent": {"name": "Ana", "role": "product expert"},
-            }
+            assert joined == ANA_HAS_IT
             await runtime.escalations.send_reply(handoff.id, "U123", "Hi, I'm Ana from Kestrel!")
             [expert] = await messages_only(live, 1)
             assert (expert["seq"], expert["author"], expert["text"]) == (
@@ -111,11 +115,7 @@ async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[s
             backlog = await messages_only(resumed, 2)
             assert [(m["seq"], m["author"]) for m in backlog] == [(6, "customer"), (7, "expert")]
             [state] = await receive(resumed, 1)
-            assert state == {
-                "type": "conversation.state",
-                "state": "assigned",
-                "agent": {"name": "Ana", "role": "product expert"},
-            }
+            assert state == ANA_HAS_IT
             await runtime.escalations.send_reply(handoff.id, "U123", "Did that work?")
             [live_again] = await messages_only(resumed, 1)
             assert live_again["seq"] == 8

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gigcx.app import GigCX
-from gigcx.validation import field_problems
+from gigcx.validation import field_problems, read_user_file
 
 METRICS = (
     "answer_accuracy",
@@ -59,12 +59,7 @@ class EvalCase(BaseModel):
 
 def read_cases(path: Path, knowledge_dir: Path | None = None) -> list[EvalCase]:
     """Every case in `path`; raises CaseFileError listing each bad line (nothing runs then)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise CaseFileError(f"{path}: cases file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise CaseFileError(f"{path}: cannot read cases file ({error})") from None
+    lines = read_user_file(path, "cases file", CaseFileError).splitlines()
     cases: list[EvalCase] = []
     problems: list[str] = []
     seen: dict[str, int] = {}

@@ -46,7 +46,6 @@ def serve(
             f"--workers {workers} needs redis.url in gigcx.yaml (or GIGCX_REDIS__URL): the "
             "worker processes share events and rate limits through Redis"
         )
-    _warn_if_not_synced(settings)
     _check_services(settings)
     if not settings.web.widget_keys:
         err.print(
@@ -193,17 +192,22 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
 
 def _check_services(settings: Settings) -> None:
-    """Fail now, in one line, if the store or Redis cannot be reached (rather than in each
-    worker's start-up traceback)."""
+    """Fail now, in one line, if the store, Redis or the knowledge index cannot be used
+    (rather than in each worker's start-up traceback); warn if the index is empty."""
 
-    async def open_and_close() -> None:
+    async def chunks_in_index() -> int:
         runtime = await start(settings)
-        await runtime.close()
+        try:
+            return await asyncio.to_thread(runtime.index.count)
+        finally:
+            await runtime.close()
 
     try:
-        asyncio.run(open_and_close())
-    except (StoreUnavailable, RedisUnavailable) as error:
+        count = asyncio.run(chunks_in_index())
+    except (StoreUnavailable, RedisUnavailable, KnowledgeIndexError) as error:
         raise fail(str(error)) from None
+    if count == 0:
+        _warn_empty_index()
 
 
 def _warn_if_not_synced(settings: Settings) -> None:
@@ -212,7 +216,11 @@ def _warn_if_not_synced(settings: Settings) -> None:
     except KnowledgeIndexError as error:
         raise fail(str(error)) from None
     if count == 0:
-        err.print(
-            "[yellow]warning:[/] the knowledge index is empty, so the bot will escalate every "
-            "question. Run `gigcx knowledge sync` first."
-        )
+        _warn_empty_index()
+
+
+def _warn_empty_index() -> None:
+    err.print(
+        "[yellow]warning:[/] the knowledge index is empty, so the bot will escalate every "
+        "question. Run `gigcx knowledge sync` first."
+    )

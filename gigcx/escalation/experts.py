@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gigcx.store import ConversationStore
 from gigcx.store.models import Expert
-from gigcx.validation import field_problems
+from gigcx.validation import field_problems, read_user_file, yaml_problem
 
 
 class ExpertsFileError(Exception):
@@ -53,19 +53,12 @@ class ExpertEntry(BaseModel):
 
 def read_experts_file(path: Path) -> list[ExpertEntry]:
     """Every entry of `path`; raises ExpertsFileError listing each problem (nothing is read)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ExpertsFileError(f"{path}: experts file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ExpertsFileError(f"{path}: cannot read the experts file ({error})") from None
+    text = read_user_file(path, "experts file", ExpertsFileError)
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ExpertsFileError(f"{path}{where}: invalid YAML: {error}") from None
+        raise ExpertsFileError(yaml_problem(path, error)) from None
     if data is None:
         return []
     if not isinstance(data, list) or node is None or not isinstance(node, yaml.SequenceNode):

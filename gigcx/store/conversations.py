@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +34,8 @@ from gigcx.store.models import (
     as_utc,
     utcnow,
 )
+
+T = TypeVar("T", bound=tuple[Any, ...])
 
 
 class ConversationNotFound(LookupError):
@@ -126,7 +128,9 @@ class ConversationStore:
                 session, conversation_id, author, text, citations, meta, only_in_state
             )
             if self.outbox and message is not None and author == "customer":
-                handoff_id = await session.scalar(_open_handoff_id(conversation_id))
+                handoff_id = await session.scalar(
+                    _newest_open_handoff(select(Handoff.id), conversation_id)
+                )
                 if handoff_id is not None:
                     session.add(_outbox_item(handoff_id, "customer_message", message.id))
         return message
@@ -202,8 +206,7 @@ class ConversationStore:
     async def open_handoff_for(self, conversation_id: str) -> Handoff | None:
         """The conversation's handoff that is waiting or assigned, if any."""
         async with self._sessions() as session:
-            handoff_id = await session.scalar(_open_handoff_id(conversation_id))
-            return None if handoff_id is None else await session.get(Handoff, handoff_id)
+            return await session.scalar(_newest_open_handoff(select(Handoff), conversation_id))
 
     async def open_handoffs(self, brand: str) -> list[Handoff]:
         """The brand's handoffs that are waiting or assigned, oldest first."""
@@ -617,10 +620,10 @@ class ConversationStore:
             return await session.get(Message, message_id)
 
 
-def _open_handoff_id(conversation_id: str) -> Select[tuple[str]]:
+def _newest_open_handoff(query: Select[T], conversation_id: str) -> Select[T]:
+    """`query` narrowed to the conversation's newest waiting or assigned handoff."""
     return (
-        select(Handoff.id)
-        .where(
+        query.where(
             Handoff.conversation_id == conversation_id,
             Handoff.state.in_(("waiting", "assigned")),
         )

@@ -115,14 +115,14 @@ class SlackBridge:
         try:
             await self.deliver(item)
         except Exception as error:
-            attempts = item.attempts  # counted when it was taken
-            await store.outbox_retry(item.id, _describe(error), utcnow() + backoff(attempts))
+            attempts, problem = item.attempts, _describe(error)  # attempts: counted when taken
+            await store.outbox_retry(item.id, problem, utcnow() + backoff(attempts))
             log.error(
                 "Slack did not get %s of handoff %s (try %d; will try again): %s",
                 item.kind,
                 item.handoff_id,
                 attempts,
-                _describe(error),
+                problem,
             )
             return False
         await store.outbox_delivered(item.id)
