@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as redis
 
+from gigcx.bot.answerability import AnswerabilityModel
 from gigcx.bot.decision import FrontLineBot
 from gigcx.bot.frontline import FrontLine
 from gigcx.bot.llm import LLMAnswerer
@@ -69,7 +70,11 @@ async def _connect_redis(settings: Settings) -> tuple[redis.Redis, RedisEventBus
 
 
 async def start(
-    settings: Settings, *, index: KnowledgeIndex | None = None, bus: EventBus | None = None
+    settings: Settings,
+    *,
+    index: KnowledgeIndex | None = None,
+    bus: EventBus | None = None,
+    answerability: AnswerabilityModel | None = None,
 ) -> GigCX:
     """Open the store (migrating it), the knowledge index and the bot for `settings`."""
     engine = create_engine(settings.store)
@@ -97,7 +102,7 @@ async def start(
         settings,
         store,
         bus,
-        FrontLineBot(settings, index),
+        FrontLineBot(settings, index, answerability),
         escalations,
         llm,
         turn_locks=shared,

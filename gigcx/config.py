@@ -145,24 +145,33 @@ class ProductSettings(_Section):
 
 DEFAULT_STAFF_TOPICS: dict[str, list[str]] = {
     "orders": [
-        r"\bmy (?:order|package|parcel|delivery|shipment)\b",
-        r"\border\s*(?:number|no\.?|#)?\s*#?\d{3,}",
+        r"\bmy (?:order|package|parcel|delivery|shipment)s?\b",
+        r"\border\s*(?:number|no\.?|nr\.?|#|id)?\s*[:#]?\s*[a-z]{0,4}-?\d{3,}",
+        r"(?<![\w-])[a-z]{2,4}-\d{5,}\b",
+        r"\b(?:where(?:'s| is)|when (?:will|does|do)) (?:my|our)\b",
+        r"\b(?:i|we) (?:ordered|bought|purchased|received)\b.*\b(?:hasn'?t (?:arrived|come|"
+        r"shipped)|never (?:arrived|came)|wrong|damaged|cracked|bent|missing)\b",
         r"\b(?:cancel|change|modify) (?:my|the) order\b",
         r"\bnever (?:arrived|came|got it)\b",
     ],
     "refunds": [
-        r"\bmy (?:refund|money back|return)\b",
+        r"\bmy (?:refund|money back|return|replacement|warranty claim|rma)\b",
+        r"\b(?:rma|return|claim|ticket|case)\s*(?:number|no\.?|#)?\s*[:#]?\s*\d{3,}",
+        r"\bmoney back\b",
         r"\b(?:want|need|get) (?:a|my) refund\b",
         r"\brefund (?:me|my|for my)\b",
     ],
     "billing": [
         r"\b(?:charged|billed) (?:twice|two times|double|wrong|me)\b",
         r"\bdouble charge",
-        r"\bmy (?:invoice|receipt|bill|card|payment)\b",
+        r"\bmy (?:invoice|receipt|bill|card|payment|subscription|charge)s?\b",
+        r"\b(?:you|they) (?:charged|billed|took)\b",
+        r"\b(?:charged|billed) (?:me|my|us)\b",
     ],
     "account": [
         r"\b(?:delete|close|locked out of|hacked) (?:my )?account\b",
-        r"\bmy account\b",
+        r"\bmy (?:account|login|log-in|profile|password reset)\b",
+        r"\b(?:can'?t|cannot|unable to) (?:log ?in|sign ?in)\b",
         r"\bchange my (?:e-?mail|address|shipping address)\b",
     ],
 }
@@ -173,6 +182,11 @@ DEFAULT_HUMAN_REQUEST = [
     r"\b(?:human|real person|live agent|live person|representative|operator)\b(?: please)?$",
     r"\b(?:get|need|want) (?:a |an )?(?:human|person|agent|real person|representative)\b",
     r"\bconnect me (?:to|with)\b",
+    r"\b(?:deal|talk|speak|chat|write|get in touch) (?:to|with) (?:a |an |some |one of )?"
+    r"(?:human|person|somebody|someone|your (?:team|staff|support|people)|you guys)",
+    r"\b(?:real|actual|live) (?:human|person|people|agent)\b|\bhuman being\b",
+    r"\b(?:not|no more|stop) (?:talking to |chatting with )?(?:a |this |the )?"
+    r"(?:bot|robot|machine)\b",
 ]
 
 DEFAULT_FRUSTRATION = [
@@ -197,6 +211,11 @@ def _check_patterns(name: str, patterns: list[str]) -> list[str]:
 
 
 class RoutingSettings(_Section):
+    staff_examples: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="More example questions per staff topic, recognised by meaning; added to "
+        "the shipped examples (gigcx/bot/phrases.py).",
+    )
     staff_topics: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_STAFF_TOPICS.items()},
         description="Topics that need the customer's records, as regular expressions: to staff.",
@@ -222,25 +241,36 @@ class LLMSettings(_Section):
     max_tokens: int = Field(600, ge=16, le=8000)
 
 
+class PhraseExamples(_Section):
+    human_request: list[str] = Field(default_factory=list)
+    frustration: list[str] = Field(default_factory=list)
+
+
 class BotSettings(_Section):
     mode: Literal["quote", "llm"] = Field(
         "quote", description="quote: the best passage, no LLM; llm: a grounded LLM answer."
     )
-    answer_threshold: float = Field(
-        0.643,
+    answer_threshold: float | None = Field(
+        None,
         ge=0,
         le=1,
-        description="Least search score of the best passage to answer (tuned on CLINC150 val).",
+        description="Least answerability (0-1, the evidence that the best passage answers) to "
+        "answer. Unset: the shipped model's operating point.",
     )
     related_threshold: float = Field(
         0.35,
         ge=0,
         le=1,
-        description="Below this nothing related is known (low_confidence); above it, a product "
-        "question the knowledge base does not cover (expert_needed).",
+        description="Cosine of the best passage below which nothing related is known "
+        "(low_confidence); above it, a question the knowledge base does not cover "
+        "(expert_needed).",
     )
     history_turns: int = Field(6, ge=0, le=50, description="Earlier turns used for follow-ups.")
     human_request: list[str] = Field(default_factory=lambda: list(DEFAULT_HUMAN_REQUEST))
+    examples: PhraseExamples = Field(
+        default_factory=lambda: PhraseExamples(),
+        description="More example phrases recognised by meaning; added to the shipped ones.",
+    )
     frustration: list[str] = Field(default_factory=lambda: list(DEFAULT_FRUSTRATION))
     llm: LLMSettings = LLMSettings()
 
@@ -251,8 +281,6 @@ class BotSettings(_Section):
 
     @model_validator(mode="after")
     def _llm_mode_needs_a_model(self) -> BotSettings:
-        if self.related_threshold > self.answer_threshold:
-            raise ValueError("related_threshold must not be above answer_threshold")
         if self.mode == "llm" and not (self.llm.base_url and self.llm.model):
             raise ValueError("mode 'llm' needs llm.base_url and llm.model")
         return self

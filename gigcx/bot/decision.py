@@ -1,18 +1,21 @@
-"""The front line's decision for one customer message: answer, small talk, or escalate (why,
-and to whom), from the message, the recent turns and what the knowledge base holds.
+"""The front line's decision for one customer message: answer, ask which product (clarify),
+small talk, or escalate (why, and to whom), from the message, the recent turns and what the
+knowledge base holds. Whether a passage answers is judged from evidence (see answerability).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from gigcx.bot.signals import OTHER_ONE, SignalReader, Signals, same_question
+from gigcx.bot.answerability import AnswerabilityModel, features, load_model
+from gigcx.bot.signals import OTHER_ONE, MeaningReader, SignalReader, Signals, same_question
 from gigcx.config import Settings
 from gigcx.knowledge import KnowledgeIndex, SearchHit
+from gigcx.knowledge.text import terms
 
-Action = Literal["answer", "small_talk", "escalate"]
+Action = Literal["answer", "clarify", "small_talk", "escalate"]
 Reason = Literal[
     "low_confidence",
     "human_requested",
@@ -24,6 +27,8 @@ Reason = Literal[
 RouteName = Literal["expert", "staff"]
 
 SEARCH_LIMIT = 8
+# Passages of two products this close in meaning split the question between them.
+CLARIFY_MARGIN = 0.06
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Turn:
     text: str
     action: str | None = None  # for bot turns: what the bot did
     product: str | None = None  # for bot turns: the product of the passage it quoted
+    options: tuple[str, ...] = ()  # for a clarifying question: the products offered
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class Decision:
     small_talk: str | None = None
     tags: tuple[str, ...] = ()
     hits: tuple[SearchHit, ...] = field(default=(), repr=False)
+    options: tuple[str, ...] = ()  # for clarify: the product ids the customer chooses from
+    evidence: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def best(self) -> SearchHit | None:
@@ -64,6 +72,7 @@ class Decision:
             "product": self.product,
             "topic": self.topic,
             "tags": list(self.tags),
+            "options": list(self.options),
         }
 
 
@@ -73,43 +82,72 @@ class _Context:
     product: str | None
     staff_topic: str | None
     repeated: bool
+    clarifying: tuple[str, ...] = ()  # the products the bot just asked the customer to pick
 
 
 class FrontLineBot:
     """Decides what to do with a customer's message; never reads internal knowledge."""
 
-    def __init__(self, settings: Settings, index: KnowledgeIndex) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        index: KnowledgeIndex,
+        model: AnswerabilityModel | None = None,
+    ) -> None:
         self.settings = settings
         self.index = index
         self.signals = SignalReader(settings)
+        self.meanings = MeaningReader(settings, index.embedder.embed_documents)
+        self.model = model or load_model()
+        threshold = settings.bot.answer_threshold
+        self.threshold = self.model.threshold if threshold is None else threshold
+        # Product names say which passages to look at, not whether one answers.
+        self._product_terms = frozenset(
+            term
+            for product in settings.products
+            for name in (product.id, product.name, *product.aliases)
+            for term in terms(name)
+        )
 
     def decide(self, text: str, history: Sequence[Turn] = ()) -> Decision:
         signals = self.signals.read(text)
         context = self._context(text, history)
-        if signals.human_requested:
-            staff = signals.staff_topic or context.staff_topic
-            return self._escalate("human_requested", signals, context, staff_topic=staff)
-        if signals.staff_topic:
-            return self._escalate("staff_topic", signals, context, staff_topic=signals.staff_topic)
-        if signals.frustrated or context.repeated:
-            return self._escalate("frustration", signals, context, staff_topic=context.staff_topic)
         if signals.small_talk:
             return Decision(action="small_talk", small_talk=signals.small_talk)
+        meaning = self.meanings.read(text)
+        staff_topic = signals.staff_topic or meaning.staff_topic
+        if signals.human_requested or meaning.human_requested:
+            staff = staff_topic or context.staff_topic
+            return self._escalate("human_requested", signals, context, staff_topic=staff)
+        if staff_topic:
+            return self._escalate("staff_topic", signals, context, staff_topic=staff_topic)
+        if signals.frustrated or meaning.frustrated or context.repeated:
+            return self._escalate("frustration", signals, context, staff_topic=context.staff_topic)
 
         query, product, excluded = self._query(text, signals, context)
         hits = self.search(query, product, excluded)
-        best = hits[0].score if hits else 0.0
-        bot = self.settings.bot
-        if best >= bot.answer_threshold:
+        if not hits:
+            return self._escalate("low_confidence", signals, context, query=query, product=product)
+        options = self._products_to_choose(hits, product)
+        if options and context.product in options:
+            # Split between products, but the conversation already said which one.
+            product = context.product
+            hits = [hit for hit in hits if hit.product in (None, product)]
+        elif options:
+            return Decision(action="clarify", query=query, options=options, hits=tuple(hits[:3]))
+        evidence = features(hits, product) or {}
+        confidence = self.model.probability(evidence)
+        if confidence >= self.threshold:
             return Decision(
                 action="answer",
-                confidence=best,
+                confidence=confidence,
                 query=query,
                 product=product or hits[0].product,
                 hits=tuple(hits),
+                evidence=evidence,
             )
-        related = best >= bot.related_threshold or product is not None
-        return self._escalate(
+        related = hits[0].score >= self.settings.bot.related_threshold or product is not None
+        escalation = self._escalate(
             "expert_needed" if related else "low_confidence",
             signals,
             context,
@@ -117,6 +155,31 @@ class FrontLineBot:
             product=product,
             hits=hits,
         )
+        return replace(escalation, confidence=confidence, evidence=evidence)
+
+    def _products_to_choose(
+        self, hits: Sequence[SearchHit], product: str | None
+    ) -> tuple[str, ...]:
+        """The products to ask about when the best passages, close in meaning, are about
+        different products and the customer has not said which one they have; () when not."""
+        if product is not None or hits[0].product is None:
+            return ()
+        first = hits[0]
+        options = [first.product]
+        for hit in hits[1:4]:
+            if hit.score < first.score - CLARIFY_MARGIN:
+                break
+            if hit.product is None:
+                return ()  # a passage for every product answers it
+            if hit.product not in options:
+                options.append(hit.product)
+        return tuple(p for p in options if p) if len(options) > 1 else ()
+
+    def _kind(self, product_id: str | None) -> str | None:
+        product = self.settings.product(product_id)
+        if product is None:
+            return None
+        return product.kind or product.id
 
     def person_requested(self, history: Sequence[Turn] = ()) -> Decision:
         """The customer pressed "Talk to a person": escalate, routed by the conversation."""
@@ -136,6 +199,10 @@ class FrontLineBot:
         """
         product = signals.products[0] if signals.products else None
         excluded: set[str] = set()
+        if context.clarifying and context.previous_question is not None:
+            # The answer to "which one do you have?": the question it was about, for it.
+            chosen = product or self._chosen_option(text, context.clarifying)
+            return f"{context.previous_question} {text}", chosen, excluded
         follow_up = signals.looks_like_follow_up or signals.refers_to_other
         if not follow_up or context.previous_question is None:
             return text, product, excluded
@@ -154,6 +221,15 @@ class FrontLineBot:
                 previous = self.signals.replace_mentions(previous, context.product, name)
         return f"{previous} {current}", product, excluded
 
+    def _chosen_option(self, text: str, options: tuple[str, ...]) -> str | None:
+        """Which of the offered products a reply such as "the first one" or "x2" means."""
+        lowered = text.lower()
+        ordinals = ("first", "second", "third", "fourth")
+        for number, option in enumerate(options):
+            if number < len(ordinals) and ordinals[number] in lowered:
+                return option
+        return None
+
     def search(
         self,
         query: str,
@@ -161,7 +237,7 @@ class FrontLineBot:
         excluded: frozenset[str] | set[str] = frozenset(),
     ) -> list[SearchHit]:
         """Public passages for `query`, leaving out those about another product."""
-        hits = self.index.search(query, limit=SEARCH_LIMIT)
+        hits = self.index.search(query, limit=SEARCH_LIMIT, ignore_terms=self._product_terms)
         # A passage about another product does not answer this product's question.
         kept = [
             hit
@@ -184,6 +260,10 @@ class FrontLineBot:
         repeated = False
         recent = list(history)[-2 * self.settings.bot.history_turns :] if history else []
         answered_before = False
+        clarifying: tuple[str, ...] = ()
+        last_bot = next((turn for turn in reversed(recent) if turn.author == "bot"), None)
+        if last_bot is not None and last_bot.action == "clarify":
+            clarifying = last_bot.options
         for turn in reversed(recent):
             if turn.author == "bot":
                 answered_before = answered_before or turn.action == "answer"
@@ -202,7 +282,7 @@ class FrontLineBot:
             staff_topic = staff_topic or signals.staff_topic
             if answered_before and same_question(turn.text, text):
                 repeated = True
-        return _Context(previous_question, product, staff_topic, repeated)
+        return _Context(previous_question, product, staff_topic, repeated, clarifying)
 
     # ------------------------------------------------------------ escalation
 

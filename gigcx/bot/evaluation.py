@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gigcx.app import GigCX
+from gigcx.bot.decision import Decision
 from gigcx.validation import field_problems, read_user_file
 
 METRICS = (
@@ -25,6 +26,9 @@ METRICS = (
     "deflection",
     "escalation_recall",
     "route_accuracy",
+    "clarify_accuracy",
+    "recall_at_1",
+    "recall_at_5",
 )
 
 
@@ -32,14 +36,25 @@ class CaseFileError(Exception):
     """The cases file cannot be used; the message names the file, line and field."""
 
 
+class ContextTurn(BaseModel):
+    """An earlier turn of the conversation, seeded into its history and not judged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    author: Literal["customer", "agent", "bot"]
+    text: str = Field(min_length=1)
+
+
 class EvalCase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1)
     messages: list[str] = Field(min_length=1)
-    expect: Literal["answer", "escalate"]
+    expect: Literal["answer", "escalate", "clarify"]
     sources: list[str] = Field(default_factory=list)
     route: Literal["expert", "staff"] | None = None
+    context: list[ContextTurn] = Field(default_factory=list)
+    kind: str | None = Field(None, description="Free label for breakdowns, e.g. near-miss.")
 
     @field_validator("messages")
     @classmethod
@@ -78,7 +93,7 @@ def read_cases(path: Path, knowledge_dir: Path | None = None) -> list[EvalCase]:
         try:
             case = EvalCase.model_validate(data)
         except ValidationError as error:
-            hint = "id, messages, expect, sources, route"
+            hint = "id, messages, expect, sources, route, context, kind"
             problems.extend(f"{where}: {problem}" for problem in field_problems(error, hint))
             continue
         if case.id in seen:
@@ -106,6 +121,25 @@ class CaseResult:
     reason: str | None
     route: str | None
     cited: tuple[str, ...]
+    retrieved: tuple[str, ...] = ()  # files of the passages the bot found, best first
+    decision: Decision | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def found_at(self) -> int | None:
+        """Rank (1-based) of the first right file among the retrieved ones."""
+        for rank, path in enumerate(self.retrieved, start=1):
+            if path in self.case.sources:
+                return rank
+        return None
+
+    @property
+    def category(self) -> str:
+        """What the case is, for the breakdown: answer, staff, expert, clarify, or its kind."""
+        if self.case.kind:
+            return self.case.kind
+        if self.case.expect == "escalate":
+            return f"escalate:{self.case.route or 'any'}"
+        return self.case.expect
 
     @property
     def answered(self) -> bool:
@@ -119,6 +153,8 @@ class CaseResult:
     def passed(self) -> bool:
         if self.case.expect == "answer":
             return self.right_source
+        if self.case.expect == "clarify":
+            return self.action == "clarify"
         if self.action != "escalate":
             return False
         return self.case.route is None or self.route == self.case.route
@@ -129,12 +165,16 @@ class CaseResult:
             return f"answer from {self.cited[0] if self.cited else '?'}"
         if self.action == "escalate":
             return f"escalate ({self.reason}) to {self.route}"
+        if self.action == "clarify" and self.decision is not None:
+            return "clarify: " + " or ".join(self.decision.options)
         return self.action
 
     @property
     def expected(self) -> str:
         if self.case.expect == "answer":
             return "answer from " + " or ".join(self.case.sources)
+        if self.case.expect == "clarify":
+            return "clarify"
         return "escalate" + (f" to {self.case.route}" if self.case.route else "")
 
 
@@ -149,10 +189,12 @@ class EvalReport:
     def metrics(self) -> dict[str, Any]:
         answerable = [r for r in self.results if r.case.expect == "answer"]
         escalations = [r for r in self.results if r.case.expect == "escalate"]
+        clarifications = [r for r in self.results if r.case.expect == "clarify"]
         answered = [r for r in answerable if r.answered]
         right = [r for r in answerable if r.right_source]
         wrong = [r for r in answered if not r.right_source]
-        answered_wrongly = [r for r in escalations if r.answered]
+        # Answering a question that should have gone to a person, or guessing a product.
+        answered_wrongly = [r for r in [*escalations, *clarifications] if r.answered]
         escalated = [r for r in escalations if r.action == "escalate"]
         routed = [r for r in escalated if r.case.route is not None]
         return {
@@ -163,15 +205,46 @@ class EvalReport:
             "route_accuracy": _ratio(
                 sum(1 for r in routed if r.route == r.case.route), len(routed)
             ),
+            "clarify_accuracy": _ratio(
+                sum(1 for r in clarifications if r.action == "clarify"), len(clarifications)
+            ),
+            "recall_at_1": _ratio(sum(1 for r in answerable if r.found_at == 1), len(answerable)),
+            "recall_at_5": _ratio(
+                sum(1 for r in answerable if r.found_at is not None and r.found_at <= 5),
+                len(answerable),
+            ),
             "cases": len(self.results),
         }
+
+    def breakdown(self) -> dict[str, dict[str, Any]]:
+        """Per kind of case: how many, how many passed, and what the bot did with them."""
+        groups: dict[str, list[CaseResult]] = {}
+        for result in self.results:
+            groups.setdefault(result.category, []).append(result)
+        table: dict[str, dict[str, Any]] = {}
+        for name, results in sorted(groups.items()):
+            outcomes: dict[str, int] = {}
+            for result in results:
+                label = (
+                    result.action
+                    if result.action != "escalate"
+                    else (f"escalate:{result.reason}:{result.route}")
+                )
+                outcomes[label] = outcomes.get(label, 0) + 1
+            table[name] = {
+                "cases": len(results),
+                "passed": sum(1 for r in results if r.passed),
+                "outcomes": dict(sorted(outcomes.items(), key=lambda item: -item[1])),
+            }
+        return table
 
     def failures(self) -> list[CaseResult]:
         return [r for r in self.results if not r.passed]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, explain: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
             **self.metrics(),
+            "breakdown": self.breakdown(),
             "failures": [
                 {
                     "id": r.case.id,
@@ -182,12 +255,43 @@ class EvalReport:
                 for r in self.failures()
             ],
         }
+        if explain:
+            data["cases_explained"] = [explain_case(r) for r in self.results]
+        return data
+
+
+def explain_case(result: CaseResult) -> dict[str, Any]:
+    """One case with the bot's top passages, its evidence and its decision."""
+    decision = result.decision
+    return {
+        "id": result.case.id,
+        "message": result.case.messages[-1],
+        "expected": result.expected,
+        "got": result.got,
+        "passed": result.passed,
+        "decision": decision.summary() if decision else None,
+        "evidence": {k: round(v, 4) for k, v in decision.evidence.items()} if decision else {},
+        "passages": [
+            {
+                "path": hit.path,
+                "section": hit.section,
+                "score": round(hit.score, 4),
+                "matched": hit.matched,
+                "evidence": hit.evidence.to_dict() if hit.evidence else None,
+            }
+            for hit in (decision.hits[:5] if decision else ())
+        ],
+    }
 
 
 async def run_case(runtime: GigCX, case: EvalCase) -> CaseResult:
     """Play the case's turns in a new conversation; judge the bot on the last one."""
     front_line = runtime.front_line
     conversation = await front_line.start_conversation(customer_id=f"eval-{case.id}")
+    for turn_before in case.context:
+        author = "customer" if turn_before.author == "customer" else "bot"
+        meta = {} if author == "customer" else {"decision": {"action": "answer"}}
+        await runtime.store.add_message(conversation.id, author, turn_before.text, meta=meta)
     turn = None
     for text in case.messages:
         turn = await front_line.handle_customer_message(conversation.id, text)
@@ -204,7 +308,10 @@ async def run_case(runtime: GigCX, case: EvalCase) -> CaseResult:
             cited=(),
         )
     cited = tuple(str(c["path"]) for reply in turn.replies for c in reply.citations)
-    return CaseResult(case, decision.action, decision.reason, decision.route, cited)
+    retrieved = tuple(dict.fromkeys(hit.path for hit in decision.hits))
+    return CaseResult(
+        case, decision.action, decision.reason, decision.route, cited, retrieved, decision
+    )
 
 
 async def run_eval(

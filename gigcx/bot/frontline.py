@@ -25,7 +25,13 @@ from redis.exceptions import RedisError
 from gigcx import events, metrics
 from gigcx.bot.decision import Decision, FrontLineBot, Turn
 from gigcx.bot.llm import LLMAnswer, LLMAnswerer, LLMFailure
-from gigcx.bot.replies import citation, handover_notice, quote_answer, small_talk_reply
+from gigcx.bot.replies import (
+    citation,
+    clarifying_question,
+    handover_notice,
+    quote_answer,
+    small_talk_reply,
+)
 from gigcx.config import Settings
 from gigcx.escalation import Escalations, build_packet
 from gigcx.events import Event, EventBus
@@ -199,6 +205,11 @@ class FrontLine:
             reply_text = small_talk_reply(decision.small_talk, self.settings.display_name)
             await self._reply(conversation_id, reply_text, [], decision, result)
             return result
+        if decision.action == "clarify":
+            await self._reply(
+                conversation_id, clarifying_question(decision, self.settings), [], decision, result
+            )
+            return result
 
         meta: dict[str, Any] = {}
         if self.llm is not None:
@@ -301,10 +312,13 @@ class FrontLine:
         self, conversation: Conversation, decision: Decision, text: str
     ) -> Handover:
         messages = await self.store.messages_after(conversation.id)
+        # The summary starts from the latest real question: not "thanks", not "that didn't help".
         questions = [
             m.text
             for m in messages
-            if m.author == "customer" and not self.bot.signals.read(m.text).small_talk
+            if m.author == "customer"
+            and not (signals := self.bot.signals.read(m.text)).small_talk
+            and not signals.frustrated
         ]
         # For "a person please" or "that didn't help": what the bot last searched for.
         earlier = [
@@ -324,7 +338,7 @@ class FrontLine:
             hits=hits,
             conversation=conversation,
             messages=messages,
-            question=questions[0] if questions else None,
+            question=questions[-1] if questions else None,
             internal_hits=await self._internal_passages(query),
             redact_personal_data=self.settings.escalation.redact_personal_data,
         )
@@ -381,6 +395,7 @@ class FrontLine:
                     text=message.text,
                     action=decision.get("action"),
                     product=decision.get("product"),
+                    options=tuple(decision.get("options") or ()),
                 )
             )
         return turns

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from gigcx.bot.decision import Decision
+from gigcx.config import Settings
 from gigcx.knowledge import SearchHit
 
 QUOTE_LIMIT = 700  # characters of a quoted passage; the source link leads to the rest
@@ -37,7 +38,7 @@ def quote_answer(decision: Decision) -> tuple[str, list[dict[str, Any]]]:
 
 def trim_passage(text: str, section: str = "", limit: int = QUOTE_LIMIT) -> str:
     """The passage's first section without its heading, cut at a paragraph end near `limit`."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    paragraphs = [unwrap(p.strip()) for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     if paragraphs and paragraphs[0].lstrip("#").strip() == section.strip():
         paragraphs = paragraphs[1:] or paragraphs
     kept: list[str] = []
@@ -49,6 +50,36 @@ def trim_passage(text: str, section: str = "", limit: int = QUOTE_LIMIT) -> str:
             break
         kept.append(paragraph)
     return "\n\n".join(kept)
+
+
+def clarifying_question(decision: Decision, settings: Settings) -> str:
+    """Asks which of the products the customer has, naming each."""
+    names = []
+    for option in decision.options:
+        product = settings.product(option)
+        names.append(f"the {product.name}" if product is not None else option)
+    if len(names) == 2:
+        choice = f"{names[0]} or {names[1]}"
+    else:
+        choice = ", ".join(names[:-1]) + f" or {names[-1]}"
+    return f"The answer depends on the model. Which one do you have: {choice}?"
+
+
+_BLOCK_START = re.compile(r"^\s*(?:[-*+]\s|\d+[.)]\s|#|>|\||```|~~~)")
+
+
+def unwrap(paragraph: str) -> str:
+    """Joins lines a writer wrapped by hand, so the chat shows flowing text; list items,
+    headings, quotes, tables and code keep their own lines."""
+    if "```" in paragraph or "~~~" in paragraph:
+        return paragraph
+    lines: list[str] = []
+    for line in paragraph.splitlines():
+        if lines and line.strip() and not _BLOCK_START.match(line) and not lines[-1].endswith("  "):
+            lines[-1] = f"{lines[-1].rstrip()} {line.strip()}"
+        else:
+            lines.append(line.rstrip() if not line.endswith("  ") else line)
+    return "\n".join(lines)
 
 
 def small_talk_reply(kind: str | None, brand: str) -> str:

@@ -8,8 +8,10 @@ expressions matched case-insensitively.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from gigcx.config import ProductSettings, Settings
 
@@ -115,3 +117,78 @@ def _compile(patterns: Iterable[str]) -> list[re.Pattern[str]]:
 
 def _any(patterns: Iterable[re.Pattern[str]], text: str) -> bool:
     return any(pattern.search(text) for pattern in patterns)
+
+
+_CLAUSES = re.compile(r"(?<=[.!?;])\s+|\n+|,\s*(?:but|and|so)\s+|\s+but\s+", re.I)
+# Least cosine between a sentence and an example phrase for the sentence to mean the same.
+MEANING_THRESHOLD = 0.72
+# Own-case staff questions speak of "my" order, "we" ordered, "you" charged "me".
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|me|my|mine|we|our|us)\b", re.I)
+
+
+def clauses(text: str) -> list[str]:
+    """The sentences and clauses of a message worth matching by meaning on their own."""
+    parts = [part.strip() for part in _CLAUSES.split(text) if part and part.strip()]
+    return [part for part in parts if len(words(part)) >= 2]
+
+
+@dataclass(frozen=True)
+class MeaningSignals:
+    human_requested: bool
+    frustrated: bool
+    staff_topic: str | None
+
+
+class MeaningReader:
+    """Recognises requests for a person, frustration and staff topics by meaning: a clause of
+    the message close to one of the example phrases (shipped, plus the brand's own)."""
+
+    def __init__(self, settings: Settings, embed: Callable[[list[str]], list[list[float]]]):
+        from gigcx.bot import phrases
+
+        self._embed = embed
+        self._labels: list[str] = []
+        texts: list[str] = []
+        groups: dict[str, list[str]] = {
+            "human": [*phrases.HUMAN_REQUEST, *settings.bot.examples.human_request],
+            "frustration": [*phrases.FRUSTRATION, *settings.bot.examples.frustration],
+        }
+        staff_topics = set(phrases.STAFF_TOPICS) | set(settings.routing.staff_examples)
+        for topic in sorted(staff_topics):
+            groups[f"staff:{topic}"] = [
+                *phrases.STAFF_TOPICS.get(topic, []),
+                *settings.routing.staff_examples.get(topic, []),
+            ]
+        for label, examples in groups.items():
+            texts.extend(examples)
+            self._labels.extend([label] * len(examples))
+        self._texts = texts
+        self._vectors: np.ndarray | None = None
+
+    def _examples(self) -> np.ndarray:
+        if self._vectors is None:
+            self._vectors = np.asarray(self._embed(self._texts), dtype=np.float32)
+        return self._vectors
+
+    def read(self, text: str) -> MeaningSignals:
+        parts = clauses(text)
+        if not parts:
+            return MeaningSignals(False, False, None)
+        vectors = np.asarray(self._embed(parts), dtype=np.float32)
+        similarity = vectors @ self._examples().T  # (clauses, examples)
+        best: dict[str, float] = {}
+        for clause_number, part in enumerate(parts):
+            first_person = bool(_FIRST_PERSON.search(part))
+            for example_number, label in enumerate(self._labels):
+                if label.startswith("staff:") and not first_person:
+                    continue  # "how do returns work?" is policy, not the customer's own case
+                score = float(similarity[clause_number, example_number])
+                if score > best.get(label, 0.0):
+                    best[label] = score
+        matched = {label for label, score in best.items() if score >= MEANING_THRESHOLD}
+        staff = [label for label in matched if label.startswith("staff:")]
+        return MeaningSignals(
+            human_requested="human" in matched,
+            frustrated="frustration" in matched,
+            staff_topic=max(staff, key=lambda label: best[label])[6:] if staff else None,
+        )

@@ -162,7 +162,9 @@ def _print_turn(runtime: GigCX, result: TurnResult) -> None:
         )
         return
     if decision.action == "answer":
-        line = f"answer · confidence {decision.confidence:.2f}"
+        line = f"answer · answerability {decision.confidence:.2f}"
+    elif decision.action == "clarify":
+        line = f"clarify · which of {', '.join(decision.options)}"
     elif decision.action == "escalate":
         tags = f" [{', '.join(decision.tags)}]" if decision.tags else ""
         line = f"escalate · {decision.reason} → {decision.route}{tags}"

@@ -19,6 +19,7 @@ from gigcx.bot.evaluation import (
     CaseFileError,
     EvalCase,
     EvalReport,
+    explain_case,
     read_cases,
     run_eval,
 )
@@ -42,6 +43,12 @@ def evaluate(
     ],
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Show each case's top passages, the evidence and the decision."
+        ),
+    ] = False,
 ) -> None:
     """Run every case through the bot and print answer accuracy, deflection and the rest.
 
@@ -64,8 +71,10 @@ def evaluate(
         _sync_scratch_index(settings)
         report = asyncio.run(_run(settings, case_list, show_progress=not as_json))
     if as_json:
-        out.print_json(json.dumps(report.to_dict()))
+        out.print_json(json.dumps(report.to_dict(explain=explain)))
         return
+    if explain:
+        _print_explained(report)
     _print_report(report)
 
 
@@ -100,6 +109,24 @@ async def _run(settings: Settings, cases: list[EvalCase], *, show_progress: bool
         await runtime.close()
 
 
+def _print_explained(report: EvalReport) -> None:
+    for result in report.results:
+        case = explain_case(result)
+        mark = "[green]pass[/]" if case["passed"] else "[red]FAIL[/]"
+        out.print(f"{mark} [bold]{escape(case['id'])}[/]: {escape(case['message'])}")
+        out.print(f"     expected {escape(case['expected'])}; got {escape(case['got'])}")
+        if case["evidence"]:
+            signals = " ".join(f"{k}={v:.2f}" for k, v in case["evidence"].items())
+            confidence = (case["decision"] or {}).get("confidence", 0.0)
+            out.print(f"     answerability {confidence:.2f} from {escape(signals)}")
+        for rank, passage in enumerate(case["passages"], start=1):
+            where = passage["path"] + (f" > {passage['section']}" if passage["section"] else "")
+            out.print(
+                f"     {rank}. {passage['score']:.2f} {escape(where)}"
+                f"  [dim](matched: {escape(passage['matched'][:60])})[/]"
+            )
+
+
 def _print_report(report: EvalReport) -> None:
     metrics = report.metrics()
     table = Table(title=f"{metrics['cases']} cases", title_justify="left")
@@ -108,6 +135,15 @@ def _print_report(report: EvalReport) -> None:
     for name in METRICS:
         table.add_row(name, f"{metrics[name]:.1%}")
     out.print(table)
+    kinds = Table(title="by kind of case", title_justify="left")
+    kinds.add_column("kind")
+    kinds.add_column("cases", justify="right")
+    kinds.add_column("passed", justify="right")
+    kinds.add_column("what the bot did")
+    for name, row in report.breakdown().items():
+        outcomes = ", ".join(f"{label} {count}" for label, count in row["outcomes"].items())
+        kinds.add_row(escape(name), str(row["cases"]), str(row["passed"]), escape(outcomes))
+    out.print(kinds)
     failures = report.failures()
     if not failures:
         out.print("[green]Every case passed.[/]")

@@ -8,6 +8,9 @@ Each collection records which embedding model built it and refuses vectors from 
 from __future__ import annotations
 
 import re
+import threading
+import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import chromadb
+import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
@@ -23,10 +27,12 @@ from chromadb.config import Settings as ChromaSettings
 from gigcx.config import Settings
 from gigcx.knowledge.documents import Audience, Chunk, KnowledgeDocument
 from gigcx.knowledge.embeddings import Embedder, create_embedder
+from gigcx.knowledge.retrieval import ChunkTable, Evidence, RankedPassage, StoredChunk
 
 MODEL_KEY = "gigcx_embedding_model"
 SCHEMA_KEY = "gigcx_schema"
 SCHEMA_VERSION = 1
+GENERATION_CHECK_SECONDS = 1.0
 AUDIENCES: tuple[Audience, ...] = ("public", "internal")
 _MARKDOWN_MARKERS = re.compile(r"^#{1,6}[ \t]+|\*\*|__|`", re.MULTILINE)
 
@@ -62,6 +68,8 @@ class SearchHit:
     product: str | None
     tags: tuple[str, ...]
     url: str | None
+    rank_score: float = 0.0
+    evidence: Evidence | None = field(default=None, repr=False, compare=False)
 
     @property
     def snippet(self) -> str:
@@ -84,6 +92,8 @@ class SearchHit:
             "product": self.product,
             "tags": list(self.tags),
             "url": self.url,
+            "rank_score": round(self.rank_score, 4),
+            "evidence": self.evidence.to_dict() if self.evidence else None,
         }
 
 
@@ -127,6 +137,10 @@ class KnowledgeIndex:
             "internal": f"{collection_name(brand)}-internal",
         }
         self._collections: dict[Audience, Collection] = {}
+        self._tables: dict[tuple[Audience, ...], ChunkTable] = {}
+        self._tables_lock = threading.RLock()
+        self._checked_at = -GENERATION_CHECK_SECONDS
+        self._generation_seen = ""
 
     # ------------------------------------------------------------ collections
 
@@ -175,13 +189,14 @@ class KnowledgeIndex:
 
     def reset(self) -> None:
         """Drop every chunk and the recorded model: the next write starts a new index."""
-        for name in self.names.values():
+        for name in [*self.names.values(), self._generation_name]:
             try:
                 self.client.delete_collection(name)
             except Exception as error:
                 if not _is_not_found(error):
                     raise
         self._collections.clear()
+        self._changed()
 
     def count(self) -> int:
         return sum(collection.count() for collection in self._all_existing())
@@ -220,10 +235,15 @@ class KnowledgeIndex:
                     metadatas=batch.metadatas[start:end],  # type: ignore[arg-type]
                 )
         for document in documents:
-            self.keep_only_version(document.path, document.content_hash)
+            self._delete_other_versions(document.path, document.content_hash)
+        self._changed()
 
     def keep_only_version(self, path: str, file_hash: str) -> None:
         """Drop every stored version of `path` but `file_hash` (old ones, interrupted writes)."""
+        self._delete_other_versions(path, file_hash)
+        self._changed()
+
+    def _delete_other_versions(self, path: str, file_hash: str) -> None:
         for collection in self._all_existing():
             collection.delete(where={"$and": [{"path": path}, {"file_hash": {"$ne": file_hash}}]})
 
@@ -233,6 +253,76 @@ class KnowledgeIndex:
             return
         for collection in self._all_existing():
             collection.delete(where={"path": {"$in": paths}})
+        self._changed()
+
+    # ------------------------------------------------------------ the in-memory copy
+
+    @property
+    def _generation_name(self) -> str:
+        return f"{collection_name(self.brand)}-generation"
+
+    def _changed(self) -> None:
+        """Record that the chunks changed, for this process and for every other one."""
+        with self._tables_lock:
+            self._tables.clear()
+        try:
+            generations = self.client.get_or_create_collection(
+                self._generation_name, embedding_function=None
+            )
+            generations.upsert(
+                ids=["generation"], embeddings=[[0.0]], metadatas=[{"value": uuid.uuid4().hex}]
+            )
+        except Exception as error:  # the copy is still rebuilt here; others catch up on count
+            raise IndexUnavailable(
+                f"cannot write to the knowledge index at {self.location}: {error}"
+            ) from error
+
+    def _generation(self) -> str:
+        try:
+            generations = self.client.get_collection(self._generation_name)
+            rows = generations.get(ids=["generation"], include=["metadatas"])
+        except Exception as error:
+            if _is_not_found(error):
+                return ""
+            raise IndexUnavailable(
+                f"cannot open the knowledge index at {self.location}: {error}"
+            ) from error
+        metadatas = rows["metadatas"] or []
+        return str(metadatas[0].get("value", "")) if metadatas else ""
+
+    def _table(self, audiences: tuple[Audience, ...]) -> ChunkTable:
+        """The chunks of these audiences in memory, reloaded when the index has changed
+        (here, or by a sync in another process: checked at most once a second)."""
+        with self._tables_lock:
+            now = time.monotonic()
+            if now - self._checked_at >= GENERATION_CHECK_SECONDS:
+                self._checked_at = now
+                generation = self._generation()
+                if generation != self._generation_seen:
+                    self._generation_seen = generation
+                    self._tables.clear()
+            table = self._tables.get(audiences)
+            if table is None:
+                table = self._tables[audiences] = self._load_table(audiences)
+            return table
+
+    def _load_table(self, audiences: tuple[Audience, ...]) -> ChunkTable:
+        chunks: list[StoredChunk] = []
+        vectors: list[Any] = []
+        for audience in audiences:
+            collection = self._existing(audience)
+            if collection is None:
+                continue
+            rows = collection.get(include=["embeddings", "metadatas"])
+            for metadata, vector in zip(
+                rows["metadatas"] or [],
+                rows["embeddings"] if rows["embeddings"] is not None else [],
+                strict=True,
+            ):
+                chunks.append(StoredChunk.from_metadata(metadata))
+                vectors.append(vector)
+        matrix = np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, 1))
+        return ChunkTable(chunks, matrix, self._generation_seen)
 
     # ------------------------------------------------------------ search
 
@@ -243,11 +333,13 @@ class KnowledgeIndex:
         *,
         include_internal: bool = False,
         product: str | None = None,
+        ignore_terms: Iterable[str] = (),
     ) -> list[SearchHit]:
-        """The passages that best answer `query`, best first, one hit per passage.
+        """The best passage of each of the files that best answer `query`, best first.
 
-        Customer-facing callers leave `include_internal` off: then only the public collection
-        is queried at all.
+        Files are ranked by meaning and by words, fused by rank; the passage shown is the
+        section of the file that answers. Customer-facing callers leave `include_internal`
+        off: then internal chunks are never even loaded for the search.
         """
         existing = self._all_existing()
         if not existing:
@@ -255,37 +347,19 @@ class KnowledgeIndex:
                 f"no knowledge index for brand '{self.brand}' at {self.location} yet: "
                 "run `gigcx knowledge sync` first"
             )
-        public = self._existing("public")
-        searchable = existing if include_internal else [public] if public is not None else []
-        if not query.strip() or not searchable:
+        if not query.strip():
+            return []
+        audiences: tuple[Audience, ...] = AUDIENCES if include_internal else ("public",)
+        table = self._table(audiences)
+        if not len(table):
             return []
         vector = self.embedder.embed_query(query)
-        candidates: list[tuple[float, Any]] = []
-        for collection in searchable:
-            # Questions and sections of one passage can both match: ask for more and fold them.
-            result = collection.query(
-                query_embeddings=[vector],
-                n_results=max(limit * 4, 10),
-                where={"product": product} if product else None,
-                include=["metadatas", "distances"],
-            )
-            metadatas = (result["metadatas"] or [[]])[0]
-            distances = (result["distances"] or [[]])[0]
-            for metadata, distance in zip(metadatas, distances, strict=True):
-                candidates.append((1.0 - float(distance), metadata))
-        candidates.sort(key=lambda candidate: candidate[0], reverse=True)
-        hits: list[SearchHit] = []
-        # One hit per passage: a question and the section it answers fold into the better one.
-        seen: set[tuple[str, str]] = set()
-        for score, metadata in candidates:
-            key = (str(metadata["path"]), str(metadata["section"]))
-            if key in seen:
-                continue
-            seen.add(key)
-            hits.append(_hit(metadata, score))
-            if len(hits) == limit:
-                break
-        return hits
+        ranked = table.search(vector, query, limit, product=product, ignore_terms=ignore_terms)
+        return [_hit(passage) for passage in ranked]
+
+    def word_weight(self, word: str) -> float:
+        """How specific a (stemmed) word is in this brand's public knowledge (its IDF)."""
+        return self._table(("public",)).idf(word)
 
 
 @dataclass
@@ -322,20 +396,22 @@ def _chunk_metadata(chunk: Chunk, file_hash: str) -> dict[str, Any]:
     return metadata
 
 
-def _hit(metadata: Any, score: float) -> SearchHit:
-    tags = str(metadata.get("tags") or "")
+def _hit(passage: RankedPassage) -> SearchHit:
+    chunk = passage.chunk
     return SearchHit(
-        score=score,
-        path=str(metadata["path"]),
-        title=str(metadata["title"]),
-        section=str(metadata["section"]),
-        text=str(metadata["answer"]),
-        matched=str(metadata.get("question") or metadata["section"] or metadata["title"]),
-        kind=str(metadata["kind"]),
-        audience=str(metadata["audience"]),
-        product=str(metadata.get("product") or "") or None,
-        tags=tuple(tag for tag in tags.split(",") if tag),
-        url=str(metadata.get("url") or "") or None,
+        score=passage.score,
+        path=chunk.path,
+        title=chunk.title,
+        section=chunk.section,
+        text=chunk.answer,
+        matched=passage.matched,
+        kind=chunk.kind,
+        audience=chunk.audience,
+        product=chunk.product,
+        tags=chunk.tags,
+        url=chunk.url,
+        rank_score=passage.rank_score,
+        evidence=passage.evidence,
     )
 
 
