@@ -30,7 +30,7 @@ async def llm_runtime(
         bot = settings.bot.model_copy(
             update={
                 # Low enough that even a question buried in an attack reaches the model.
-                "answer_threshold": 0.5,
+                "answer_threshold": 0.05,
                 "mode": "llm",
                 "llm": settings.bot.llm.model_copy(
                     update={
