@@ -97,7 +97,7 @@ class FrontLineBot:
         self.settings = settings
         self.index = index
         self.signals = SignalReader(settings)
-        self.meanings = MeaningReader(settings, index.embedder.embed_documents)
+        self.meanings = MeaningReader(settings, index.embedder)
         self.model = model or load_model()
         threshold = settings.bot.answer_threshold
         self.threshold = self.model.threshold if threshold is None else threshold
@@ -125,7 +125,9 @@ class FrontLineBot:
             return self._escalate("frustration", signals, context, staff_topic=context.staff_topic)
 
         query, product, excluded = self._query(text, signals, context)
-        hits = self.search(query, product, excluded)
+        # The message was embedded whole for its meaning: a search for it needs no second pass.
+        vector = meaning.vector if query == meaning.text else None
+        hits = self.search(query, product, excluded, vector=vector)
         if not hits:
             return self._escalate("low_confidence", signals, context, query=query, product=product)
         options = self._products_to_choose(hits, product)
@@ -174,12 +176,6 @@ class FrontLineBot:
             if hit.product not in options:
                 options.append(hit.product)
         return tuple(p for p in options if p) if len(options) > 1 else ()
-
-    def _kind(self, product_id: str | None) -> str | None:
-        product = self.settings.product(product_id)
-        if product is None:
-            return None
-        return product.kind or product.id
 
     def person_requested(self, history: Sequence[Turn] = ()) -> Decision:
         """The customer pressed "Talk to a person": escalate, routed by the conversation."""
@@ -235,9 +231,12 @@ class FrontLineBot:
         query: str,
         product: str | None = None,
         excluded: frozenset[str] | set[str] = frozenset(),
+        vector: Sequence[float] | None = None,
     ) -> list[SearchHit]:
         """Public passages for `query`, leaving out those about another product."""
-        hits = self.index.search(query, limit=SEARCH_LIMIT, ignore_terms=self._product_terms)
+        hits = self.index.search(
+            query, limit=SEARCH_LIMIT, ignore_terms=self._product_terms, vector=vector
+        )
         # A passage about another product does not answer this product's question.
         kept = [
             hit

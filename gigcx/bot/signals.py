@@ -8,12 +8,13 @@ expressions matched case-insensitively.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from gigcx.config import ProductSettings, Settings
+from gigcx.knowledge.embeddings import Embedder
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 GREETING = re.compile(
@@ -137,16 +138,19 @@ class MeaningSignals:
     human_requested: bool
     frustrated: bool
     staff_topic: str | None
+    # The message's vector when it was embedded whole (one clause), for the search to reuse.
+    text: str = ""
+    vector: list[float] | None = None
 
 
 class MeaningReader:
     """Recognises requests for a person, frustration and staff topics by meaning: a clause of
     the message close to one of the example phrases (shipped, plus the brand's own)."""
 
-    def __init__(self, settings: Settings, embed: Callable[[list[str]], list[list[float]]]):
+    def __init__(self, settings: Settings, embedder: Embedder):
         from gigcx.bot import phrases
 
-        self._embed = embed
+        self._embedder = embedder
         self._labels: list[str] = []
         texts: list[str] = []
         groups: dict[str, list[str]] = {
@@ -167,14 +171,22 @@ class MeaningReader:
 
     def _examples(self) -> np.ndarray:
         if self._vectors is None:
-            self._vectors = np.asarray(self._embed(self._texts), dtype=np.float32)
+            self._vectors = np.asarray(
+                self._embedder.embed_documents(self._texts), dtype=np.float32
+            )
         return self._vectors
 
     def read(self, text: str) -> MeaningSignals:
         parts = clauses(text)
         if not parts:
             return MeaningSignals(False, False, None)
-        vectors = np.asarray(self._embed(parts), dtype=np.float32)
+        whole = parts == [text]
+        if whole:
+            # One clause: embedded like a search query, so it joins the batch of queries asked
+            # at the same moment, and the search reuses it.
+            vectors = np.asarray([self._embedder.embed_query(text)], dtype=np.float32)
+        else:
+            vectors = np.asarray(self._embedder.embed_documents(parts), dtype=np.float32)
         similarity = vectors @ self._examples().T  # (clauses, examples)
         best: dict[str, float] = {}
         for clause_number, part in enumerate(parts):
@@ -191,4 +203,6 @@ class MeaningReader:
             human_requested="human" in matched,
             frustrated="frustration" in matched,
             staff_topic=max(staff, key=lambda label: best[label])[6:] if staff else None,
+            text=text if whole else "",
+            vector=[float(v) for v in vectors[0]] if whole else None,
         )

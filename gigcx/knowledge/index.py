@@ -263,16 +263,18 @@ class KnowledgeIndex:
 
     def _changed(self) -> None:
         """Record that the chunks changed, for this process and for every other one."""
+        generation = uuid.uuid4().hex
         with self._tables_lock:
             self._tables.clear()
+            self._generation_seen = generation  # this process reloads once, not twice
         try:
             generations = self.client.get_or_create_collection(
                 self._generation_name, embedding_function=None
             )
             generations.upsert(
-                ids=["generation"], embeddings=[[0.0]], metadatas=[{"value": uuid.uuid4().hex}]
+                ids=["generation"], embeddings=[[0.0]], metadatas=[{"value": generation}]
             )
-        except Exception as error:  # the copy is still rebuilt here; others catch up on count
+        except Exception as error:
             raise IndexUnavailable(
                 f"cannot write to the knowledge index at {self.location}: {error}"
             ) from error
@@ -322,7 +324,7 @@ class KnowledgeIndex:
                 chunks.append(StoredChunk.from_metadata(metadata))
                 vectors.append(vector)
         matrix = np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, 1))
-        return ChunkTable(chunks, matrix, self._generation_seen)
+        return ChunkTable(chunks, matrix)
 
     # ------------------------------------------------------------ search
 
@@ -334,12 +336,14 @@ class KnowledgeIndex:
         include_internal: bool = False,
         product: str | None = None,
         ignore_terms: Iterable[str] = (),
+        vector: Sequence[float] | None = None,
     ) -> list[SearchHit]:
         """The best passage of each of the files that best answer `query`, best first.
 
         Files are ranked by meaning and by words, fused by rank; the passage shown is the
         section of the file that answers. Customer-facing callers leave `include_internal`
-        off: then internal chunks are never even loaded for the search.
+        off: then internal chunks are never even loaded for the search. `vector` is the
+        query's embedding when the caller already has it.
         """
         existing = self._all_existing()
         if not existing:
@@ -353,13 +357,10 @@ class KnowledgeIndex:
         table = self._table(audiences)
         if not len(table):
             return []
-        vector = self.embedder.embed_query(query)
+        if vector is None:
+            vector = self.embedder.embed_query(query)
         ranked = table.search(vector, query, limit, product=product, ignore_terms=ignore_terms)
         return [_hit(passage) for passage in ranked]
-
-    def word_weight(self, word: str) -> float:
-        """How specific a (stemmed) word is in this brand's public knowledge (its IDF)."""
-        return self._table(("public",)).idf(word)
 
 
 @dataclass

@@ -115,25 +115,26 @@ class ChunkTable:
 
     chunks: list[StoredChunk]
     vectors: np.ndarray  # (n, dim), unit length
-    generation: str = ""
     _by_unit: dict[str, list[int]] = field(default_factory=dict, init=False)
     _chunk_terms: list[frozenset[str]] = field(default_factory=list, init=False)
     _unit_terms: dict[str, frozenset[str]] = field(default_factory=dict, init=False)
     _idf: dict[str, float] = field(default_factory=dict, init=False)
     _max_idf: float = field(default=1.0, init=False)
     _bm25: bm25s.BM25 | None = field(default=None, init=False)
+    _products: np.ndarray = field(default_factory=lambda: np.array([]), init=False)
 
     def __post_init__(self) -> None:
         if len(self.vectors):
             norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
             self.vectors = (self.vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        self._products = np.array([chunk.product or "" for chunk in self.chunks], dtype=object)
         tokenised = [terms(chunk.words_text) for chunk in self.chunks]
         self._chunk_terms = [frozenset(words) for words in tokenised]
-        file_terms: dict[str, set[str]] = defaultdict(set)
+        unit_terms: dict[str, set[str]] = defaultdict(set)
         for number, chunk in enumerate(self.chunks):
             self._by_unit.setdefault(chunk.unit, []).append(number)
-            file_terms[chunk.unit] |= self._chunk_terms[number]
-        self._unit_terms = {path: frozenset(words) for path, words in file_terms.items()}
+            unit_terms[chunk.unit] |= self._chunk_terms[number]
+        self._unit_terms = {unit: frozenset(words) for unit, words in unit_terms.items()}
         files = len(self._unit_terms)
         document_frequency: dict[str, int] = defaultdict(int)
         for words in self._unit_terms.values():
@@ -169,7 +170,7 @@ class ChunkTable:
         lexical = self._lexical(query_terms)
         allowed = np.ones(len(self.chunks), dtype=bool)
         if product is not None:
-            allowed = np.array([chunk.product == product for chunk in self.chunks])
+            allowed = self._products == product
             if not allowed.any():
                 return []
         dense_order = _top(np.where(allowed, dense, -np.inf), CANDIDATES)
@@ -185,20 +186,20 @@ class ChunkTable:
         for number, score in fused.items():
             unit = self.chunks[number].unit
             file_score[unit] = max(file_score.get(unit, 0.0), score)
-        files = sorted(file_score, key=lambda path: file_score[path], reverse=True)[:limit]
+        units = sorted(file_score, key=lambda unit: file_score[unit], reverse=True)[:limit]
         dense_rank = _file_ranks(self.chunks, dense_order)
         lexical_rank = _file_ranks(self.chunks, lexical_order)
         best_lexical = float(lexical.max()) if len(lexical) else 0.0
         weights = {t: self.idf(t) for t in query_terms}
         total_weight = sum(weights.values()) or 1.0
         passages = []
-        for path in files:
-            numbers = [n for n in self._by_unit[path] if allowed[n]]
+        for unit in units:
+            numbers = [n for n in self._by_unit[unit] if allowed[n]]
             sections = [n for n in numbers if self.chunks[n].kind == "section"] or numbers
             questions = [n for n in numbers if self.chunks[n].kind == "question"]
             best = self._best_section(sections, dense, query_terms, weights, total_weight)
             best_question = max(questions, key=lambda n: dense[n], default=None)
-            file_terms = self._unit_terms[path]
+            file_terms = self._unit_terms[unit]
             missing = [weights[t] for t in query_terms if t not in file_terms]
             unknown = sum(weights[t] for t in query_terms if t not in self._idf)
             chunk = self.chunks[best]
@@ -220,11 +221,11 @@ class ChunkTable:
                 section_coverage=self._coverage(best, query_terms, weights, total_weight),
                 missing_specific=max(missing, default=0.0) / self._max_idf,
                 unknown=unknown / total_weight if query_terms else 0.0,
-                dense_rank=dense_rank.get(path, CANDIDATES),
-                lexical_rank=lexical_rank.get(path, CANDIDATES),
+                dense_rank=dense_rank.get(unit, CANDIDATES),
+                lexical_rank=lexical_rank.get(unit, CANDIDATES),
                 query_terms=len(query_terms),
             )
-            passages.append(RankedPassage(chunk, file_dense, file_score[path], matched, evidence))
+            passages.append(RankedPassage(chunk, file_dense, file_score[unit], matched, evidence))
         return passages
 
     def _lexical(self, query_terms: list[str]) -> np.ndarray:
@@ -237,8 +238,7 @@ class ChunkTable:
     ) -> float:
         if not query_terms:
             return 0.0
-        chunk = self.chunks[number]
-        found = self._chunk_terms[number] | frozenset(terms(chunk.title))
+        found = self._chunk_terms[number]  # a chunk's words include its file's title
         return sum(weights[t] for t in query_terms if t in found) / total
 
     def _best_section(
