@@ -31,6 +31,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from gigcx.bot.answerability import load_model
+from gigcx.bot.decision import FrontLineBot
+from gigcx.bot.reader import load_reader
 from gigcx.config import Settings
 from gigcx.knowledge import open_index, sync_knowledge
 from gigcx.knowledge.documents import ChunkingOptions, parse_document, read_raw, scan_folder
@@ -152,7 +155,10 @@ def main() -> None:
         sample = random.Random(11).sample(queries, min(args.queries, len(queries)))
         ours: list[float] = []
         baseline: list[float] = []
-        for query in sample[:20]:  # warm both paths
+        bot = FrontLineBot(settings, index, load_model(), load_reader())
+        turns: list[float] = []
+        for query in sample[:20]:  # warm every path
+            bot.decide(query)
             index.search(query, 5)
             collection.query(query_embeddings=[index.embedder.embed_query(query)], n_results=5)
         for query in sample:
@@ -163,6 +169,9 @@ def main() -> None:
             started = time.perf_counter()
             index.search(query, 5)
             ours.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            bot.decide(query)  # signals, search, the reader, the answer decision
+            turns.append(time.perf_counter() - started)
 
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cold_rate = len(texts) / cold.seconds
@@ -182,6 +191,9 @@ def main() -> None:
         "baseline_p99_ms": round(percentile(baseline, 0.99) * 1000, 2),
         "search_p50_ratio": round(percentile(ours, 0.5) / percentile(baseline, 0.5), 3),
         "search_p99_ratio": round(percentile(ours, 0.99) / percentile(baseline, 0.99), 3),
+        "bot_turn_p50_ms": round(percentile(turns, 0.5) * 1000, 2),
+        "bot_turn_p99_ms": round(percentile(turns, 0.99) * 1000, 2),
+        "bot_turn_p50_ratio": round(percentile(turns, 0.5) / percentile(baseline, 0.5), 3),
         "queries": len(sample),
         "peak_rss_mb": round(peak_rss_mb, 1),
     }
@@ -211,6 +223,12 @@ def main() -> None:
     )
     table.add_row("search / baseline, p50", f"{figures['search_p50_ratio']:.3f}", "<= 1.3")
     table.add_row("search / baseline, p99", f"{figures['search_p99_ratio']:.3f}", "")
+    table.add_row(
+        "bot turn (decide) p50 / p99 (ms)",
+        f"{figures['bot_turn_p50_ms']} / {figures['bot_turn_p99_ms']}",
+        "",
+    )
+    table.add_row("bot turn / baseline, p50", f"{figures['bot_turn_p50_ratio']:.3f}", "<= 1.5")
     table.add_row("peak RSS (MB)", f"{peak_rss_mb:.0f}", "")
     console.print(table)
     out = REPO / "benchmarks" / "out"

@@ -1,23 +1,17 @@
-"""Train the answerability model the bot ships with (gigcx/bot/answerability.json).
+"""Train what the answer decision ships with: the reader (gigcx/bot/reader.safetensors, see
+train_reader.py) and the answerability model over the evidence (gigcx/bot/answerability.json).
 
-Data (each source weighted equally, whatever its size):
-- every example brand under examples/ that has a cases.jsonl: each case runs through the real
-  front line (`gigcx eval`'s code path) with a bot that answers everything it retrieves, and
-  the evidence for its best passage is labelled 1 when the case expects an answer from that
-  file, 0 when it expects an escalation or the file is wrong;
-- CLINC150's val split (../shared/data/clinc150, CC BY 3.0) over a knowledge base made from its
-  train split (as in benchmarks/clinc150_quality.py): in-scope queries whose best entry is
-  their intent are 1, out-of-scope queries and wrong entries are 0. Its test split is never
-  read here.
+Data: quality_data.py (the example brands and CLINC150's val split; never CLINC's test split,
+never MTRAG-UN). The model is a logistic regression over the evidence signals, each source
+weighted equally whatever its size. Its operating point is the lowest probability at which the
+training brands' answers from a wrong passage stay within WRONG_ANSWER_BUDGET of the questions
+reaching the decision.
 
-MTRAG-UN is not used: it stays unseen, for benchmarks/mtrag_quality.py.
-
-The operating point is the lowest probability at which the training brands' answers from a
-wrong passage stay within WRONG_ANSWER_BUDGET of their answerable-or-near-miss questions.
-`--leave-out` reports every brand once with the model trained on
-the others (and CLINC150), which is how each brand's figures in the README are made.
+`--leave-out` also reports every brand with a reader and a model trained without it (its cases
+and its own wordings left out of all training): the figures in the README.
 
 Run: .venv/bin/python benchmarks/train_answerability.py [--leave-out] [--no-write]
+(about 10 minutes; with --leave-out about 40)
 """
 
 from __future__ import annotations
@@ -26,136 +20,37 @@ import argparse
 import asyncio
 import json
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
+from quality_data import REPO, Asked, BrandRun, brand_folders, run_brand, run_clinc
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
+from train_reader import pairs_from, train
 
-from gigcx.app import start
-from gigcx.bot.answerability import FEATURE_NAMES, MODEL_FILE, AnswerabilityModel
-from gigcx.bot.decision import FrontLineBot
-from gigcx.bot.evaluation import CaseResult, read_cases, run_eval
-from gigcx.config import (
-    BotSettings,
-    IndexSettings,
-    KnowledgeSettings,
-    RoutingSettings,
-    Settings,
-    StoreSettings,
-    load_settings,
-)
-from gigcx.knowledge import open_index, sync_knowledge
+from gigcx.bot.answerability import FEATURE_NAMES, MODEL_FILE, AnswerabilityModel, read_and_rank
+from gigcx.bot.reader import READER_FILE, PassageReader
 
-REPO = Path(__file__).resolve().parent.parent
-CLINC = REPO.parent / "shared" / "data" / "clinc150"
 # The share of the questions reaching the answer decision that may be answered wrongly: the
 # target is at most 3% of all cases, and some cases never reach this decision.
 WRONG_ANSWER_BUDGET = 0.04
-CLINC_QUERIES = 1500
-
-# A model that answers whatever it retrieves, to see every case's evidence.
-ANSWER_ALL = AnswerabilityModel(
-    mean=(0.0,) * len(FEATURE_NAMES),
-    scale=(1.0,) * len(FEATURE_NAMES),
-    coef=(0.0,) * len(FEATURE_NAMES),
-    intercept=0.0,
-    threshold=0.0,
-)
 
 
-@dataclass(frozen=True)
 class Sample:
-    source: str
-    features: dict[str, float]
-    label: int
-    expect: str  # answer | escalate | clarify (brands); answer | oos (CLINC)
+    """One question's evidence for its (reader-ranked) best topic, and whether it answers."""
 
-
-def brand_folders() -> list[Path]:
-    return sorted(p.parent for p in (REPO / "examples").glob("*/cases.jsonl"))
-
-
-async def brand_results(folder: Path, scratch: Path) -> list[CaseResult]:
-    """Every case of the brand, run with a bot that answers all it retrieves."""
-    settings = load_settings(folder / "gigcx.yaml")
-    settings = settings.model_copy(
-        update={
-            "index": IndexSettings(path=scratch / "index"),
-            "store": StoreSettings(url=f"sqlite:///{scratch / 'eval.db'}"),
-            "bot": settings.bot.model_copy(update={"answer_threshold": 0.0}),
-        }
-    )
-    sync_knowledge(settings.knowledge.path, open_index(settings))
-    cases = read_cases(folder / "cases.jsonl", settings.knowledge.path)
-    runtime = await start(settings, answerability=ANSWER_ALL)
-    try:
-        report = await run_eval(runtime, cases)
-    finally:
-        await runtime.close()
-    return report.results
-
-
-def brand_samples(name: str, results: list[CaseResult]) -> list[Sample]:
-    samples = []
-    for result in results:
-        decision = result.decision
-        if decision is None or decision.action != "answer" or not decision.evidence:
-            continue  # decided by the words alone (a person asked for, a staff topic, ...)
-        right = result.case.expect == "answer" and result.right_source
-        samples.append(Sample(name, decision.evidence, int(right), result.case.expect))
-    return samples
-
-
-def clinc_samples(scratch: Path) -> list[Sample]:
-    data = json.loads((CLINC / "data_full.json").read_text())
-    domains = json.loads((CLINC / "domains.json").read_text())
-    knowledge = scratch / "knowledge"
-    by_intent: dict[str, list[str]] = {}
-    for utterance, intent in data["train"]:
-        by_intent.setdefault(intent, []).append(utterance)
-    knowledge.mkdir(parents=True, exist_ok=True)
-    for domain, intents in domains.items():
-        entries = [
-            {
-                "question": intent.replace("_", " "),
-                "alternatives": by_intent[intent],
-                "answer": f"This is the answer for the '{intent}' intent.",
-                "tags": [intent],
-            }
-            for intent in intents
-        ]
-        (knowledge / f"{domain}.faq.yml").write_text(yaml.safe_dump(entries, sort_keys=False))
-    settings = Settings(
-        brand="clinc150",
-        knowledge=KnowledgeSettings(path=knowledge),
-        index=IndexSettings(path=scratch / "index"),
-        routing=RoutingSettings(staff_topics={}),
-        bot=BotSettings(answer_threshold=0.0, related_threshold=0.0),
-    )
-    index = open_index(settings)
-    sync_knowledge(knowledge, index)
-    bot = FrontLineBot(settings, index, ANSWER_ALL)
-    rng = np.random.default_rng(11)
-    in_scope = [data["val"][i] for i in rng.permutation(len(data["val"]))[:CLINC_QUERIES]]
-    queries = in_scope + data["oos_val"]
-    samples = []
-    for text, truth in queries:
-        decision = bot.decide(text)
-        if decision.action != "answer" or not decision.evidence:
-            continue
-        best = decision.hits[0]
-        right = truth != "oos" and bool(best.tags) and best.tags[0] == truth
-        samples.append(
-            Sample("clinc150", decision.evidence, int(right), "oos" if truth == "oos" else "answer")
-        )
-    return samples
+    def __init__(self, asked: Asked, reader: PassageReader) -> None:
+        ranked, found = read_and_rank(reader, asked.question, asked.hits, asked.product)
+        right = {id(hit): flag for hit, flag in zip(asked.hits, asked.right, strict=True)}
+        self.asked = asked
+        self.source = asked.source
+        self.features = found or {}
+        self.top = ranked[0]
+        self.label = int(asked.expect == "answer" and right[id(ranked[0])])
 
 
 def fit(samples: list[Sample]) -> AnswerabilityModel:
-    """Logistic regression, each source weighted equally; operating point on the brands."""
     x = np.array([[s.features[name] for name in FEATURE_NAMES] for s in samples])
     y = np.array([s.label for s in samples])
     sources = [s.source for s in samples]
@@ -173,10 +68,8 @@ def fit(samples: list[Sample]) -> AnswerabilityModel:
         threshold=0.5,
         trained_on=tuple(sorted(counts)),
     )
-    brand_samples_only = [s for s in samples if s.source != "clinc150"] or samples
-    return AnswerabilityModel(
-        **{**fitted.__dict__, "threshold": operating_point(fitted, brand_samples_only)}
-    )
+    brands = [s for s in samples if s.source != "clinc150"] or samples
+    return AnswerabilityModel(**{**fitted.__dict__, "threshold": operating_point(fitted, brands)})
 
 
 def operating_point(model: AnswerabilityModel, samples: list[Sample]) -> float:
@@ -184,72 +77,92 @@ def operating_point(model: AnswerabilityModel, samples: list[Sample]) -> float:
     for step in range(5, 96):
         threshold = step / 100
         wrong = sum(
-            1
-            for s, p in zip(samples, probabilities, strict=True)
-            if p >= threshold and s.label == 0
+            1 for s, p in zip(samples, probabilities, strict=True) if p >= threshold and not s.label
         )
         if wrong <= WRONG_ANSWER_BUDGET * len(samples):
             return threshold
     return 0.95
 
 
-def simulate(model: AnswerabilityModel, results: list[CaseResult]) -> dict[str, float]:
-    """The eval metrics had the bot used `model` (last turn only; `gigcx eval` is the truth)."""
-    answerable = [r for r in results if r.case.expect == "answer"]
-    escalations = [r for r in results if r.case.expect == "escalate"]
-    right = wrong = escalated = 0
-    for result in results:
-        decision = result.decision
-        answered = result.answered
-        if answered and decision is not None and decision.evidence:
-            answered = model.probability(decision.evidence) >= model.threshold
-        if result.case.expect == "answer":
-            right += answered and result.right_source
-            wrong += answered and not result.right_source
+def simulate(model: AnswerabilityModel, run: BrandRun, samples: list[Sample]) -> dict[str, float]:
+    """`gigcx eval`'s metrics had the bot used this reader and model (last turn only)."""
+    by_case = {id(s.asked.case): s for s in samples}
+    answerable = escalations = right = wrong = escalated = 0
+    for result in run.results:
+        sample = by_case.get(id(result))
+        answered, right_source = result.answered, result.right_source
+        if sample is not None:
+            answered = model.probability(sample.features) >= model.threshold
+            right_source = answered and sample.top.path in result.case.sources
+        expect = result.case.expect
+        answerable += expect == "answer"
+        escalations += expect == "escalate"
+        if expect == "answer":
+            right += right_source
+            wrong += answered and not right_source
         elif answered:
             wrong += 1
-        elif result.case.expect == "escalate":
+        elif expect == "escalate":
             escalated += 1
+    labels = [s.label for s in samples]
+    scores = [model.probability(s.features) for s in samples]
     return {
-        "deflection": round(right / max(1, len(answerable)), 3),
-        "wrong_answer_rate": round(wrong / max(1, len(results)), 3),
-        "escalation_recall": round(escalated / max(1, len(escalations)), 3),
-        "cases": len(results),
+        "deflection": round(right / max(1, answerable), 3),
+        "wrong_answer_rate": round(wrong / max(1, len(run.results)), 3),
+        "escalation_recall": round(escalated / max(1, escalations), 3),
+        "auc": round(roc_auc_score(labels, scores), 3) if 0 < sum(labels) < len(labels) else 0.0,
+        "cases": len(run.results),
     }
+
+
+def train_fold(
+    runs: list[BrandRun], clinc: list[Asked], reader_path: Path, left_out: str | None
+) -> tuple[AnswerabilityModel, PassageReader]:
+    kept = [run for run in runs if run.name != left_out]
+    asked = [a for run in kept for a in (*run.asked, *run.wordings)] + clinc
+    train(pairs_from(asked, {run.name: run.knowledge_text for run in kept}), reader_path)
+    reader = PassageReader(reader_path)
+    samples = [Sample(a, reader) for run in kept for a in run.asked]
+    samples += [Sample(a, reader) for a in clinc]
+    return fit(samples), reader
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--leave-out", action="store_true", help="Report each brand held out.")
-    parser.add_argument("--no-write", action="store_true", help="Do not write the model file.")
+    parser.add_argument("--no-write", action="store_true", help="Do not write the model files.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gigcx-train-") as scratch:
         root = Path(scratch)
-        results = {}
+        runs = []
         for folder in brand_folders():
-            results[folder.name] = await brand_results(folder, root / folder.name)
-            print(f"{folder.name}: {len(results[folder.name])} cases")
-        clinc = clinc_samples(root / "clinc150")
+            runs.append(await run_brand(folder, root / folder.name))
+            print(f"{folder.name}: {len(runs[-1].results)} cases")
+        clinc = run_clinc(root / "clinc150")
         print(f"clinc150: {len(clinc)} queries")
-    samples = {name: brand_samples(name, res) for name, res in results.items()}
-    everything = [s for group in samples.values() for s in group] + clinc
-    model = fit(everything)
+        if args.leave_out:
+            for run in runs:
+                print(f"{run.name} left out:")
+                model, reader = train_fold(runs, clinc, root / f"reader-{run.name}", run.name)
+                held_out = [Sample(a, reader) for a in run.asked]
+                print(
+                    f"  {run.name} (left out, point {model.threshold:.2f}): "
+                    f"{simulate(model, run, held_out)}"
+                )
+        reader_path = root / "reader" if args.no_write else READER_FILE
+        print("all brands:")
+        model, reader = train_fold(runs, clinc, reader_path, None)
     print("trained on", ", ".join(model.trained_on), f"operating point {model.threshold:.2f}")
     for name, coef in zip(FEATURE_NAMES, model.coef, strict=True):
         print(f"  {name:18} {coef:+.3f}")
-    for name, res in results.items():
-        print(f"  {name} (trained on): {simulate(model, res)}")
-    if args.leave_out:
-        for name, res in results.items():
-            others = [s for other, group in samples.items() if other != name for s in group]
-            held_out = fit(others + clinc)
-            print(
-                f"  {name} (left out, threshold {held_out.threshold:.2f}): "
-                f"{simulate(held_out, res)}"
-            )
+    for run in runs:
+        print(
+            f"  {run.name} (trained on): "
+            f"{simulate(model, run, [Sample(a, reader) for a in run.asked])}"
+        )
     if not args.no_write:
         MODEL_FILE.write_text(json.dumps(model.to_dict(), indent=2) + "\n")
-        print(f"wrote {MODEL_FILE.relative_to(REPO)}")
+        print(f"wrote {MODEL_FILE.relative_to(REPO)} and {READER_FILE.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

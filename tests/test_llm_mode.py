@@ -24,13 +24,16 @@ def answer(text: str, citations: list[int], escalate: bool = False) -> str:
 
 @asynccontextmanager
 async def llm_runtime(
-    settings: Settings, reply: Callable[[dict[str, Any]], str], **server_options: Any
+    settings: Settings,
+    reply: Callable[[dict[str, Any]], str],
+    answer_threshold: float | None = 0.05,
+    **server_options: Any,
 ) -> AsyncIterator[tuple[GigCX, OpenAIChatServer]]:
     with OpenAIChatServer(reply, **server_options) as server:
         bot = settings.bot.model_copy(
             update={
                 # Low enough that even a question buried in an attack reaches the model.
-                "answer_threshold": 0.05,
+                "answer_threshold": answer_threshold,
                 "mode": "llm",
                 "llm": settings.bot.llm.model_copy(
                     update={
@@ -151,3 +154,33 @@ async def test_prompt_injection_cannot_leak_the_instructions_or_internal_knowled
             assert "<passage" not in customer_text
             assert 'number="9"' not in system_prompt(request)
         assert all(t.replies for t in turns), "the customer always gets a reply"
+
+
+async def test_the_model_reads_what_was_found_before_the_bot_gives_up(brand_settings: Settings):
+    # Quote mode escalates this (no passage is evidence enough); the model reads first.
+    question = "how much does the X2 cost?"
+
+    def priced(body: dict[str, Any]) -> str:
+        assert "Kestrel X2" in system_prompt(body) or "X2" in system_prompt(body)
+        return answer("The passages do not give a price, but the X2 pairs in a minute [1].", [1])
+
+    async with llm_runtime(brand_settings, priced, answer_threshold=None) as (runtime, server):
+        [turn] = await ask(runtime, question)
+        assert len(server.requests) == 1
+        assert turn.decision.action == "answer" and turn.state == "bot"
+        assert turn.replies[0].text.startswith("The passages do not give a price")
+
+    declining = lambda body: answer("", [], escalate=True)  # noqa: E731
+    async with llm_runtime(brand_settings, declining, answer_threshold=None) as (runtime, server):
+        [turn] = await ask(runtime, question)
+        assert len(server.requests) == 1
+        assert turn.decision.reason == "llm_escalated" and turn.state == "waiting"
+        assert "product expert" in turn.replies[0].text
+
+    async with llm_runtime(brand_settings, priced, answer_threshold=None, fail_with=500) as (
+        runtime,
+        _server,
+    ):
+        [turn] = await ask(runtime, question)
+        # A model that fails here does not turn a weak passage into an answer.
+        assert turn.decision.reason == "expert_needed" and turn.state == "waiting"

@@ -223,7 +223,10 @@ async def test_two_processes_answer_one_conversation_one_turn_at_a_time(
     redis_settings = brand_settings.redis.model_copy(
         update={"url": REDIS_URL, "namespace": prefix.split(":")[0]}
     )
-    settings = brand_settings.model_copy(update={"redis": redis_settings})
+    # Every question is answered (no escalation ends the conversation's turns early): this
+    # test is about turns taking turns, not about which questions the bot can answer.
+    bot = brand_settings.bot.model_copy(update={"answer_threshold": 0.0})
+    settings = brand_settings.model_copy(update={"redis": redis_settings, "bot": bot})
     one, two = await start(settings), await start(settings)  # two workers, one store
     spans: list[tuple[float, float]] = []
 
@@ -247,7 +250,7 @@ async def test_two_processes_answer_one_conversation_one_turn_at_a_time(
                 conversation.id, "how do I connect the X2 to my iPhone?"
             ),
         )
-        assert len(spans) == 2, "both questions are answerable: the bot decides both"
+        assert len(spans) == 2, "the bot decides both questions"
         first, second = sorted(spans)
         assert second[0] >= first[1]  # the second turn began after the first ended
         messages = await one.store.messages_after(conversation.id)

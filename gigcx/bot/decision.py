@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from gigcx.bot.answerability import AnswerabilityModel, features, load_model
+from gigcx.bot.answerability import AnswerabilityModel, load_model, read_and_rank
+from gigcx.bot.calibration import brand_threshold
+from gigcx.bot.reader import PassageReader
 from gigcx.bot.signals import OTHER_ONE, MeaningReader, SignalReader, Signals, same_question
 from gigcx.config import Settings
 from gigcx.knowledge import KnowledgeIndex, SearchHit
@@ -56,6 +58,7 @@ class Decision:
     hits: tuple[SearchHit, ...] = field(default=(), repr=False)
     options: tuple[str, ...] = ()  # for clarify: the product ids the customer chooses from
     evidence: dict[str, float] = field(default_factory=dict, repr=False)
+    asked_product: str | None = None  # the product the question was about, if it named one
 
     @property
     def best(self) -> SearchHit | None:
@@ -93,14 +96,14 @@ class FrontLineBot:
         settings: Settings,
         index: KnowledgeIndex,
         model: AnswerabilityModel | None = None,
+        reader: PassageReader | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
         self.signals = SignalReader(settings)
         self.meanings = MeaningReader(settings, index.embedder)
         self.model = model or load_model()
-        threshold = settings.bot.answer_threshold
-        self.threshold = self.model.threshold if threshold is None else threshold
+        self.reader = reader  # None: the retrieval order stands, the reader's signal is neutral
         # Product names say which passages to look at, not whether one answers.
         self._product_terms = frozenset(
             term
@@ -108,6 +111,15 @@ class FrontLineBot:
             for name in (product.id, product.name, *product.aliases)
             for term in terms(name)
         )
+
+    @property
+    def threshold(self) -> float:
+        """Least answerability to answer: the configured one, else the brand's calibrated
+        operating point (see calibration), else the shipped one."""
+        configured = self.settings.bot.answer_threshold
+        if configured is not None:
+            return configured
+        return brand_threshold(self.index, self.model.threshold)
 
     def decide(self, text: str, history: Sequence[Turn] = ()) -> Decision:
         signals = self.signals.read(text)
@@ -137,7 +149,8 @@ class FrontLineBot:
             hits = [hit for hit in hits if hit.product in (None, product)]
         elif options:
             return Decision(action="clarify", query=query, options=options, hits=tuple(hits[:3]))
-        evidence = features(hits, product) or {}
+        hits, found = read_and_rank(self.reader, query, hits, product)
+        evidence = found or {}
         confidence = self.model.probability(evidence)
         if confidence >= self.threshold:
             return Decision(
@@ -147,6 +160,7 @@ class FrontLineBot:
                 product=product or hits[0].product,
                 hits=tuple(hits),
                 evidence=evidence,
+                asked_product=product,
             )
         related = hits[0].score >= self.settings.bot.related_threshold or product is not None
         escalation = self._escalate(
@@ -157,7 +171,7 @@ class FrontLineBot:
             product=product,
             hits=hits,
         )
-        return replace(escalation, confidence=confidence, evidence=evidence)
+        return replace(escalation, confidence=confidence, evidence=evidence, asked_product=product)
 
     def _products_to_choose(
         self, hits: Sequence[SearchHit], product: str | None
@@ -232,10 +246,15 @@ class FrontLineBot:
         product: str | None = None,
         excluded: frozenset[str] | set[str] = frozenset(),
         vector: Sequence[float] | None = None,
+        leave_out: str | None = None,
     ) -> list[SearchHit]:
         """Public passages for `query`, leaving out those about another product."""
         hits = self.index.search(
-            query, limit=SEARCH_LIMIT, ignore_terms=self._product_terms, vector=vector
+            query,
+            limit=SEARCH_LIMIT,
+            ignore_terms=self._product_terms,
+            vector=vector,
+            leave_out=leave_out,
         )
         # A passage about another product does not answer this product's question.
         kept = [

@@ -16,7 +16,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
@@ -197,6 +197,19 @@ class FrontLine:
         history = await self._history(conversation_id, message.seq)
         decision = await self._decide(message.text, history)
         result.decision = decision
+        if self.llm is not None and self._model_may_read(decision):
+            # The model reads what was found before the bot gives up: it may answer what the
+            # evidence alone did not dare to, or decline through its escalate field.
+            meta = {"draft_id": uuid.uuid4().hex, "llm_read_before_escalating": True}
+            answer = await self._llm_answer(conversation_id, message.text, history, decision, meta)
+            if answer is not None and not answer.escalate:
+                answered = replace(decision, action="answer", reason=None, route=None)
+                result.decision = answered
+                citations = [citation(hit) for hit in answer.cited]
+                await self._reply(conversation_id, answer.text, citations, answered, result, meta)
+                return result
+            if answer is not None:
+                decision = result.decision = replace(decision, reason="llm_escalated")
         if decision.action == "escalate":
             return self._handed_over(
                 result, await self._escalate(conversation, decision, message.text)
@@ -230,6 +243,15 @@ class FrontLine:
         text, citations = quote_answer(decision)
         await self._reply(conversation_id, text, citations, decision, result, meta)
         return result
+
+    def _model_may_read(self, decision: Decision) -> bool:
+        """An escalation only for want of evidence, with something plausible found."""
+        return (
+            decision.action == "escalate"
+            and decision.reason in ("expert_needed", "low_confidence")
+            and bool(decision.hits)
+            and decision.hits[0].score >= self.settings.bot.related_threshold
+        )
 
     async def _decide(self, text: str, history: list[Turn]) -> Decision:
         try:
@@ -312,14 +334,13 @@ class FrontLine:
         self, conversation: Conversation, decision: Decision, text: str
     ) -> Handover:
         messages = await self.store.messages_after(conversation.id)
-        # The summary starts from the latest real question: not "thanks", not "that didn't help".
+        # The summary starts from the latest real question: not "thanks", not "that didn't
+        # help", not "a person please" (unless that is all the customer said).
+        said = [(m.text, self.bot.signals.read(m.text)) for m in messages if m.author == "customer"]
+        questions = [text for text, s in said if not s.small_talk and not s.frustrated]
         questions = [
-            m.text
-            for m in messages
-            if m.author == "customer"
-            and not (signals := self.bot.signals.read(m.text)).small_talk
-            and not signals.frustrated
-        ]
+            text for text, s in said if not (s.small_talk or s.frustrated or s.human_requested)
+        ] or questions
         # For "a person please" or "that didn't help": what the bot last searched for.
         earlier = [
             m.meta["decision"]

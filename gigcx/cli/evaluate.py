@@ -24,6 +24,7 @@ from gigcx.bot.evaluation import (
     run_eval,
 )
 from gigcx.cli.common import ConfigOption, JsonOption, err, fail, index_for, out, settings_from
+from gigcx.cli.knowledge import calibrate_brand
 from gigcx.config import IndexSettings, Settings, StoreSettings
 from gigcx.knowledge import KnowledgeFolderMissing, KnowledgeIndexError, sync_knowledge
 from gigcx.knowledge.documents import ChunkingOptions
@@ -80,12 +81,22 @@ def evaluate(
 
 def _sync_scratch_index(settings: Settings) -> None:
     options = ChunkingOptions(settings.knowledge.chunk_size, settings.knowledge.chunk_overlap)
+    index = index_for(settings)
     try:
-        report = sync_knowledge(settings.knowledge.path, index_for(settings), options)
+        report = sync_knowledge(settings.knowledge.path, index, options)
     except (KnowledgeFolderMissing, KnowledgeIndexError, EmbeddingError) as error:
         raise fail(str(error)) from None
     for failure in report.failed:
         err.print(f"[yellow]warning:[/] {escape(str(failure))} (left out of this evaluation)")
+    # As `gigcx knowledge sync` does, so the evaluation sees what serving would.
+    check = calibrate_brand(settings, index)
+    if check is not None:
+        err.print(
+            f"Answer check on the knowledge's own questions: {check.answered_right} of "
+            f"{check.checked} answered from their own topic, {check.answered_wrong} from "
+            f"another; {check.note}: {check.threshold:.2f}.",
+            highlight=False,
+        )
 
 
 async def _run(settings: Settings, cases: list[EvalCase], *, show_progress: bool) -> EvalReport:

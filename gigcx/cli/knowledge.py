@@ -14,6 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from gigcx.bot.answerability import AnswerabilityModelError, load_model
+from gigcx.bot.calibration import Calibration, calibrate
+from gigcx.bot.decision import FrontLineBot
+from gigcx.bot.reader import ReaderError, load_reader
 from gigcx.cli.common import (
     EXIT_INPUT_PROBLEMS,
     ConfigOption,
@@ -117,13 +121,28 @@ def _run_sync(
             )
     except (KnowledgeFolderMissing, KnowledgeIndexError, EmbeddingError) as error:
         raise fail(str(error)) from None
-    _print_report(report, as_json)
+    check = None
+    if not dry_run and report.has_changes:
+        check = calibrate_brand(settings, index)
+    _print_report(report, as_json, check)
     return report
 
 
-def _print_report(report: SyncReport, as_json: bool) -> None:
+def calibrate_brand(settings: Settings, index: KnowledgeIndex) -> Calibration | None:
+    """Check the answer decision on the brand's own wordings (see gigcx.bot.calibration)."""
+    try:
+        bot = FrontLineBot(settings, index, load_model(), load_reader())
+        return calibrate(bot)
+    except (AnswerabilityModelError, ReaderError, KnowledgeIndexError, EmbeddingError) as error:
+        err.print(f"[yellow]warning:[/] the answer decision was not checked: {escape(str(error))}")
+        return None
+
+
+def _print_report(report: SyncReport, as_json: bool, check: Calibration | None = None) -> None:
     if as_json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        data = report.to_dict()
+        data["calibration"] = check.to_dict() if check else None
+        print(json.dumps(data, ensure_ascii=False))
         return
     verb = "Would sync" if report.dry_run else "Synced"
     rebuilt = " (index rebuilt)" if report.rebuilt else ""
@@ -159,6 +178,14 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
     embedded = "would embed" if report.dry_run else "embedded"
     total = "" if report.dry_run else f", {report.chunks_total} in the index"
     out.print(f"{report.chunks_embedded} chunks {embedded}{total}, {report.seconds:.2f} s")
+    if check is not None:
+        out.print(
+            f"Answer check: {check.checked} of the knowledge's own questions asked with each "
+            f"left out: {check.answered_right} answered from their own topic, "
+            f"{check.answered_wrong} from another, {check.escalated} escalated; {check.note}: "
+            f"{check.threshold:.2f}.",
+            highlight=False,
+        )
 
 
 # ---------------------------------------------------------------- knowledge search

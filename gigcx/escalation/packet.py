@@ -71,6 +71,22 @@ def _clip(text: str) -> str:
     return flat if len(flat) <= QUOTE_CHARS else flat[: QUOTE_CHARS - 3].rstrip() + "..."
 
 
+def _clarifications(messages: Sequence[Message]) -> list[str]:
+    """The bot's questions back ("which model do you have?") and what the customer said."""
+    lines = []
+    for number, message in enumerate(messages):
+        if message.author != "bot":
+            continue
+        decision = message.meta.get("decision") or {}
+        if decision.get("action") != "clarify":
+            continue
+        reply = next((m.text for m in messages[number + 1 :] if m.author == "customer"), None)
+        options = " or ".join(str(option) for option in decision.get("options") or [])
+        said = f" and the customer said “{_clip(reply)}”" if reply else ""
+        lines.append(f"The bot asked which one they have ({options}){said}.")
+    return lines
+
+
 def build_packet(
     *,
     reason: str,
@@ -96,6 +112,7 @@ def build_packet(
         parts.append(f"Customer asked: “{_clip(question)}”.")
     if customer_turns and customer_turns[-1] != question:
         parts.append(f"Latest: “{_clip(customer_turns[-1])}”.")
+    parts.extend(_clarifications(messages))
     answered = sorted({str(c["title"]) for m in bot_turns for c in m.citations if "title" in c})
     if answered:
         parts.append(f"The bot answered from: {', '.join(answered)}.")

@@ -7,6 +7,7 @@ Each collection records which embedding model built it and refuses vectors from 
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -27,7 +28,7 @@ from chromadb.config import Settings as ChromaSettings
 from gigcx.config import Settings
 from gigcx.knowledge.documents import Audience, Chunk, KnowledgeDocument
 from gigcx.knowledge.embeddings import Embedder, create_embedder
-from gigcx.knowledge.retrieval import ChunkTable, Evidence, RankedPassage, StoredChunk
+from gigcx.knowledge.retrieval import ChunkTable, Evidence, RankedPassage, StoredChunk, unit_of
 
 MODEL_KEY = "gigcx_embedding_model"
 SCHEMA_KEY = "gigcx_schema"
@@ -70,6 +71,11 @@ class SearchHit:
     url: str | None
     rank_score: float = 0.0
     evidence: Evidence | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def unit(self) -> str:
+        """The topic this passage belongs to (a Markdown file, or one FAQ entry)."""
+        return unit_of(self.path, self.section)
 
     @property
     def snippet(self) -> str:
@@ -141,6 +147,7 @@ class KnowledgeIndex:
         self._tables_lock = threading.RLock()
         self._checked_at = -GENERATION_CHECK_SECONDS
         self._generation_seen = ""
+        self._notes: dict[str, dict[str, Any] | None] = {}
 
     # ------------------------------------------------------------ collections
 
@@ -189,7 +196,7 @@ class KnowledgeIndex:
 
     def reset(self) -> None:
         """Drop every chunk and the recorded model: the next write starts a new index."""
-        for name in [*self.names.values(), self._generation_name]:
+        for name in [*self.names.values(), self._state_name]:
             try:
                 self.client.delete_collection(name)
             except Exception as error:
@@ -258,18 +265,63 @@ class KnowledgeIndex:
     # ------------------------------------------------------------ the in-memory copy
 
     @property
-    def _generation_name(self) -> str:
-        return f"{collection_name(self.brand)}-generation"
+    def _state_name(self) -> str:
+        """A small collection of records about the index: its generation, its notes."""
+        return f"{collection_name(self.brand)}-state"
+
+    def public_wordings(self) -> list[StoredChunk]:
+        """The customer wordings of the public knowledge (for calibration)."""
+        return self._table(("public",)).wordings()
+
+    def write_note(self, key: str, value: dict[str, Any]) -> None:
+        """Keep a small JSON record with the index (e.g. the brand's calibration), for every
+        process that opens it, a Chroma server included."""
+        try:
+            notes = self.client.get_or_create_collection(self._state_name, embedding_function=None)
+            notes.upsert(ids=[key], embeddings=[[0.0]], metadatas=[{"value": json.dumps(value)}])
+        except Exception as error:
+            raise IndexUnavailable(
+                f"cannot write to the knowledge index at {self.location}: {error}"
+            ) from error
+        self._changed()  # every process re-reads its notes
+
+    def note(self, key: str) -> dict[str, Any] | None:
+        """A record kept with `write_note`; re-read when the index changes."""
+        self._table(("public",))  # checks the generation, which clears the notes it outdates
+        with self._tables_lock:
+            if key not in self._notes:
+                self._notes[key] = self._read_note(key)
+            return self._notes[key]
+
+    def _read_note(self, key: str) -> dict[str, Any] | None:
+        try:
+            notes = self.client.get_collection(self._state_name)
+            rows = notes.get(ids=[key], include=["metadatas"])
+        except Exception as error:
+            if _is_not_found(error):
+                return None
+            raise IndexUnavailable(
+                f"cannot open the knowledge index at {self.location}: {error}"
+            ) from error
+        metadatas = rows["metadatas"] or []
+        if not metadatas:
+            return None
+        try:
+            value = json.loads(str(metadatas[0].get("value", "")))
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     def _changed(self) -> None:
         """Record that the chunks changed, for this process and for every other one."""
         generation = uuid.uuid4().hex
         with self._tables_lock:
             self._tables.clear()
+            self._notes.clear()
             self._generation_seen = generation  # this process reloads once, not twice
         try:
             generations = self.client.get_or_create_collection(
-                self._generation_name, embedding_function=None
+                self._state_name, embedding_function=None
             )
             generations.upsert(
                 ids=["generation"], embeddings=[[0.0]], metadatas=[{"value": generation}]
@@ -281,7 +333,7 @@ class KnowledgeIndex:
 
     def _generation(self) -> str:
         try:
-            generations = self.client.get_collection(self._generation_name)
+            generations = self.client.get_collection(self._state_name)
             rows = generations.get(ids=["generation"], include=["metadatas"])
         except Exception as error:
             if _is_not_found(error):
@@ -303,6 +355,7 @@ class KnowledgeIndex:
                 if generation != self._generation_seen:
                     self._generation_seen = generation
                     self._tables.clear()
+                    self._notes.clear()
             table = self._tables.get(audiences)
             if table is None:
                 table = self._tables[audiences] = self._load_table(audiences)
@@ -337,6 +390,7 @@ class KnowledgeIndex:
         product: str | None = None,
         ignore_terms: Iterable[str] = (),
         vector: Sequence[float] | None = None,
+        leave_out: str | None = None,
     ) -> list[SearchHit]:
         """The best passage of each of the files that best answer `query`, best first.
 
@@ -359,7 +413,9 @@ class KnowledgeIndex:
             return []
         if vector is None:
             vector = self.embedder.embed_query(query)
-        ranked = table.search(vector, query, limit, product=product, ignore_terms=ignore_terms)
+        ranked = table.search(
+            vector, query, limit, product=product, ignore_terms=ignore_terms, leave_out=leave_out
+        )
         return [_hit(passage) for passage in ranked]
 
 

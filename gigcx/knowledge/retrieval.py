@@ -28,6 +28,13 @@ CANDIDATES = 60
 SECTION_WORD_WEIGHT = 0.5
 
 
+def unit_of(path: str, section: str) -> str:
+    """What answers as a whole: a Markdown file (one topic), or one entry of an FAQ file."""
+    if path.lower().endswith(FAQ_SUFFIXES):
+        return f"{path}#{section}"
+    return path
+
+
 @dataclass(frozen=True)
 class StoredChunk:
     """A chunk as stored in the index (its Chroma metadata)."""
@@ -61,10 +68,7 @@ class StoredChunk:
 
     @property
     def unit(self) -> str:
-        """What answers as a whole: a Markdown file (one topic), or one entry of an FAQ file."""
-        if self.path.lower().endswith(FAQ_SUFFIXES):
-            return f"{self.path}#{self.section}"
-        return self.path
+        return unit_of(self.path, self.section)
 
     @property
     def words_text(self) -> str:
@@ -160,8 +164,12 @@ class ChunkTable:
         *,
         product: str | None = None,
         ignore_terms: Iterable[str] = (),
+        leave_out: str | None = None,
     ) -> list[RankedPassage]:
-        """The best passage of each of the `limit` best files for the query, best first."""
+        """The best passage of each of the `limit` best files for the query, best first.
+
+        `leave_out` hides the customer wording (`questions:` entry) with exactly this text, so
+        a calibration can ask a wording as if the knowledge did not list it."""
         if not self.chunks:
             return []
         ignored = set(ignore_terms)
@@ -173,6 +181,8 @@ class ChunkTable:
             allowed = self._products == product
             if not allowed.any():
                 return []
+        if leave_out is not None:
+            allowed = allowed & ~self._wording_mask(leave_out)
         dense_order = _top(np.where(allowed, dense, -np.inf), CANDIDATES)
         lexical_order = [
             i for i in _top(np.where(allowed, lexical, -np.inf), CANDIDATES) if lexical[i] > 0
@@ -227,6 +237,15 @@ class ChunkTable:
             )
             passages.append(RankedPassage(chunk, file_dense, file_score[unit], matched, evidence))
         return passages
+
+    def wordings(self) -> list[StoredChunk]:
+        """The customer wordings (`questions:` entries and FAQ questions) of the knowledge."""
+        return [chunk for chunk in self.chunks if chunk.kind == "question"]
+
+    def _wording_mask(self, text: str) -> np.ndarray:
+        return np.array(
+            [chunk.kind == "question" and chunk.question == text for chunk in self.chunks]
+        )
 
     def _lexical(self, query_terms: list[str]) -> np.ndarray:
         if self._bm25 is None or not query_terms:
