@@ -3,7 +3,7 @@
 Builds a knowledge base from the train split (one FAQ entry per intent, its 100 training
 utterances as alternatives, a one-line answer naming the intent), syncs it with the real
 `gigcx knowledge sync` code, and runs every val and test query through the bot's decision
-(`FrontLineBot.decide` with the shipped reader and answerability model, no LLM), and reports
+(`FrontLineBot.decide` with the shipped answerability model, no LLM), and reports
 the test split at the shipped operating point and at an answerability threshold tuned on the
 val split only (the answerability model saw CLINC150's val split in training, never test):
 
@@ -32,7 +32,6 @@ from rich.table import Table
 
 from gigcx.bot.answerability import load_model
 from gigcx.bot.decision import FrontLineBot
-from gigcx.bot.reader import load_reader
 from gigcx.config import BotSettings, IndexSettings, KnowledgeSettings, RoutingSettings, Settings
 from gigcx.knowledge import open_index, sync_knowledge
 
@@ -87,7 +86,7 @@ def build_knowledge(folder: Path, train: list[list[str]], domains: dict[str, lis
 class Outcome:
     truth: str  # intent, or "oos"
     action: str  # answer | small_talk | escalate | clarify (with answering at any confidence)
-    predicted: str | None  # intent of the best passage (after the reader's order)
+    predicted: str | None  # intent of the best passage
     confidence: float  # the answerability of the best passage
 
     def answered(self, threshold: float) -> bool:
@@ -147,7 +146,6 @@ def main() -> None:
     domains = json.loads((DATA / "domains.json").read_text())
     knowledge = args.work / "knowledge"
     build_knowledge(knowledge, data["train"], domains)
-    reader = load_reader()
 
     def bot_for(threshold: float | None) -> FrontLineBot:
         settings = Settings(
@@ -158,7 +156,7 @@ def main() -> None:
             routing=RoutingSettings(staff_topics={}),
             bot=BotSettings(answer_threshold=threshold, related_threshold=0.0),
         )
-        return FrontLineBot(settings, open_index(settings), load_model(), reader)
+        return FrontLineBot(settings, open_index(settings), load_model())
 
     probe = bot_for(0.0)
     started = time.perf_counter()

@@ -33,7 +33,6 @@ from rich.table import Table
 
 from gigcx.bot.answerability import load_model
 from gigcx.bot.decision import FrontLineBot
-from gigcx.bot.reader import load_reader
 from gigcx.config import Settings
 from gigcx.knowledge import open_index, sync_knowledge
 from gigcx.knowledge.documents import ChunkingOptions, parse_document, read_raw, scan_folder
@@ -155,7 +154,7 @@ def main() -> None:
         sample = random.Random(11).sample(queries, min(args.queries, len(queries)))
         ours: list[float] = []
         baseline: list[float] = []
-        bot = FrontLineBot(settings, index, load_model(), load_reader())
+        bot = FrontLineBot(settings, index, load_model())
         turns: list[float] = []
         for query in sample[:20]:  # warm every path
             bot.decide(query)
@@ -170,7 +169,7 @@ def main() -> None:
             index.search(query, 5)
             ours.append(time.perf_counter() - started)
             started = time.perf_counter()
-            bot.decide(query)  # signals, search, the reader, the answer decision
+            bot.decide(query)  # signals, search, the answer decision
             turns.append(time.perf_counter() - started)
 
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,11 +1,10 @@
 """What the answer decision is trained and checked on: questions asked of a brand's knowledge,
 with the topics the retrieval found and which of them answer.
 
-Used by train_reader.py and train_answerability.py. Sources:
+Used by train_answerability.py. Sources:
 - every example brand under examples/ with a cases.jsonl: its cases, run through the real front
   line (`gigcx eval`'s code path) with a bot that answers whatever it retrieves, so every case
-  that reaches the answer decision shows what was found; and the brand's own `questions:` and
-  FAQ wordings asked of its knowledge;
+  that reaches the answer decision shows what was found;
 - CLINC150's train split as knowledge (one FAQ entry per intent) and a sample of its val split
   as questions, with its out-of-scope val and train queries (../shared/data/clinc150,
   CC BY 3.0). The test split is never read here.
@@ -35,7 +34,6 @@ from gigcx.config import (
     load_settings,
 )
 from gigcx.knowledge import SearchHit, open_index, sync_knowledge
-from gigcx.knowledge.documents import ChunkingOptions, parse_document, read_raw, scan_folder
 
 REPO = Path(__file__).resolve().parent.parent
 CLINC = REPO.parent / "shared" / "data" / "clinc150"
@@ -55,7 +53,7 @@ ANSWER_ALL = AnswerabilityModel(
 class Asked:
     """One question put to the knowledge, the topics found for it, and which answer it."""
 
-    source: str  # the brand, "clinc150", or "<brand>:questions" for its own wordings
+    source: str  # the brand, or "clinc150"
     question: str  # what was searched (follow-ups include the earlier question)
     hits: list[SearchHit]
     right: list[bool]  # per hit: does it answer the question?
@@ -69,8 +67,6 @@ class BrandRun:
     name: str
     results: list[CaseResult]  # every case, for the metrics
     asked: list[Asked]  # the cases that reached the answer decision
-    wordings: list[Asked]  # the brand's own `questions:` and FAQ wordings
-    knowledge_text: str  # every word of the brand's knowledge, lowercased
 
 
 def brand_folders() -> list[Path]:
@@ -89,11 +85,9 @@ async def run_brand(folder: Path, scratch: Path) -> BrandRun:
     index = open_index(settings)
     sync_knowledge(settings.knowledge.path, index)
     cases = read_cases(folder / "cases.jsonl", settings.knowledge.path)
-    runtime = await start(settings, answerability=ANSWER_ALL, read_passages=False)
+    runtime = await start(settings, answerability=ANSWER_ALL)
     try:
         report = await run_eval(runtime, cases)
-        bot = runtime.front_line.bot
-        wordings, knowledge_text = _wordings(folder.name, settings, bot)
     finally:
         await runtime.close()
     asked = []
@@ -113,33 +107,7 @@ async def run_brand(folder: Path, scratch: Path) -> BrandRun:
                 case=result,
             )
         )
-    return BrandRun(folder.name, report.results, asked, wordings, knowledge_text)
-
-
-def _wordings(name: str, settings: Settings, bot: FrontLineBot) -> tuple[list[Asked], str]:
-    """The brand's `questions:` and FAQ wordings, each asked of the whole knowledge."""
-    root = settings.knowledge.path
-    options = ChunkingOptions(settings.knowledge.chunk_size, settings.knowledge.chunk_overlap)
-    asked: list[Asked] = []
-    texts: list[str] = []
-    for entry in scan_folder(root):
-        if entry.error is not None:
-            continue
-        document = parse_document(entry.path, read_raw(root, entry.path), options)
-        for chunk in document.chunks:
-            texts.append(chunk.embed_text)
-            if chunk.kind != "question" or chunk.audience != "public":
-                continue
-            hits = bot.search(chunk.embed_text)
-            is_faq = entry.path.endswith((".faq.yml", ".faq.yaml"))
-            right = [
-                hit.path == entry.path and (not is_faq or hit.section == chunk.section)
-                for hit in hits
-            ]
-            asked.append(
-                Asked(f"{name}:questions", chunk.embed_text, hits, right, "answer", chunk.product)
-            )
-    return asked, " ".join(texts).lower()
+    return BrandRun(folder.name, report.results, asked)
 
 
 def run_clinc(scratch: Path) -> list[Asked]:

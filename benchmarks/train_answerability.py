@@ -1,5 +1,4 @@
-"""Train what the answer decision ships with: the reader (gigcx/bot/reader.safetensors, see
-train_reader.py) and the answerability model over the evidence (gigcx/bot/answerability.json).
+"""Train the answerability model the bot ships with (gigcx/bot/answerability.json).
 
 Data: quality_data.py (the example brands and CLINC150's val split; never CLINC's test split,
 never MTRAG-UN). The model is a logistic regression over the evidence signals, each source
@@ -7,11 +6,11 @@ weighted equally whatever its size. Its operating point is the lowest probabilit
 training brands' answers from a wrong passage stay within WRONG_ANSWER_BUDGET of the questions
 reaching the decision.
 
-`--leave-out` also reports every brand with a reader and a model trained without it (its cases
-and its own wordings left out of all training): the figures in the README.
+`--leave-out` also reports every brand with a model trained without it (its cases left out
+of all training): the figures in the README.
 
 Run: .venv/bin/python benchmarks/train_answerability.py [--leave-out] [--no-write]
-(about 10 minutes; with --leave-out about 40)
+(about 6 minutes)
 """
 
 from __future__ import annotations
@@ -27,10 +26,8 @@ from quality_data import REPO, Asked, BrandRun, brand_folders, run_brand, run_cl
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
-from train_reader import pairs_from, train
 
-from gigcx.bot.answerability import FEATURE_NAMES, MODEL_FILE, AnswerabilityModel, read_and_rank
-from gigcx.bot.reader import READER_FILE, PassageReader
+from gigcx.bot.answerability import FEATURE_NAMES, MODEL_FILE, AnswerabilityModel, features
 
 # The share of the questions reaching the answer decision that may be answered wrongly: the
 # target is at most 3% of all cases, and some cases never reach this decision.
@@ -38,16 +35,14 @@ WRONG_ANSWER_BUDGET = 0.04
 
 
 class Sample:
-    """One question's evidence for its (reader-ranked) best topic, and whether it answers."""
+    """One question's evidence for its best topic, and whether that topic answers it."""
 
-    def __init__(self, asked: Asked, reader: PassageReader) -> None:
-        ranked, found = read_and_rank(reader, asked.question, asked.hits, asked.product)
-        right = {id(hit): flag for hit, flag in zip(asked.hits, asked.right, strict=True)}
+    def __init__(self, asked: Asked) -> None:
         self.asked = asked
         self.source = asked.source
-        self.features = found or {}
-        self.top = ranked[0]
-        self.label = int(asked.expect == "answer" and right[id(ranked[0])])
+        self.features = features(asked.hits, asked.product) or {}
+        self.top = asked.hits[0]
+        self.label = int(asked.expect == "answer" and asked.right[0])
 
 
 def fit(samples: list[Sample]) -> AnswerabilityModel:
@@ -85,7 +80,7 @@ def operating_point(model: AnswerabilityModel, samples: list[Sample]) -> float:
 
 
 def simulate(model: AnswerabilityModel, run: BrandRun, samples: list[Sample]) -> dict[str, float]:
-    """`gigcx eval`'s metrics had the bot used this reader and model (last turn only)."""
+    """`gigcx eval`'s metrics had the bot used this model (last turn only)."""
     by_case = {id(s.asked.case): s for s in samples}
     answerable = escalations = right = wrong = escalated = 0
     for result in run.results:
@@ -115,16 +110,8 @@ def simulate(model: AnswerabilityModel, run: BrandRun, samples: list[Sample]) ->
     }
 
 
-def train_fold(
-    runs: list[BrandRun], clinc: list[Asked], reader_path: Path, left_out: str | None
-) -> tuple[AnswerabilityModel, PassageReader]:
-    kept = [run for run in runs if run.name != left_out]
-    asked = [a for run in kept for a in (*run.asked, *run.wordings)] + clinc
-    train(pairs_from(asked, {run.name: run.knowledge_text for run in kept}), reader_path)
-    reader = PassageReader(reader_path)
-    samples = [Sample(a, reader) for run in kept for a in run.asked]
-    samples += [Sample(a, reader) for a in clinc]
-    return fit(samples), reader
+def samples_of(runs: list[BrandRun], clinc: list[Asked]) -> list[Sample]:
+    return [Sample(a) for run in runs for a in run.asked] + [Sample(a) for a in clinc]
 
 
 async def main() -> None:
@@ -140,29 +127,25 @@ async def main() -> None:
             print(f"{folder.name}: {len(runs[-1].results)} cases")
         clinc = run_clinc(root / "clinc150")
         print(f"clinc150: {len(clinc)} queries")
-        if args.leave_out:
-            for run in runs:
-                print(f"{run.name} left out:")
-                model, reader = train_fold(runs, clinc, root / f"reader-{run.name}", run.name)
-                held_out = [Sample(a, reader) for a in run.asked]
-                print(
-                    f"  {run.name} (left out, point {model.threshold:.2f}): "
-                    f"{simulate(model, run, held_out)}"
-                )
-        reader_path = root / "reader" if args.no_write else READER_FILE
-        print("all brands:")
-        model, reader = train_fold(runs, clinc, reader_path, None)
+    if args.leave_out:
+        for run in runs:
+            others = [other for other in runs if other.name != run.name]
+            model = fit(samples_of(others, clinc))
+            held_out = [Sample(a) for a in run.asked]
+            print(
+                f"  {run.name} (left out, point {model.threshold:.2f}): "
+                f"{simulate(model, run, held_out)}"
+            )
+    model = fit(samples_of(runs, clinc))
     print("trained on", ", ".join(model.trained_on), f"operating point {model.threshold:.2f}")
     for name, coef in zip(FEATURE_NAMES, model.coef, strict=True):
         print(f"  {name:18} {coef:+.3f}")
     for run in runs:
-        print(
-            f"  {run.name} (trained on): "
-            f"{simulate(model, run, [Sample(a, reader) for a in run.asked])}"
-        )
+        samples = [Sample(a) for a in run.asked]
+        print(f"  {run.name} (trained on): {simulate(model, run, samples)}")
     if not args.no_write:
         MODEL_FILE.write_text(json.dumps(model.to_dict(), indent=2) + "\n")
-        print(f"wrote {MODEL_FILE.relative_to(REPO)} and {READER_FILE.relative_to(REPO)}")
+        print(f"wrote {MODEL_FILE.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from gigcx.bot.answerability import AnswerabilityModel
 from gigcx.bot.decision import FrontLineBot
 from gigcx.bot.frontline import FrontLine
 from gigcx.bot.llm import LLMAnswerer
-from gigcx.bot.reader import load_reader
 from gigcx.config import Settings
 from gigcx.escalation import Escalations
 from gigcx.events import EventBus, InProcessEventBus
@@ -76,7 +75,6 @@ async def start(
     index: KnowledgeIndex | None = None,
     bus: EventBus | None = None,
     answerability: AnswerabilityModel | None = None,
-    read_passages: bool = True,
 ) -> GigCX:
     """Open the store (migrating it), the knowledge index and the bot for `settings`."""
     engine = create_engine(settings.store)
@@ -104,7 +102,7 @@ async def start(
         settings,
         store,
         bus,
-        FrontLineBot(settings, index, answerability, load_reader() if read_passages else None),
+        FrontLineBot(settings, index, answerability),
         escalations,
         llm,
         turn_locks=shared,

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from gigcx.bot.reader import PassageReader, hit_text
 from gigcx.knowledge import SearchHit
 
 # Bumped whenever the features below change: a model trained on other features is refused.
-FEATURES_VERSION = 2
+FEATURES_VERSION = 1
 MODEL_FILE = Path(__file__).with_name("answerability.json")
 REBUILD = ".venv/bin/python benchmarks/train_answerability.py"
 
@@ -41,37 +40,15 @@ FEATURE_NAMES = (
     "lexical_rank",
     "query_terms",
     "product_match",
-    "reader",
 )
-# How many of the best topics the reader is trained on per question (it reads only the first
-# when deciding: put in charge of the order it chose worse than the retrieval did).
-READ_TOP = 3
 
 
 class AnswerabilityModelError(Exception):
     """The shipped model file is missing, unreadable or for other features."""
 
 
-def read_and_rank(
-    reader: PassageReader | None, question: str, hits: Sequence[SearchHit], product: str | None
-) -> tuple[list[SearchHit], dict[str, float] | None]:
-    """The evidence that the retrieval's first topic answers, the reader's reading of it
-    included. Without a reader its signal is neutral. (The order stays the retrieval's: on
-    the example brands, letting the reader reorder the best three put a wrong topic first more
-    often than a right one.)"""
-    hits = list(hits)
-    if reader is None or not hits:
-        return hits, features(hits, product, 0.5)
-    [score] = reader.scores(question, [hit_text(hits[0])])
-    return hits, features(hits, product, score)
-
-
-def features(
-    hits: Sequence[SearchHit], product: str | None, reader: float
-) -> dict[str, float] | None:
-    """The evidence that the first hit answers the question, as named numbers (None: no hit).
-
-    `reader` is the reader's probability that the first hit answers."""
+def features(hits: Sequence[SearchHit], product: str | None) -> dict[str, float] | None:
+    """The evidence that the first hit answers the question, as named numbers (None: no hit)."""
     if not hits or hits[0].evidence is None:
         return None
     best = hits[0]
@@ -95,7 +72,6 @@ def features(
         "lexical_rank": 1.0 / (1.0 + evidence.lexical_rank),
         "query_terms": math.log1p(evidence.query_terms),
         "product_match": product_match,
-        "reader": reader,
     }
 
 

@@ -14,7 +14,7 @@ import random
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from gigcx.bot.answerability import read_and_rank
+from gigcx.bot.answerability import features
 from gigcx.knowledge import KnowledgeIndex
 
 if TYPE_CHECKING:
@@ -53,9 +53,8 @@ def calibrate(bot: FrontLineBot) -> Calibration:
         if not hits:
             found.append((0.0, False))
             continue
-        ranked, evidence = read_and_rank(bot.reader, wording.question, hits, wording.product)
-        probability = bot.model.probability(evidence or {})
-        found.append((probability, ranked[0].unit == wording.unit))
+        probability = bot.model.probability(features(hits, wording.product) or {})
+        found.append((probability, hits[0].unit == wording.unit))
     threshold = shipped
     if not found:
         note = "no questions: or FAQ wordings to check against; using the shipped operating point"

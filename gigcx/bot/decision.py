@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from gigcx.bot.answerability import AnswerabilityModel, load_model, read_and_rank
+from gigcx.bot.answerability import AnswerabilityModel, features, load_model
 from gigcx.bot.calibration import brand_threshold
-from gigcx.bot.reader import PassageReader
 from gigcx.bot.signals import OTHER_ONE, MeaningReader, SignalReader, Signals, same_question
 from gigcx.config import Settings
 from gigcx.knowledge import KnowledgeIndex, SearchHit
@@ -96,14 +95,12 @@ class FrontLineBot:
         settings: Settings,
         index: KnowledgeIndex,
         model: AnswerabilityModel | None = None,
-        reader: PassageReader | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
         self.signals = SignalReader(settings)
         self.meanings = MeaningReader(settings, index.embedder)
         self.model = model or load_model()
-        self.reader = reader  # None: the retrieval order stands, the reader's signal is neutral
         # Product names say which passages to look at, not whether one answers.
         self._product_terms = frozenset(
             term
@@ -149,8 +146,7 @@ class FrontLineBot:
             hits = [hit for hit in hits if hit.product in (None, product)]
         elif options:
             return Decision(action="clarify", query=query, options=options, hits=tuple(hits[:3]))
-        hits, found = read_and_rank(self.reader, query, hits, product)
-        evidence = found or {}
+        evidence = features(hits, product) or {}
         confidence = self.model.probability(evidence)
         if confidence >= self.threshold:
             return Decision(
@@ -178,9 +174,11 @@ class FrontLineBot:
     ) -> tuple[str, ...]:
         """The products to ask about when the best passages, close in meaning, are about
         different products and the customer has not said which one they have; () when not."""
-        if product is not None or hits[0].product is None:
-            return ()
         first = hits[0]
+        if product is not None or first.product is None:
+            return ()
+        if first.evidence is not None and first.evidence.query_terms == 0:
+            return ()  # "??" or emoji alone: nothing to ask a product about
         options = [first.product]
         for hit in hits[1:4]:
             if hit.score < first.score - CLARIFY_MARGIN:

@@ -118,6 +118,11 @@ class FrontLine:
         await self._publish(conversation_id, events.MESSAGE_CREATED, message=message.to_dict())
 
         started = time.perf_counter()
+        state = (await self.store.get_conversation(conversation_id)).state
+        if state != "bot":
+            # A person has it: the bot stays silent, and waits for no turn lock (one left by a
+            # worker that died would otherwise hold this message up until it expires).
+            return TurnResult(customer_message=message, state=state)
         async with self._lock(conversation_id):
             result = await self._bot_turn(conversation_id, message)
         if result.decision is not None:

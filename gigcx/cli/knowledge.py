@@ -17,7 +17,6 @@ from rich.text import Text
 from gigcx.bot.answerability import AnswerabilityModelError, load_model
 from gigcx.bot.calibration import Calibration, calibrate
 from gigcx.bot.decision import FrontLineBot
-from gigcx.bot.reader import ReaderError, load_reader
 from gigcx.cli.common import (
     EXIT_INPUT_PROBLEMS,
     ConfigOption,
@@ -131,9 +130,9 @@ def _run_sync(
 def calibrate_brand(settings: Settings, index: KnowledgeIndex) -> Calibration | None:
     """Check the answer decision on the brand's own wordings (see gigcx.bot.calibration)."""
     try:
-        bot = FrontLineBot(settings, index, load_model(), load_reader())
+        bot = FrontLineBot(settings, index, load_model())
         return calibrate(bot)
-    except (AnswerabilityModelError, ReaderError, KnowledgeIndexError, EmbeddingError) as error:
+    except (AnswerabilityModelError, KnowledgeIndexError, EmbeddingError) as error:
         err.print(f"[yellow]warning:[/] the answer decision was not checked: {escape(str(error))}")
         return None
 
