@@ -218,7 +218,9 @@ class RoutingSettings(_Section):
     )
     staff_topics: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_STAFF_TOPICS.items()},
-        description="Topics that need the customer's records, as regular expressions: to staff.",
+        description="Topics that need the customer's records, as regular expressions: to staff. "
+        "A message that reads like the customer's own case goes to staff too (the shipped "
+        "staff-topic model); `{}` means the brand has no staff topics at all.",
     )
     default_route: Literal["expert", "staff"] = Field(
         "expert", description="Where escalations that are not staff topics go."

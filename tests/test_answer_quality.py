@@ -11,6 +11,12 @@ import pytest
 
 from gigcx.app import GigCX
 from gigcx.bot.answerability import AnswerabilityModelError, load_model
+from gigcx.bot.staff_model import (
+    EMBEDDING_MODEL,
+    StaffModelError,
+    load_staff_model,
+    staff_model_for,
+)
 from tests.test_bot import chat
 from tests.test_cli import gigcx
 
@@ -72,6 +78,26 @@ async def test_own_order_and_payment_questions_in_everyday_words_go_to_staff(
     assert (turn.decision.action, turn.decision.route) == ("escalate", "staff"), text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "there are two payments of 129 from you on my statement this week",
+        "got an email that my purchase was cancelled, I never asked for that",
+        "the box I received has an X1 inside but the receipt says X2",
+        "your site took my money but I never got a confirmation email",
+    ],
+)
+async def test_a_customers_own_case_no_phrase_list_names_goes_to_staff(
+    gigcx_runtime: GigCX, text: str
+):
+    # None of these matches a staff pattern of the brand; the staff-topic model reads them.
+    assert gigcx_runtime.front_line.bot.signals.read(text).staff_topic is None
+    _, [turn] = await chat(gigcx_runtime, text)
+    assert turn.decision is not None
+    assert (turn.decision.action, turn.decision.route) == ("escalate", "staff"), text
+    assert turn.state == "waiting"
+
+
 async def test_a_request_for_a_person_inside_a_longer_message_is_handed_over(
     gigcx_runtime: GigCX,
 ):
@@ -96,6 +122,20 @@ def test_a_missing_or_outdated_model_file_is_refused_with_how_to_rebuild_it(tmp_
     old.write_text('{"features_version": 0, "features": ["dense"]}')
     with pytest.raises(AnswerabilityModelError, match="features version 0"):
         load_model(old)
+
+
+def test_a_missing_staff_model_is_refused_and_another_embedding_model_gets_none(
+    tmp_path: Path,
+):
+    with pytest.raises(StaffModelError, match=r"train_staff_model\.py"):
+        load_staff_model(tmp_path / "missing.json")
+    old = tmp_path / "old.json"
+    old.write_text('{"features_version": 0, "word_features": []}')
+    with pytest.raises(StaffModelError, match="features version 0"):
+        load_staff_model(old)
+    # Its weights are for the shipped MiniLM's vectors: another embedding model gets no model.
+    assert staff_model_for("openai:text-embedding-3-small") is None
+    assert staff_model_for(EMBEDDING_MODEL) is not None
 
 
 def test_sync_checks_the_answer_decision_on_the_brands_own_questions(brand_dir: Path):
@@ -135,3 +175,29 @@ def test_a_brand_with_one_file_and_no_questions_syncs_says_so_and_serves(tmp_pat
         asked = gigcx("ask", "--config", str(config), "-m", question)
         assert asked.exit_code == 0, asked.output
         assert "answer" in asked.output or "escalate" in asked.output
+
+
+def test_the_same_section_on_two_products_pages_gets_a_question_back(tmp_path: Path):
+    knowledge = tmp_path / "knowledge"
+    for product, name, km, hours in (("city", "City", 90, 5), ("trail", "Trail", 60, 7)):
+        (knowledge / product).mkdir(parents=True)
+        (knowledge / product / "battery.md").write_text(
+            f"---\nproduct: {product}\n---\n# The {name}'s battery\n\n"
+            f"## Range\n\nThe {name} rides about {km} km on a full battery in Eco mode.\n\n"
+            f"## Charging\n\nA flat {name} battery is full again after {hours} hours.\n"
+        )
+    (knowledge / "warranty.md").write_text(
+        "# Warranty\n\nEvery bike has a two-year warranty on the frame and the motor.\n"
+    )
+    config = tmp_path / "gigcx.yaml"
+    config.write_text(
+        "brand: bikes\nknowledge:\n  path: knowledge\nproducts:\n"
+        "  - {id: city, name: City}\n  - {id: trail, name: Trail}\n"
+    )
+    assert gigcx("knowledge", "sync", "--config", str(config)).exit_code == 0
+    asked = gigcx("ask", "--config", str(config), "-m", "how many km before the battery is empty")
+    assert asked.exit_code == 0, asked.output
+    flat = " ".join(asked.output.split())
+    assert "clarify" in flat and "City" in flat and "Trail" in flat
+    named = gigcx("ask", "--config", str(config), "-m", "how many km does the trail do")
+    assert "60 km" in " ".join(named.output.split())

@@ -11,7 +11,15 @@ from typing import Literal
 
 from gigcx.bot.answerability import AnswerabilityModel, features, load_model
 from gigcx.bot.calibration import brand_threshold
-from gigcx.bot.signals import OTHER_ONE, MeaningReader, SignalReader, Signals, same_question
+from gigcx.bot.signals import (
+    OTHER_ONE,
+    MeaningReader,
+    MeaningSignals,
+    SignalReader,
+    Signals,
+    same_question,
+)
+from gigcx.bot.staff_model import staff_model_for
 from gigcx.config import Settings
 from gigcx.knowledge import KnowledgeIndex, SearchHit
 from gigcx.knowledge.text import terms
@@ -99,7 +107,11 @@ class FrontLineBot:
         self.settings = settings
         self.index = index
         self.signals = SignalReader(settings)
-        self.meanings = MeaningReader(settings, index.embedder)
+        # A brand with no staff topics has nobody to send the customer's own case to.
+        self.staff_model = (
+            staff_model_for(index.embedder.model_id) if settings.routing.staff_topics else None
+        )
+        self.meanings = MeaningReader(settings, index.embedder, self.staff_model)
         self.model = model or load_model()
         # Product names say which passages to look at, not whether one answers.
         self._product_terms = frozenset(
@@ -125,26 +137,41 @@ class FrontLineBot:
             return Decision(action="small_talk", small_talk=signals.small_talk)
         meaning = self.meanings.read(text)
         staff_topic = signals.staff_topic or meaning.staff_topic
+        # A message that reads like the customer's own case goes to staff if the bot cannot
+        # answer it, and at once when it reads so clearly.
+        likely_staff = self._staff_topic_by_model(meaning, self._model_point("threshold"))
         if signals.human_requested or meaning.human_requested:
-            staff = staff_topic or context.staff_topic
+            staff = staff_topic or likely_staff or self._earlier_staff_topic(context)
             return self._escalate("human_requested", signals, context, staff_topic=staff)
         if staff_topic:
             return self._escalate("staff_topic", signals, context, staff_topic=staff_topic)
         if signals.frustrated or meaning.frustrated or context.repeated:
-            return self._escalate("frustration", signals, context, staff_topic=context.staff_topic)
+            # Routed by what the conversation was about, not by the complaint's own words.
+            staff = self._earlier_staff_topic(context)
+            return self._escalate("frustration", signals, context, staff_topic=staff)
+        staff_topic = self._staff_topic_by_model(meaning, self._model_point("strong"))
+        if staff_topic:
+            return self._escalate("staff_topic", signals, context, staff_topic=staff_topic)
 
         query, product, excluded = self._query(text, signals, context)
         # The message was embedded whole for its meaning: a search for it needs no second pass.
         vector = meaning.vector if query == meaning.text else None
         hits = self.search(query, product, excluded, vector=vector)
         if not hits:
-            return self._escalate("low_confidence", signals, context, query=query, product=product)
+            return self._escalate(
+                "staff_topic" if likely_staff else "low_confidence",
+                signals,
+                context,
+                staff_topic=likely_staff,
+                query=query,
+                product=product,
+            )
         options = self._products_to_choose(hits, product)
         if options and context.product in options:
             # Split between products, but the conversation already said which one.
             product = context.product
             hits = [hit for hit in hits if hit.product in (None, product)]
-        elif options:
+        elif options and not likely_staff:
             return Decision(action="clarify", query=query, options=options, hits=tuple(hits[:3]))
         evidence = features(hits, product) or {}
         confidence = self.model.probability(evidence)
@@ -160,34 +187,82 @@ class FrontLineBot:
             )
         related = hits[0].score >= self.settings.bot.related_threshold or product is not None
         escalation = self._escalate(
-            "expert_needed" if related else "low_confidence",
+            "staff_topic" if likely_staff else "expert_needed" if related else "low_confidence",
             signals,
             context,
+            staff_topic=likely_staff,
             query=query,
             product=product,
             hits=hits,
         )
         return replace(escalation, confidence=confidence, evidence=evidence, asked_product=product)
 
+    def _model_point(self, name: Literal["threshold", "strong"]) -> float | None:
+        if self.staff_model is None:
+            return None
+        return getattr(self.staff_model, name)
+
+    def _staff_topic_by_model(self, meaning: MeaningSignals, point: float | None) -> str | None:
+        """The staff topic when the staff-topic model puts the message at or above `point`."""
+        if point is None or meaning.staff_probability < point:
+            return None
+        return meaning.nearest_staff_topic or "account"
+
+    def _earlier_staff_topic(self, context: _Context) -> str | None:
+        """The staff topic of the conversation so far: by the phrase lists, else the model on
+        the customer's earlier question (asked only when the bot is already escalating)."""
+        if context.staff_topic or context.previous_question is None:
+            return context.staff_topic
+        earlier = self.meanings.read(context.previous_question)
+        return self._staff_topic_by_model(earlier, self._model_point("threshold"))
+
     def _products_to_choose(
         self, hits: Sequence[SearchHit], product: str | None
     ) -> tuple[str, ...]:
-        """The products to ask about when the best passages, close in meaning, are about
-        different products and the customer has not said which one they have; () when not."""
+        """The products to ask about when the best passages are about different products and
+        the customer has not said which one they have; () when not.
+
+        Passages split a question between products when they are close in meaning, or when
+        they are the same section of each product's page (brands write one page per product
+        with the same headings: "Range" on the City's page and on the Trail's).
+        """
         first = hits[0]
-        if product is not None or first.product is None:
+        if product is not None:
             return ()
         if first.evidence is not None and first.evidence.query_terms == 0:
             return ()  # "??" or emoji alone: nothing to ask a product about
+        top = list(hits[:4])
+        parallel = self._parallel_sections(top)
+        if first.product is None:
+            # A passage for every product answers it, unless product pages' same section
+            # follows it.
+            return parallel
         options = [first.product]
-        for hit in hits[1:4]:
+        for hit in top[1:]:
             if hit.score < first.score - CLARIFY_MARGIN:
                 break
             if hit.product is None:
-                return ()  # a passage for every product answers it
+                return parallel  # a passage for every product answers it
             if hit.product not in options:
                 options.append(hit.product)
-        return tuple(p for p in options if p) if len(options) > 1 else ()
+        if len(options) > 1:
+            return tuple(options)
+        return parallel
+
+    @staticmethod
+    def _parallel_sections(hits: Sequence[SearchHit]) -> tuple[str, ...]:
+        """The products of the first section heading that two or more products' passages share
+        among `hits`, in rank order; () when none is shared."""
+        by_heading: dict[str, list[str]] = {}
+        for hit in hits:
+            if hit.product is None:
+                continue
+            heading = " ".join(hit.section.lower().split())
+            if heading and heading != " ".join(hit.title.lower().split()):
+                products = by_heading.setdefault(heading, [])
+                if hit.product not in products:
+                    products.append(hit.product)
+        return next((tuple(p) for p in by_heading.values() if len(p) > 1), ())
 
     def person_requested(self, history: Sequence[Turn] = ()) -> Decision:
         """The customer pressed "Talk to a person": escalate, routed by the conversation."""

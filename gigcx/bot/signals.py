@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gigcx.bot.staff_model import StaffTopicModel
 from gigcx.config import ProductSettings, Settings
 from gigcx.knowledge.embeddings import Embedder
 
@@ -138,19 +139,26 @@ class MeaningSignals:
     human_requested: bool
     frustrated: bool
     staff_topic: str | None
-    # The message's vector when it was embedded whole (one clause), for the search to reuse.
+    # The message's vector, for the search to reuse.
     text: str = ""
     vector: list[float] | None = None
+    # How likely the message is about the customer's own records (see staff_model), and the
+    # staff topic whose example phrases it is closest to.
+    staff_probability: float = 0.0
+    nearest_staff_topic: str | None = None
 
 
 class MeaningReader:
     """Recognises requests for a person, frustration and staff topics by meaning: a clause of
     the message close to one of the example phrases (shipped, plus the brand's own)."""
 
-    def __init__(self, settings: Settings, embedder: Embedder):
+    def __init__(
+        self, settings: Settings, embedder: Embedder, staff_model: StaffTopicModel | None = None
+    ):
         from gigcx.bot import phrases
 
         self._embedder = embedder
+        self._staff_model = staff_model
         self._labels: list[str] = []
         texts: list[str] = []
         groups: dict[str, list[str]] = {
@@ -185,8 +193,10 @@ class MeaningReader:
             # One clause: embedded like a search query, so it joins the batch of queries asked
             # at the same moment, and the search reuses it.
             vectors = np.asarray([self._embedder.embed_query(text)], dtype=np.float32)
+            message = vectors[0]
         else:
-            vectors = np.asarray(self._embedder.embed_documents(parts), dtype=np.float32)
+            embedded = np.asarray(self._embedder.embed_documents([*parts, text]), dtype=np.float32)
+            vectors, message = embedded[:-1], embedded[-1]
         similarity = vectors @ self._examples().T  # (clauses, examples)
         best: dict[str, float] = {}
         for clause_number, part in enumerate(parts):
@@ -199,10 +209,27 @@ class MeaningReader:
                     best[label] = score
         matched = {label for label, score in best.items() if score >= MEANING_THRESHOLD}
         staff = [label for label in matched if label.startswith("staff:")]
+        staff_examples = [n for n, label in enumerate(self._labels) if label.startswith("staff:")]
+        nearest = (
+            self._labels[staff_examples[int(np.argmax(similarity[:, staff_examples].max(0)))]]
+            if staff_examples
+            else None
+        )
+        vector = [float(v) for v in message]
         return MeaningSignals(
             human_requested="human" in matched,
             frustrated="frustration" in matched,
             staff_topic=max(staff, key=lambda label: best[label])[6:] if staff else None,
-            text=text if whole else "",
-            vector=[float(v) for v in vectors[0]] if whole else None,
+            text=text,
+            vector=vector,
+            staff_probability=self.staff_probability(text, vector),
+            nearest_staff_topic=nearest[6:] if nearest else None,
         )
+
+    def staff_probability(self, text: str, vector: Sequence[float] | None = None) -> float:
+        """How likely `text` is about the customer's own records; 0 without a model."""
+        if self._staff_model is None or not text.strip():
+            return 0.0
+        if vector is None:
+            vector = self._embedder.embed_query(text)
+        return self._staff_model.probability(text, vector)
