@@ -5,11 +5,14 @@ recognised by meaning, and a clear refusal of a missing model file."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gigcx.app import GigCX
+from gigcx.bot.answerability import MODEL_FILE as ANSWERABILITY_FILE
 from gigcx.bot.answerability import AnswerabilityModelError, load_model
 from gigcx.bot.staff_model import (
     EMBEDDING_MODEL,
@@ -17,6 +20,7 @@ from gigcx.bot.staff_model import (
     load_staff_model,
     staff_model_for,
 )
+from gigcx.bot.staff_model import MODEL_FILE as STAFF_MODEL_FILE
 from tests.test_bot import chat
 from tests.test_cli import gigcx
 
@@ -115,24 +119,35 @@ async def test_a_general_policy_question_is_answered_not_sent_to_staff(gigcx_run
     assert turn.decision is not None and turn.decision.action == "answer"
 
 
-def test_a_missing_or_outdated_model_file_is_refused_with_how_to_rebuild_it(tmp_path: Path):
-    with pytest.raises(AnswerabilityModelError, match=r"train_answerability\.py"):
-        load_model(tmp_path / "missing.json")
-    old = tmp_path / "old.json"
-    old.write_text('{"features_version": 0, "features": ["dense"]}')
-    with pytest.raises(AnswerabilityModelError, match="features version 0"):
-        load_model(old)
-
-
-def test_a_missing_staff_model_is_refused_and_another_embedding_model_gets_none(
+@pytest.mark.parametrize(
+    ("load", "error", "script", "shipped"),
+    [
+        (load_model, AnswerabilityModelError, "train_answerability.py", ANSWERABILITY_FILE),
+        (load_staff_model, StaffModelError, "train_staff_model.py", STAFF_MODEL_FILE),
+    ],
+)
+def test_a_missing_outdated_or_incomplete_model_file_is_refused_with_how_to_rebuild_it(
     tmp_path: Path,
+    load: Callable[[Path], object],
+    error: type[Exception],
+    script: str,
+    shipped: Path,
 ):
-    with pytest.raises(StaffModelError, match=r"train_staff_model\.py"):
-        load_staff_model(tmp_path / "missing.json")
+    with pytest.raises(error, match=re.escape(script)):
+        load(tmp_path / "missing.json")
     old = tmp_path / "old.json"
-    old.write_text('{"features_version": 0, "word_features": []}')
-    with pytest.raises(StaffModelError, match="features version 0"):
-        load_staff_model(old)
+    old.write_text('{"features_version": 0, "features": ["dense"], "word_features": []}')
+    with pytest.raises(error, match="features version 0"):
+        load(old)
+    cut = tmp_path / "cut.json"
+    complete = json.loads(shipped.read_text())
+    del complete["threshold"]
+    cut.write_text(json.dumps(complete))
+    with pytest.raises(error, match="incomplete"):
+        load(cut)
+
+
+def test_the_staff_model_is_only_used_with_the_embedding_model_it_was_trained_on():
     # Its weights are for the shipped MiniLM's vectors: another embedding model gets no model.
     assert staff_model_for("openai:text-embedding-3-small") is None
     assert staff_model_for(EMBEDDING_MODEL) is not None

@@ -13,13 +13,13 @@ time; a missing or outdated file is refused with the command that rebuilds it.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from gigcx.bot.model_file import read_model_file
 from gigcx.knowledge import SearchHit
 
 # Bumped whenever the features below change: a model trained on other features is refused.
@@ -114,33 +114,19 @@ def load_model(path: Path = MODEL_FILE) -> AnswerabilityModel:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> AnswerabilityModel:
-    where = Path(path)
-    try:
-        data = json.loads(where.read_text())
-    except FileNotFoundError:
-        raise AnswerabilityModelError(
-            f"the answerability model {where} is missing; rebuild it with `{REBUILD}`"
-        ) from None
-    except (OSError, ValueError) as error:
-        raise AnswerabilityModelError(
-            f"cannot read the answerability model {where} ({error}); rebuild it with `{REBUILD}`"
-        ) from None
-    version = data.get("features_version") if isinstance(data, dict) else None
-    if version != FEATURES_VERSION or data.get("features") != list(FEATURE_NAMES):
-        raise AnswerabilityModelError(
-            f"the answerability model {where} was trained for features version {version}, "
-            f"this gigcx computes version {FEATURES_VERSION}; rebuild it with `{REBUILD}`"
-        )
-    try:
-        return AnswerabilityModel(
+    return read_model_file(
+        Path(path),
+        "answerability model",
+        REBUILD,
+        AnswerabilityModelError,
+        FEATURES_VERSION,
+        lambda data: data.get("features") == list(FEATURE_NAMES),
+        lambda data: AnswerabilityModel(
             mean=tuple(float(v) for v in data["mean"]),
             scale=tuple(float(v) for v in data["scale"]),
             coef=tuple(float(v) for v in data["coef"]),
             intercept=float(data["intercept"]),
             threshold=float(data["threshold"]),
             trained_on=tuple(str(v) for v in data.get("trained_on", [])),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise AnswerabilityModelError(
-            f"the answerability model {where} is incomplete ({error}); rebuild it with `{REBUILD}`"
-        ) from None
+        ),
+    )

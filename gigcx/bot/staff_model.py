@@ -13,7 +13,6 @@ experts, and `strong`, at which the bot does not even try to answer from the kno
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from gigcx.bot.model_file import read_model_file
 from gigcx.config import LOCAL_EMBEDDING_MODEL
 
 MODEL_FILE = Path(__file__).with_name("staff_model.json")
@@ -94,33 +94,19 @@ def load_staff_model(path: Path = MODEL_FILE) -> StaffTopicModel:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> StaffTopicModel:
-    where = Path(path)
-    try:
-        data = json.loads(where.read_text())
-    except FileNotFoundError:
-        raise StaffModelError(
-            f"the staff-topic model {where} is missing; rebuild it with `{REBUILD}`"
-        ) from None
-    except (OSError, ValueError) as error:
-        raise StaffModelError(
-            f"cannot read the staff-topic model {where} ({error}); rebuild it with `{REBUILD}`"
-        ) from None
-    version = data.get("features_version") if isinstance(data, dict) else None
-    if version != FEATURES_VERSION or data.get("word_features") != list(WORD_FEATURES):
-        raise StaffModelError(
-            f"the staff-topic model {where} was trained for features version {version}, "
-            f"this gigcx computes version {FEATURES_VERSION}; rebuild it with `{REBUILD}`"
-        )
-    try:
-        return StaffTopicModel(
+    return read_model_file(
+        Path(path),
+        "staff-topic model",
+        REBUILD,
+        StaffModelError,
+        FEATURES_VERSION,
+        lambda data: data.get("word_features") == list(WORD_FEATURES),
+        lambda data: StaffTopicModel(
             coef=tuple(float(v) for v in data["coef"]),
             intercept=float(data["intercept"]),
             threshold=float(data["threshold"]),
             strong=float(data["strong"]),
             embedding_model=str(data["embedding_model"]),
             trained_on=tuple(str(v) for v in data.get("trained_on", [])),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise StaffModelError(
-            f"the staff-topic model {where} is incomplete ({error}); rebuild it with `{REBUILD}`"
-        ) from None
+        ),
+    )
