@@ -290,7 +290,14 @@ class BotSettings(_Section):
 
 class EscalationSettings(_Section):
     redact_personal_data: bool = Field(
-        True, description="Mask e-mail addresses, phone and card numbers in handover packets."
+        True,
+        description="Mask e-mail addresses, phone, card and IBAN numbers in handover packets "
+        "and in everything posted to Slack.",
+    )
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["US", "GB", "DE", "FR"],
+        description="Countries (ISO 3166 codes) whose national phone formats are masked too; "
+        "numbers with a + country code are masked whatever the country.",
     )
     claim_timeout_seconds: int = Field(
         300, ge=10, description="Unclaimed for this long: the handoff is offered again."
@@ -314,6 +321,19 @@ class EscalationSettings(_Section):
         Decimal("0"), ge=0, max_digits=10, decimal_places=2, description="Paid to a gig expert."
     )
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_regions(cls, value: list[str]) -> list[str]:
+        import phonenumbers
+
+        codes = [code.strip().upper() for code in value]
+        unknown = [code for code in codes if code not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(
+                f"unknown country code(s) {', '.join(unknown)}: use ISO 3166 codes such as GB, US"
+            )
+        return codes
 
 
 class WidgetSettings(_Section):

@@ -163,7 +163,8 @@ async def test_card_claim_and_thread_relay_both_ways(server: LiveServer, slack: 
         await click(http, slack, "move_to_staff", handoff.id, ALEX)
         staff_card = (await slack.wait_for("chat.postMessage", 4))[3]
         assert staff_card["channel"] == "C0STAFF"
-        assert "note: firmware 3.2?" in json.dumps(staff_card["blocks"])
+        # The note's author is a working mention on the card re-posted to staff.
+        assert f"<@{ALEX}>: note: firmware 3.2?" in json.dumps(staff_card["blocks"])
         moved = (await http.get(f"/v1/conversations/{cid}", headers=auth)).json()
         assert moved["state"] == "waiting"
 

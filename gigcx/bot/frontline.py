@@ -367,6 +367,7 @@ class FrontLine:
             question=questions[-1] if questions else None,
             internal_hits=await self._internal_passages(query),
             redact_personal_data=self.settings.escalation.redact_personal_data,
+            phone_regions=self.settings.escalation.phone_regions,
         )
         opened = await self.escalations.open(
             conversation,

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gigcx.escalation.redaction import redact
+from gigcx.escalation.redaction import DEFAULT_REGIONS, redact
 from gigcx.knowledge import SearchHit
 from gigcx.store import Conversation, Message
 
@@ -71,8 +71,9 @@ def _clip(text: str) -> str:
     return flat if len(flat) <= QUOTE_CHARS else flat[: QUOTE_CHARS - 3].rstrip() + "..."
 
 
-def _clarifications(messages: Sequence[Message]) -> list[str]:
-    """The bot's questions back ("which model do you have?") and what the customer said."""
+def _clarifications(messages: Sequence[Message], texts: Sequence[str]) -> list[str]:
+    """The bot's questions back ("which model do you have?") and what the customer said
+    (`texts`: the messages' texts as the packet shows them)."""
     lines = []
     for number, message in enumerate(messages):
         if message.author != "bot":
@@ -80,7 +81,14 @@ def _clarifications(messages: Sequence[Message]) -> list[str]:
         decision = message.meta.get("decision") or {}
         if decision.get("action") != "clarify":
             continue
-        reply = next((m.text for m in messages[number + 1 :] if m.author == "customer"), None)
+        reply = next(
+            (
+                texts[later]
+                for later in range(number + 1, len(messages))
+                if messages[later].author == "customer"
+            ),
+            None,
+        )
         options = " or ".join(str(option) for option in decision.get("options") or [])
         said = f" and the customer said “{_clip(reply)}”" if reply else ""
         lines.append(f"The bot asked which one they have ({options}){said}.")
@@ -98,21 +106,28 @@ def build_packet(
     question: str | None = None,
     internal_hits: Sequence[SearchHit] = (),
     redact_personal_data: bool = True,
+    phone_regions: Sequence[str] = DEFAULT_REGIONS,
 ) -> HandoffPacket:
     """The packet for an escalation over the conversation so far (`messages`, oldest first).
 
-    `question` is the customer's first real question (not a greeting), for the summary.
+    `question` is the customer's first real question (not a greeting), for the summary. Every
+    text is masked before it is cut, so a cut never leaves half an address or card number.
     """
-    mask: Callable[[str], str] = redact if redact_personal_data else (lambda text: text)
-    customer_turns = [m.text for m in messages if m.author == "customer"]
+    mask: Callable[[str], str] = (
+        (lambda text: redact(text, phone_regions)) if redact_personal_data else (lambda t: t)
+    )
+    texts = [mask(m.text) for m in messages]
+    customer_turns = [
+        text for m, text in zip(messages, texts, strict=True) if m.author == "customer"
+    ]
     bot_turns = [m for m in messages if m.author == "bot"]
     parts = []
-    question = question or (customer_turns[0] if customer_turns else None)
+    question = mask(question) if question else (customer_turns[0] if customer_turns else None)
     if question:
         parts.append(f"Customer asked: “{_clip(question)}”.")
     if customer_turns and customer_turns[-1] != question:
         parts.append(f"Latest: “{_clip(customer_turns[-1])}”.")
-    parts.extend(_clarifications(messages))
+    parts.extend(_clarifications(messages, texts))
     answered = sorted({str(c["title"]) for m in bot_turns for c in m.citations if "title" in c})
     if answered:
         parts.append(f"The bot answered from: {', '.join(answered)}.")
@@ -124,15 +139,26 @@ def build_packet(
         reason_text=REASON_TEXT[reason],
         route=route,
         tags=list(tags),
-        summary=mask(" ".join(parts)),
-        transcript=[PacketLine(seq=m.seq, author=m.author, text=mask(m.text)) for m in messages],
+        summary=" ".join(parts),
+        transcript=[
+            PacketLine(seq=m.seq, author=m.author, text=text)
+            for m, text in zip(messages, texts, strict=True)
+        ],
         retrieved=[_passage(hit) for hit in hits[:5]],
         expert_notes=[_passage(hit) for hit in internal_hits if hit.audience == "internal"],
         bot_said=[m.text for m in bot_turns],
         customer_id=conversation.customer_id,
-        customer_attributes={
-            key: mask(value) if isinstance(value, str) else value
-            for key, value in conversation.customer_attributes.items()
-        },
+        customer_attributes=_masked(conversation.customer_attributes, mask),
         redacted=redact_personal_data,
     )
+
+
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
+    """`value` with every string in it masked, keys included, however deeply nested."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {mask(str(key)): _masked(item, mask) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item, mask) for item in value]
+    return value

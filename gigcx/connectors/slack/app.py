@@ -11,6 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx.app import GigCX
+from gigcx.connectors.slack.text import mention
 
 DELIVERED = "white_check_mark"
 KEPT_INTERNAL = "lock"
@@ -93,7 +94,7 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
         name = expert.name.split()[0] if expert is not None else None
         if await escalations.claim(handoff_id, user, name) is None:
             handoff = await store.get_handoff(handoff_id)
-            holder = f"<@{handoff.assignee}>" if handoff.assignee else "someone else"
+            holder = mention(handoff.assignee) if handoff.assignee else "someone else"
             await tell(respond, f"Already claimed by {holder}.")
 
     async def holder_action(

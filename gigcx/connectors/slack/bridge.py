@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from gigcx import events, metrics
 from gigcx.app import GigCX
 from gigcx.connectors.slack.cards import claimed_card, closed_card, handoff_card
+from gigcx.connectors.slack.text import SlackText
 from gigcx.events import Event, SubscriptionOverflow
 from gigcx.store import Handoff
 from gigcx.store.models import OutboxItem, as_utc, utcnow
@@ -59,6 +60,8 @@ class SlackBridge:
         self.runtime = runtime
         self.client = client
         self.settings = runtime.settings
+        escalation = runtime.settings.escalation
+        self.say = SlackText(escalation.redact_personal_data, escalation.phone_regions)
         self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -138,20 +141,21 @@ class SlackBridge:
         elif kind == "reoffered":
             await self.post_card(handoff, urgent=True)
         elif kind == "moved_to_staff":
-            await self.update_card(handoff, *closed_card(handoff, "Moved to staff"))
+            await self.update_card(handoff, *closed_card(handoff, "Moved to staff", self.say))
             await self.post_card(handoff, urgent=True)  # the customer has waited already
         elif kind == "claimed":
-            await self.update_card(handoff, *claimed_card(handoff))
+            await self.update_card(handoff, *claimed_card(handoff, self.say))
             await self.post_transcript(handoff)
         elif kind == "released":
-            await self.update_card(handoff, *handoff_card(handoff, await self.mentions(handoff)))
+            mentions = await self.mentions(handoff)
+            await self.update_card(handoff, *handoff_card(handoff, mentions, self.say))
         elif kind in ("resolved", "returned"):
             how = "Resolved" if kind == "resolved" else "Handed back"
-            await self.update_card(handoff, *closed_card(handoff, how))
+            await self.update_card(handoff, *closed_card(handoff, how, self.say))
         elif kind == "customer_message" and item.message_id is not None:
             message = await store.message_by_id(item.message_id)
             if message is not None:
-                await self.post_in_thread(handoff, f"*Customer:* {message.text}")
+                await self.post_in_thread(handoff, f"*Customer:* {self.say.plain(message.text)}")
                 waited = utcnow() - as_utc(message.created_at)
                 metrics.RELAY_SECONDS.labels("slack").observe(waited.total_seconds())
         else:
@@ -175,10 +179,9 @@ class SlackBridge:
         channel = self._channel(handoff)
         mentions = await self.mentions(handoff, wide=urgent)
         notes = [
-            f"<@{note.author}>: {note.text}"
-            for note in await self.runtime.store.internal_notes(handoff.id)
+            (note.author, note.text) for note in await self.runtime.store.internal_notes(handoff.id)
         ]
-        text, blocks = handoff_card(handoff, mentions, urgent=urgent, notes=notes[-5:])
+        text, blocks = handoff_card(handoff, mentions, self.say, urgent=urgent, notes=notes[-5:])
         posted = await self._call("chat_postMessage", channel=channel, text=text, blocks=blocks)
         await self.runtime.store.save_card(handoff.id, posted["channel"], posted["ts"])
 
@@ -191,7 +194,7 @@ class SlackBridge:
 
     async def post_transcript(self, handoff: Handoff) -> None:
         messages = await self.runtime.store.messages_after(handoff.conversation_id)
-        lines = [f"*{m.author}:* {m.text}" for m in messages]
+        lines = [f"*{self.say.inline(m.author, 20)}:* {self.say.plain(m.text)}" for m in messages]
         await self.post_in_thread(handoff, "Conversation so far:\n" + "\n".join(lines))
 
     async def post_in_thread(self, handoff: Handoff, text: str) -> None:

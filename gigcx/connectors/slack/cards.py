@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from gigcx.connectors.slack.text import SlackText, mention
 from gigcx.store import Handoff
 from gigcx.store.models import as_utc, utcnow
 
@@ -30,40 +31,50 @@ def _button(action: str, label: str, handoff_id: str, style: str | None = None) 
     return button
 
 
-def _escape(text: str) -> str:
-    # Slack's mrkdwn: these three are the only characters that must be escaped.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def waited(handoff: Handoff, now: datetime | None = None) -> str:
     minutes = int(((now or utcnow()) - as_utc(handoff.created_at)).total_seconds() // 60)
     return "just now" if minutes < 1 else f"{minutes} min"
 
 
 def handoff_card(
-    handoff: Handoff, mentions: list[str], *, urgent: bool = False, notes: Sequence[str] = ()
+    handoff: Handoff,
+    mentions: list[str],
+    say: SlackText,
+    *,
+    urgent: bool = False,
+    notes: Sequence[tuple[str, str]] = (),
 ) -> tuple[str, list[dict[str, Any]]]:
     """The card for a waiting handoff: fallback text and blocks (with the notes experts
-    left in its thread, when it moves on)."""
+    left in its thread, as (author, text), when it moves on)."""
     packet = handoff.packet
-    tags = " ".join(f"`{tag}`" for tag in handoff.tags) or "_no tags_"
+    summary = str(packet.get("summary", ""))
+    tags = " ".join(f"`{say.inline(tag, 60)}`" for tag in handoff.tags) or "_no tags_"
     head = ":rotating_light: *Still waiting*" if urgent else ":raising_hand: *New handoff*"
+    reason = say.inline(packet.get("reason_text", handoff.reason))
     blocks: list[dict[str, Any]] = [
-        _section(
-            f"{head} · {packet.get('reason_text', handoff.reason)} · waiting {waited(handoff)}"
-        ),
-        _section(_escape(str(packet.get("summary", "")))),
+        _section(f"{head} · {reason} · waiting {waited(handoff)}"),
+        _section(say.plain(summary)),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": tags}]},
+        _section(_who(packet, say)),
     ]
-    attributes = packet.get("customer_attributes") or {}
-    if attributes:
-        shown = ", ".join(f"{k}: {_escape(str(v))}" for k, v in attributes.items())
-        blocks.append(_section(f"*Customer* {shown}"))
+    given = {
+        key: value
+        for key, value in (packet.get("customer_attributes") or {}).items()
+        if key != "verified"  # set by the server from the identity check, shown above
+    }
+    if given:
+        shown = " · ".join(
+            f"{say.inline(key, 40)}: {say.inline(value, 120)}" for key, value in given.items()
+        )
+        blocks.append(_section(f"*Given by the customer* (not checked): {shown}"))
     lines = packet.get("transcript", [])[-LAST_MESSAGES:]
     if lines:
         blocks.append(
             _section(
-                "\n".join(f"*{line['author']}:* {_escape(line['text'][:300])}" for line in lines)
+                "\n".join(
+                    f"*{say.inline(line['author'], 20)}:* {say.plain(line['text'], 300)}"
+                    for line in lines
+                )
             )
         )
     passages = packet.get("retrieved", [])[:PASSAGES]
@@ -71,25 +82,43 @@ def handoff_card(
         blocks.append(
             _section(
                 "*The bot used:* "
-                + "; ".join(f"{_escape(p['title'])} ({p['path']}, {p['score']})" for p in passages)
+                + "; ".join(
+                    f"{say.inline(p['title'], 100)} ({say.inline(p['path'], 100)}, {p['score']})"
+                    for p in passages
+                )
             )
         )
     if notes:
-        blocks.append(_section("*Notes from the thread:*\n" + "\n".join(_escape(n) for n in notes)))
+        blocks.append(
+            _section(
+                "*Notes from the thread:*\n"
+                + "\n".join(f"{mention(author)}: {say.plain(text, 300)}" for author, text in notes)
+            )
+        )
     if mentions:
-        blocks.append(_section(" ".join(f"<@{user}>" for user in mentions)))
+        blocks.append(_section(" ".join(mention(user) for user in mentions)))
     blocks.append(
         {"type": "actions", "elements": [_button("claim", "Claim", handoff.id, "primary")]}
     )
-    return f"Handoff: {packet.get('summary', handoff.reason)}", blocks
+    return f"Handoff: {say.inline(summary or handoff.reason, 150)}", blocks
 
 
-def claimed_card(handoff: Handoff) -> tuple[str, list[dict[str, Any]]]:
+def _who(packet: dict[str, Any], say: SlackText) -> str:
+    """Who the customer is, from the verified identity only."""
+    attributes = packet.get("customer_attributes") or {}
+    if attributes.get("verified") is True:
+        return (
+            f"*Customer:* signed in as `{say.inline(packet.get('customer_id', ''), 80)}` (verified)"
+        )
+    return "*Customer:* not signed in (anonymous)"
+
+
+def claimed_card(handoff: Handoff, say: SlackText) -> tuple[str, list[dict[str, Any]]]:
     """The card once claimed: who has it, and what they can do."""
-    who = f"<@{handoff.assignee}>"
+    who = mention(handoff.assignee)
     blocks = [
-        _section(f":white_check_mark: *Claimed by {who}* · {handoff.reason}"),
-        _section(_escape(str(handoff.packet.get("summary", "")))),
+        _section(f":white_check_mark: *Claimed by {who}* · {say.inline(handoff.reason)}"),
+        _section(say.plain(handoff.packet.get("summary", ""))),
         {
             "type": "actions",
             "elements": [
@@ -103,6 +132,7 @@ def claimed_card(handoff: Handoff) -> tuple[str, list[dict[str, Any]]]:
     return f"Claimed by {who}", blocks
 
 
-def closed_card(handoff: Handoff, how: str) -> tuple[str, list[dict[str, Any]]]:
-    text = f"{how} by <@{handoff.assignee}>" if handoff.assignee else how
-    return text, [_section(f":lock: *{text}* · {_escape(str(handoff.packet.get('summary', '')))}")]
+def closed_card(handoff: Handoff, how: str, say: SlackText) -> tuple[str, list[dict[str, Any]]]:
+    text = f"{how} by {mention(handoff.assignee)}" if handoff.assignee else how
+    summary = say.plain(handoff.packet.get("summary", ""))
+    return text, [_section(f":lock: *{text}* · {summary}")]
