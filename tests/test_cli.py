@@ -132,3 +132,36 @@ def test_a_large_sync_lists_a_sample_of_files_and_counts_the_rest(brand_dir: Pat
     flat = " ".join(result.output.split())
     assert result.exit_code == 0
     assert "... and 6 more added (see --json)" in flat  # 31 added, 25 listed
+
+
+def test_a_front_matter_typo_never_publishes_an_internal_file(brand_dir: Path) -> None:
+    config = str(brand_dir / "gigcx.yaml")
+    playbook = brand_dir / "knowledge" / "internal" / "refund-playbook.md"
+    # The first line is '--- ' (a trailing space), as in the attack that found the bug.
+    playbook.write_text(
+        "--- \ntitle: Refund playbook\naudience: internal\n---\n"
+        "Staff may approve refunds up to $50 without a receipt.\n"
+    )
+    question = "can I get a refund without a receipt"
+
+    assert gigcx("knowledge", "sync", "--config", config).exit_code == 0
+    customer = json.loads(
+        gigcx("knowledge", "search", "--config", config, "--json", question).output
+    )
+    assert not any("without a receipt" in hit["text"] for hit in customer["hits"])
+    expert = gigcx("knowledge", "search", "--config", config, "--internal", "--json", question)
+    assert json.loads(expert.output)["hits"][0]["path"] == "internal/refund-playbook.md"
+
+    # A later edit leaves the front matter unclosed: refused by name, the last version kept.
+    playbook.write_text(playbook.read_text().replace("\n---\n", "\n\n", 1).replace("$50", "$90"))
+    result = gigcx("knowledge", "sync", "--config", config)
+    assert result.exit_code == 1
+    flat = " ".join(result.output.split())
+    assert "failed internal/refund-playbook.md:1: front matter" in flat
+    assert "last good version" in flat
+    customer = json.loads(
+        gigcx("knowledge", "search", "--config", config, "--json", question).output
+    )
+    assert not any("without a receipt" in hit["text"] for hit in customer["hits"])
+    expert = gigcx("knowledge", "search", "--config", config, "--internal", "--json", question)
+    assert "$50" in json.loads(expert.output)["hits"][0]["text"]

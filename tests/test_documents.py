@@ -236,3 +236,71 @@ def test_a_file_too_large_to_be_knowledge_is_refused(tmp_path: Path) -> None:
     (tmp_path / "huge.md").write_bytes(b"# Huge\n\n" + b"x" * 1_100_000)
     with pytest.raises(KnowledgeFileError, match="limit is 1,000,000 bytes"):
         read_raw(tmp_path, "huge.md")
+
+
+# ---------------------------------------------------------------- front matter typos
+# A typo near the opening '---' must never turn an internal file into public text.
+
+PLAYBOOK = "---\ntitle: Refund playbook\naudience: internal\n---\nApprove refunds up to $50.\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(PLAYBOOK.replace("---\n", "--- \n", 1), id="trailing-space-fence"),
+        pytest.param("\n\n" + PLAYBOOK, id="blank-first-line"),
+        pytest.param(" " + PLAYBOOK, id="leading-space"),
+        pytest.param(PLAYBOOK.replace("\n", "\r\n"), id="crlf"),
+        pytest.param("\ufeff" + PLAYBOOK, id="bom"),
+        pytest.param("\ufeff\n  ---\t\r\n" + PLAYBOOK[4:].replace("\n", "\r\n"), id="all-at-once"),
+    ],
+)
+def test_a_harmless_variant_of_the_front_matter_fence_is_read_as_front_matter(text: str) -> None:
+    document = parse("playbook.md", text)
+    [chunk] = document.chunks
+    assert chunk.audience == "internal"
+    assert chunk.title == "Refund playbook"
+    assert chunk.answer == "Approve refunds up to $50."
+
+
+@pytest.mark.parametrize("value", ["Internal", "INTERNAL", " internal "])
+def test_audience_is_read_whatever_its_case(value: str) -> None:
+    document = parse("playbook.md", PLAYBOOK.replace("internal", f"'{value}'"))
+    assert document.chunks[0].audience == "internal"
+
+
+def test_audience_of_any_case_is_read_in_faq_files_too() -> None:
+    document = parse("faq/staff.faq.yml", "- question: Q\n  answer: A\n  audience: Internal\n")
+    assert {c.audience for c in document.chunks} == {"internal"}
+
+
+def test_an_audience_that_is_neither_public_nor_internal_names_the_file_and_field() -> None:
+    error = parse_error("playbook.md", PLAYBOOK.replace("internal", "Staff"))
+    assert str(error).startswith("playbook.md:3: ")
+    assert "audience 'Staff' is not allowed" in error.message
+
+
+def test_an_unclosed_fence_after_blank_lines_names_the_line_it_opened_on() -> None:
+    error = parse_error("playbook.md", "\n\n  --- \ntitle: T\naudience: internal\n\nBody\n")
+    assert error.line == 3 and "no closing '---'" in error.message
+
+
+def test_yaml_errors_after_blank_lines_name_the_right_line() -> None:
+    error = parse_error("playbook.md", "\n---\ntitle: T\naudiance: internal\n---\nBody\n")
+    assert error.line == 4 and "unknown field 'audiance'" in error.message
+
+
+@pytest.mark.parametrize(
+    ("first_line", "expected"),
+    [("----", "exactly '---'"), ("+++", "TOML front matter")],
+)
+def test_a_fence_of_the_wrong_kind_is_an_error_not_public_text(
+    first_line: str, expected: str
+) -> None:
+    error = parse_error("playbook.md", PLAYBOOK.replace("---", first_line))
+    assert error.line == 1 and expected in error.message
+
+
+def test_a_horizontal_rule_later_in_the_file_is_not_front_matter() -> None:
+    document = parse("care.md", "# Care\n\nWipe them.\n\n---\n\nDry them.\n")
+    assert "Dry them." in document.chunks[0].answer

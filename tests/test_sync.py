@@ -4,6 +4,7 @@ brand team would: change, delete, break and fix files."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,102 @@ def test_a_brand_with_only_internal_knowledge_gives_customers_no_hits(
 
     assert index.search("can I get a refund", 5) == []
     assert index.search("can I get a refund", 5, include_internal=True)[0].path == "playbook.md"
+
+
+PLAYBOOK = (
+    "---\ntitle: Refund playbook\naudience: internal\n---\n"
+    "Staff may approve refunds up to {limit} without a receipt.\n"
+)
+TYPOS = [
+    pytest.param(lambda text: text.replace("---\n", "--- \n", 1), id="trailing-space-fence"),
+    pytest.param(lambda text: "\n" + text, id="blank-first-line"),
+    pytest.param(lambda text: " " + text, id="leading-space"),
+    pytest.param(lambda text: text.replace("\n", "\r\n"), id="crlf"),
+    pytest.param(lambda text: "\ufeff" + text, id="bom"),
+    pytest.param(lambda text: text.replace("\n---\n", "\n\n", 1), id="unclosed-fence"),
+    pytest.param(lambda text: text.replace("internal", "INTERNAL"), id="audience-INTERNAL"),
+]
+
+
+def customer_sees_the_playbook(index: KnowledgeIndex) -> bool:
+    hits = index.search("can staff approve a refund without a receipt", 50)
+    return any(h.path == "playbook.md" or "without a receipt" in h.text for h in hits)
+
+
+@pytest.mark.parametrize("typo", TYPOS)
+def test_a_new_internal_file_with_a_front_matter_typo_is_never_shown_to_customers(
+    tmp_path: Path, index: KnowledgeIndex, options: ChunkingOptions, typo: Callable[[str], str]
+) -> None:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "returns.md").write_text("# Returns\n\nCustomers can return items within 30 days.\n")
+    (folder / "playbook.md").write_bytes(typo(PLAYBOOK.format(limit="$50")).encode())
+
+    report = sync_knowledge(folder, index, options)
+
+    assert not customer_sees_the_playbook(index)
+    assert index.search("refund without a receipt", 5)[0].path == "returns.md"
+    if report.failed:
+        [failure] = report.failed
+        assert failure.path == "playbook.md" and failure.line == 1
+        assert "no closing '---'" in failure.message
+    else:
+        expert = index.search("refund without a receipt", 5, include_internal=True)
+        assert (expert[0].path, expert[0].audience) == ("playbook.md", "internal")
+
+
+@pytest.mark.parametrize("typo", TYPOS)
+def test_an_internal_file_edited_with_a_front_matter_typo_stays_internal(
+    tmp_path: Path, index: KnowledgeIndex, options: ChunkingOptions, typo: Callable[[str], str]
+) -> None:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "returns.md").write_text("# Returns\n\nCustomers can return items within 30 days.\n")
+    playbook = folder / "playbook.md"
+    playbook.write_text(PLAYBOOK.format(limit="$50"))
+    sync_knowledge(folder, index, options)
+
+    # An editor raises the limit and, in the same edit, slips on the front matter.
+    playbook.write_bytes(typo(PLAYBOOK.format(limit="$80")).encode())
+    report = sync_knowledge(folder, index, options)
+
+    assert not customer_sees_the_playbook(index)
+    assert not report.removed and not report.added
+    expert = index.search("refund without a receipt", 5, include_internal=True)[0]
+    assert (expert.path, expert.audience) == ("playbook.md", "internal")
+    if report.failed:
+        # The last good version stays, and the report says which file and line to fix.
+        [failure] = report.failed
+        assert str(failure).startswith("playbook.md:1: ")
+        assert not report.changed
+        assert "$50" in expert.text
+    else:
+        assert report.changed == ["playbook.md"]
+        assert "$80" in expert.text
+
+
+def test_an_index_that_published_a_typo_file_before_this_fix_is_repaired_by_the_next_sync(
+    tmp_path: Path, index: KnowledgeIndex, options: ChunkingOptions
+) -> None:
+    import hashlib
+
+    from gigcx.knowledge.documents import parse_document
+
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "returns.md").write_text("# Returns\n\nCustomers can return items within 30 days.\n")
+    raw = PLAYBOOK.format(limit="$50").replace("---\n", "--- \n", 1).encode()
+    (folder / "playbook.md").write_bytes(raw)
+    # What earlier releases stored for this file: public text, under the hash of its bytes.
+    old_hash = hashlib.sha256(raw + f"v1/{options.chunk_size}/{options.chunk_overlap}".encode())
+    leaked = parse_document(
+        "playbook.md", raw.replace(b"--- \n", b"", 1), options, old_hash.hexdigest()
+    )
+    texts = [chunk.embed_text for chunk in leaked.chunks]
+    index.write_documents([leaked], index.embedder.embed_documents(texts))
+    assert customer_sees_the_playbook(index)
+
+    report = sync_knowledge(folder, index, options)
+
+    assert report.changed == ["playbook.md"]
+    assert not customer_sees_the_playbook(index)

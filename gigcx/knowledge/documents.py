@@ -13,18 +13,20 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from langchain_text_splitters.markdown import ExperimentalMarkdownSyntaxTextSplitter
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 FAQ_SUFFIXES = (".faq.yml", ".faq.yaml")
 MAX_FILE_BYTES = 1_000_000
 # Bumped when the way files become chunks changes, so a sync re-embeds everything once.
-CHUNKING_VERSION = "1"
+# 2: front matter behind a blank line, a space or a BOM is read; an index that published
+# such a file as public text before must not keep it as "unchanged".
+CHUNKING_VERSION = "2"
 
 Audience = Literal["public", "internal"]
 ChunkKind = Literal["section", "question"]
@@ -92,6 +94,14 @@ class _Metadata(BaseModel):
     tags: list[str] = []
     audience: Audience = "public"
     url: str | None = None
+
+    @field_validator("audience", mode="before")
+    @classmethod
+    def _audience_in_any_case(cls, value: object) -> object:
+        # `Internal` means internal; other values pass through unchanged so the error quotes them.
+        if isinstance(value, str) and value.strip().lower() in get_args(Audience):
+            return value.strip().lower()
+        return value
 
 
 class FrontMatter(_Metadata):
@@ -205,7 +215,10 @@ def _decode(relative: str, raw: bytes) -> str:
 
 # ---------------------------------------------------------------- Markdown
 
-_FRONT_MATTER_END = re.compile(r"^(---|\.\.\.)[ \t]*$", re.MULTILINE)
+# The closing fence must start its line: an indented '---' can be text inside a YAML value.
+_FRONT_MATTER_END = re.compile(r"(---|\.\.\.)\s*")
+# Dashes, or '+++' (TOML front matter): an attempt at front matter, never Markdown to publish.
+_LOOKS_LIKE_FENCE = re.compile(r"-{3,}|\+{3,}")
 _FIRST_HEADING = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 
 
@@ -274,25 +287,58 @@ def _overview(sections: list[tuple[str, str]], budget: int) -> str:
 
 
 def _split_front_matter(relative: str, text: str) -> tuple[FrontMatter, str]:
-    if not text.startswith("---\n"):
+    """Front matter and body. A first line that looks like a fence is front matter or an error.
+
+    Blank lines, indentation, a BOM and trailing spaces around the opening '---' are tolerated;
+    if such a file were read as plain Markdown instead, its `audience: internal` would be
+    published as text.
+    """
+    lines = text.split("\n")
+    start = next((n for n, line in enumerate(lines) if _bare(line)), None)
+    if start is None or not _LOOKS_LIKE_FENCE.fullmatch(_bare(lines[start])):
         return FrontMatter(), text
-    end = _FRONT_MATTER_END.search(text, 4)
+    fence = _bare(lines[start])
+    if fence.startswith("+"):
+        raise KnowledgeFileError(
+            relative,
+            "TOML front matter ('+++') is not supported; write the fields as YAML between "
+            "two '---' lines",
+            start + 1,
+        )
+    if fence != "---":
+        raise KnowledgeFileError(
+            relative,
+            f"front matter must open with a line of exactly '---', not '{fence}' "
+            "(if this is not front matter, start the file with text or a heading)",
+            start + 1,
+        )
+    end = next(
+        (n for n in range(start + 1, len(lines)) if _FRONT_MATTER_END.fullmatch(lines[n])), None
+    )
     if end is None:
         raise KnowledgeFileError(
-            relative, "front matter starts with '---' but has no closing '---' line", 1
+            relative,
+            "front matter starts with '---' but has no closing '---' line; "
+            "add a line of '---' after the last field",
+            start + 1,
         )
-    yaml_text = text[4 : end.start()]
-    body = text[end.end() :]
-    # Line numbers in the YAML are offset by the opening '---' line.
-    data = _load_yaml(relative, yaml_text, first_line=2)
+    yaml_text = "\n".join(lines[start + 1 : end])
+    body = "\n".join(lines[end + 1 :])
+    first_line = start + 2
+    data = _load_yaml(relative, yaml_text, first_line=first_line)
     if data is None:
         return FrontMatter(), body
     if not isinstance(data, dict):
-        raise KnowledgeFileError(relative, "front matter must be a mapping of fields", 2)
+        raise KnowledgeFileError(relative, "front matter must be a mapping of fields", first_line)
     try:
         return FrontMatter(**data), body
     except ValidationError as error:
-        raise _field_error(relative, error, yaml_text, 2, "front matter") from None
+        raise _field_error(relative, error, yaml_text, first_line, "front matter") from None
+
+
+def _bare(line: str) -> str:
+    """The line without surrounding whitespace or stray byte order marks."""
+    return line.replace("\ufeff", "").strip()
 
 
 def _first_heading(body: str) -> str | None:
