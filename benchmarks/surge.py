@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import re
 import sys
 import tempfile
@@ -40,8 +41,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.loadgen import Chat, count_lost, percentile, questions, run_chat  # noqa: E402
-from gigcx.config import load_settings  # noqa: E402
+from gigcx.config import StoreSettings, load_settings  # noqa: E402
 from gigcx.knowledge import open_index, sync_knowledge  # noqa: E402
+from gigcx.store import ConversationStore, create_engine, upgrade_database  # noqa: E402
+from gigcx.store.models import Expert  # noqa: E402
 from tests.helpers.processes import ServerProcess, chroma_server, postgres_database  # noqa: E402
 
 SURGE = 30
@@ -73,6 +76,23 @@ class Run:
 
 
 EXPERT_CLAIMS_PER_SECOND = 3
+# Only registered experts may claim, up to their capacity: 3 claims a second, each held 5 s,
+# is at most 15 held at once.
+BENCH_EXPERTS = [f"UBENCH{n:02d}" for n in range(8)]
+
+
+async def register_bench_experts(store_url: str) -> None:
+    """The simulated experts in the brand's registry, as `gigcx experts sync` writes them."""
+    engine = create_engine(StoreSettings(url=store_url))
+    try:
+        await upgrade_database(engine)
+        pool = [
+            Expert(slack_user_id=expert_id, name=expert_id, tier="gig", capacity=3, active=True)
+            for expert_id in BENCH_EXPERTS
+        ]
+        await ConversationStore(engine).sync_experts("kestrel", pool)
+    finally:
+        await engine.dispose()
 
 
 async def experts(
@@ -80,6 +100,7 @@ async def experts(
 ) -> None:
     """Claim the oldest waiting handoffs, up to `per_second`, and resolve each 5 s later."""
     headers = {"X-Console-Token": CONSOLE_TOKEN}
+    turns = itertools.cycle(BENCH_EXPERTS)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
         held: list[tuple[float, str, str]] = []
         while not stop.is_set():
@@ -95,7 +116,7 @@ async def experts(
                 if h["state"] == "waiting"
             ]
             for handoff in waiting[:per_second]:
-                expert = f"bench-expert-{uuid.uuid4().hex[:6]}"
+                expert = next(turns)
                 claimed = await http.post(
                     f"/v1/console/handoffs/{handoff['id']}/claim", json={"expert_id": expert}
                 )
@@ -154,6 +175,7 @@ async def one_run(workers: int, rate: float, seconds: float, chroma_url: str, sc
         ).start()
         try:
             await server.ready(timeout=180)
+            await register_bench_experts(store_url)
             await asyncio.sleep(3 * workers)  # every worker up and warmed, not just one
             stop = asyncio.Event()
             queue: list[tuple[float, int]] = []

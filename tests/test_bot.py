@@ -6,6 +6,7 @@ from gigcx.app import GigCX
 from gigcx.bot.frontline import TurnResult
 from gigcx.escalation import redact
 from gigcx.events import MESSAGE_CREATED
+from tests.helpers.experts import ALEX, register_experts
 
 
 async def chat(runtime: GigCX, *texts: str) -> tuple[str, list[TurnResult]]:
@@ -124,10 +125,11 @@ async def test_the_bot_is_silent_once_escalated_and_speaks_again_after_hand_back
     assert turns[1].replies == [] and turns[1].decision is None
     handoff = await gigcx_runtime.store.open_handoff_for(cid)
     assert handoff is not None
-    await gigcx_runtime.escalations.claim(handoff.id, "ana")
+    await register_experts(gigcx_runtime)
+    await gigcx_runtime.escalations.claim(handoff.id, ALEX)
     silent = await gigcx_runtime.front_line.handle_customer_message(cid, "do you ship to canada?")
     assert silent.replies == [] and silent.state == "assigned"
-    await gigcx_runtime.escalations.hand_back(handoff.id, "ana")
+    await gigcx_runtime.escalations.hand_back(handoff.id, ALEX)
     back = await gigcx_runtime.front_line.handle_customer_message(cid, "do you ship to canada?")
     assert back.replies and back.replies[0].citations[0]["path"] == "general/shipping.md"
 
@@ -167,8 +169,9 @@ async def test_asking_for_a_person_again_after_a_resolution_reopens_it_visibly(
     cid, _ = await chat(gigcx_runtime, "I need a human")
     handoff = await gigcx_runtime.store.open_handoff_for(cid)
     assert handoff is not None
-    await gigcx_runtime.escalations.claim(handoff.id, "ana")
-    await gigcx_runtime.escalations.resolve(handoff.id, "ana")
+    await register_experts(gigcx_runtime)
+    await gigcx_runtime.escalations.claim(handoff.id, ALEX)
+    await gigcx_runtime.escalations.resolve(handoff.id, ALEX)
     async with gigcx_runtime.bus.subscribe(cid) as subscription:
         handover = await gigcx_runtime.front_line.request_person(cid)
         subscription.close()

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from gigcx.app import GigCX
 from gigcx.config import Settings
 from gigcx.connectors.web import create_app
+from tests.helpers.experts import ALEX, JORDAN, SAMI, register_experts
 from tests.helpers.live_server import live_server
 from tests.helpers.widget import bubbles, open_widget, say
 
@@ -46,8 +47,9 @@ async def escalated_conversation(client: httpx.AsyncClient) -> str:
 
 
 async def test_the_console_claims_replies_and_resolves_with_one_winner(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, gigcx_runtime: GigCX
 ):
+    await register_experts(gigcx_runtime)
     cid = await escalated_conversation(client)
     expert = {"X-Console-Token": TOKEN}
     assert (await client.get("/v1/console/handoffs")).status_code == 401
@@ -55,32 +57,81 @@ async def test_the_console_claims_replies_and_resolves_with_one_winner(
     assert (waiting["conversation_id"], waiting["reason"]) == (cid, "human_requested")
     path = f"/v1/console/handoffs/{waiting['id']}"
     won = await client.post(
-        f"{path}/claim", json={"expert_id": "e1", "name": "Alex"}, headers=expert
+        f"{path}/claim", json={"expert_id": ALEX, "name": "Alex"}, headers=expert
     )
-    lost = await client.post(f"{path}/claim", json={"expert_id": "e2"}, headers=expert)
+    lost = await client.post(f"{path}/claim", json={"expert_id": SAMI}, headers=expert)
     assert (won.status_code, lost.status_code) == (200, 409)
     stranger = await client.post(
-        f"{path}/reply", json={"expert_id": "e2", "text": "hi"}, headers=expert
+        f"{path}/reply", json={"expert_id": SAMI, "text": "hi"}, headers=expert
     )
     assert stranger.status_code == 409
     sent = await client.post(
-        f"{path}/reply", json={"expert_id": "e1", "text": "Hi, Alex here"}, headers=expert
+        f"{path}/reply", json={"expert_id": ALEX, "text": "Hi, Alex here"}, headers=expert
     )
     assert sent.status_code == 201 and sent.json()["author"] == "expert"
     kept = await client.post(
-        f"{path}/note", json={"expert_id": "e1", "text": "asked twice already"}, headers=expert
+        f"{path}/note", json={"expert_id": ALEX, "text": "asked twice already"}, headers=expert
     )
     assert kept.status_code == 201
     detail = (await client.get(path, headers=expert)).json()
     assert [m["author"] for m in detail["messages"]] == ["customer", "bot", "expert"]
     assert [(n["author"], n["text"]) for n in detail["internal_notes"]] == [
-        ("e1", "asked twice already")
+        (ALEX, "asked twice already")
     ]
-    done = await client.post(f"{path}/resolve", json={"expert_id": "e1"}, headers=expert)
+    done = await client.post(f"{path}/resolve", json={"expert_id": ALEX}, headers=expert)
     assert done.json()["state"] == "resolved"
     assert (await client.get("/v1/console/handoffs", headers=expert)).json() == []
-    unknown = await client.post(f"{path}/dance", json={"expert_id": "e1"}, headers=expert)
+    unknown = await client.post(f"{path}/dance", json={"expert_id": ALEX}, headers=expert)
     assert unknown.status_code == 404
+
+
+async def test_the_console_refuses_an_unregistered_id_and_the_handoff_stays_waiting(
+    client: httpx.AsyncClient, gigcx_runtime: GigCX
+):
+    await register_experts(gigcx_runtime)
+    await escalated_conversation(client)
+    expert = {"X-Console-Token": TOKEN}
+    [waiting] = (await client.get("/v1/console/handoffs", headers=expert)).json()
+    path = f"/v1/console/handoffs/{waiting['id']}"
+    refused = await client.post(f"{path}/claim", json={"expert_id": "e1"}, headers=expert)
+    assert refused.status_code == 403
+    assert refused.json()["detail"].startswith(
+        "cannot claim as e1: you are not registered as an expert for Kestrel Audio."
+    )
+    assert "experts.yaml" in refused.json()["detail"]
+    [still] = (await client.get("/v1/console/handoffs", headers=expert)).json()
+    assert (still["state"], still["assignee"]) == ("waiting", None)
+    resolved = await client.post(f"{path}/resolve", json={"expert_id": "e1"}, headers=expert)
+    assert resolved.status_code == 409
+
+
+async def test_an_expert_at_capacity_is_refused_in_the_console_and_staff_can_claim(
+    client: httpx.AsyncClient, gigcx_runtime: GigCX
+):
+    await register_experts(gigcx_runtime)
+    expert = {"X-Console-Token": TOKEN}
+    for _ in range(3):
+        await escalated_conversation(client)
+    first, second, third = (await client.get("/v1/console/handoffs", headers=expert)).json()
+    for handoff in (first, second):  # Sami's capacity is 2
+        claimed = await client.post(
+            f"/v1/console/handoffs/{handoff['id']}/claim",
+            json={"expert_id": SAMI, "name": "Sami"},
+            headers=expert,
+        )
+        assert claimed.status_code == 200
+    path = f"/v1/console/handoffs/{third['id']}"
+    full = await client.post(f"{path}/claim", json={"expert_id": SAMI}, headers=expert)
+    assert full.status_code == 403
+    assert full.json()["detail"].startswith(
+        f"cannot claim as {SAMI}: you already have 2 open conversations (your capacity)."
+    )
+    assert (await client.get(path, headers=expert)).json()["state"] == "waiting"
+    # Jordan, in-house staff registered in experts.yaml, takes it.
+    staff = await client.post(
+        f"{path}/claim", json={"expert_id": JORDAN, "name": "Jordan"}, headers=expert
+    )
+    assert staff.status_code == 200 and staff.json()["assignee"] == JORDAN
 
 
 async def test_the_console_is_off_without_a_token(gigcx_runtime: GigCX):
@@ -99,6 +150,7 @@ async def test_a_newcomer_plays_both_sides_in_two_browser_tabs(
     brand_settings: Settings,
 ):
     async with live_server(with_console(brand_settings)) as server:
+        await register_experts(server.runtime)
         customer = await browser.new_page()
         await open_widget(customer, server)
         await say(customer, "can I talk to a person?")

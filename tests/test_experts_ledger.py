@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from gigcx.app import GigCX, start
-from gigcx.config import Settings
+from gigcx.config import Settings, load_settings
+from gigcx.escalation import ClaimRefused
 from gigcx.escalation.experts import ExpertsFileError, read_experts_file, sync_experts
+from gigcx.store import Handoff
 from gigcx.store.models import utcnow
+from tests.helpers.experts import ALEX, JORDAN, SAMI, register_experts
 from tests.test_cli import gigcx
-
-ALEX, SAMI, JORDAN = "U04ALEXM", "U04SAMIK", "U04JORDN"
 
 
 async def waiting_handoff(runtime: GigCX, text: str = "can I talk to a person?") -> str:
@@ -29,8 +31,7 @@ async def waiting_handoff(runtime: GigCX, text: str = "can I talk to a person?")
 
 @pytest.fixture
 async def registered(gigcx_runtime: GigCX) -> GigCX:
-    settings = gigcx_runtime.settings
-    await sync_experts(gigcx_runtime.store, settings.brand, settings.escalation.experts_file)
+    await register_experts(gigcx_runtime)
     return gigcx_runtime
 
 
@@ -91,15 +92,54 @@ def test_a_bad_experts_file_names_the_line_and_field(tmp_path: Path, text: str, 
     assert str(path) in str(error.value) and message in str(error.value)
 
 
-async def test_unregistered_or_full_experts_may_not_claim(registered: GigCX):
-    escalations = registered.escalations
-    assert "not registered as an expert for Kestrel Audio" in (
-        await escalations.claim_refusal("U0STRANGER") or ""
-    )
-    assert await escalations.claim_refusal(SAMI) is None
+async def test_unregistered_inactive_or_full_experts_may_not_claim(registered: GigCX):
+    escalations, store = registered.escalations, registered.store
+    handoff_id = await waiting_handoff(registered)
+    with pytest.raises(ClaimRefused, match="not registered as an expert for Kestrel Audio"):
+        await escalations.claim(handoff_id, "U0STRANGER")
     for _ in range(2):  # Sami's capacity is 2
-        await escalations.claim(await waiting_handoff(registered), SAMI)
-    assert "already have 2 open conversations" in (await escalations.claim_refusal(SAMI) or "")
+        assert await escalations.claim(await waiting_handoff(registered), SAMI) is not None
+    with pytest.raises(ClaimRefused, match=r"already have 2 open conversations \(your capacity\)"):
+        await escalations.claim(handoff_id, SAMI)
+    handoff = await store.get_handoff(handoff_id)
+    assert (handoff.state, handoff.assignee) == ("waiting", None)
+    # experts.yaml is emptied: Jordan, staff, is deactivated and may no longer claim.
+    await store.sync_experts("kestrel", [])
+    with pytest.raises(ClaimRefused, match="not registered"):
+        await escalations.claim(handoff_id, JORDAN)
+    conversation = await store.get_conversation(handoff.conversation_id)
+    assert conversation.state == "waiting"
+
+
+@pytest.fixture
+async def on_each_store(synced_brand: Path, store_url: str) -> AsyncIterator[GigCX]:
+    """The example brand with its experts registered, on SQLite and on PostgreSQL."""
+    runtime = await start(load_settings(synced_brand / "gigcx.yaml", store={"url": store_url}))
+    await register_experts(runtime)
+    yield runtime
+    await runtime.close()
+
+
+async def test_eight_simultaneous_claims_by_an_expert_of_capacity_two_give_them_two(
+    on_each_store: GigCX,
+):
+    runtime = on_each_store
+    handoffs = [await waiting_handoff(runtime) for _ in range(8)]
+    results = await asyncio.gather(
+        *(runtime.escalations.claim(handoff_id, SAMI) for handoff_id in handoffs),
+        return_exceptions=True,
+    )
+    claimed = [r for r in results if isinstance(r, Handoff)]
+    refused = [str(r) for r in results if isinstance(r, ClaimRefused)]
+    assert len(claimed) == 2
+    assert refused == ["you already have 2 open conversations (your capacity)"] * 6
+    held = [await runtime.store.get_handoff(handoff_id) for handoff_id in handoffs]
+    assert (
+        sorted((h.state, h.assignee) for h in held)
+        == [("assigned", SAMI)] * 2 + [("waiting", None)] * 6
+    )
+    customers = [await runtime.store.get_conversation(h.conversation_id) for h in held]
+    assert sorted(c.state for c in customers) == ["assigned"] * 2 + ["waiting"] * 6
 
 
 async def test_a_resolution_is_paid_once_and_gets_its_csat(registered: GigCX):

@@ -9,9 +9,15 @@ import pytest
 from sqlalchemy import text
 
 from gigcx.config import StoreSettings
-from gigcx.store import ConversationNotFound, ConversationStore, create_engine, upgrade_database
+from gigcx.store import (
+    ClaimerNotEligible,
+    ConversationNotFound,
+    ConversationStore,
+    create_engine,
+    upgrade_database,
+)
 from gigcx.store.database import current_revision
-from gigcx.store.models import OutboxItem, utcnow
+from gigcx.store.models import Expert, OutboxItem, utcnow
 
 MINUTE = timedelta(minutes=1)
 
@@ -29,6 +35,12 @@ async def open_handoff(store: ConversationStore, conversation_id: str) -> str:
     )
     assert opened is not None
     return opened[0].id
+
+
+async def register(store: ConversationStore, *ids: str, brand: str = "kestrel") -> None:
+    """Experts in the brand's registry, as `gigcx experts sync` writes them."""
+    experts = [Expert(slack_user_id=i, name=i, tier="gig", capacity=3, active=True) for i in ids]
+    await store.sync_experts(brand, experts)
 
 
 async def test_messages_are_numbered_in_order_and_read_after_a_sequence(store: ConversationStore):
@@ -101,15 +113,43 @@ async def test_escalating_twice_opens_one_handoff(store: ConversationStore):
 async def test_two_experts_claim_at_once_and_exactly_one_wins(store: ConversationStore):
     conversation = await store.create_conversation("kestrel")
     handoff_id = await open_handoff(store, conversation.id)
+    await register(store, *(f"expert-{n}" for n in range(8)))
     results = await asyncio.gather(
-        *(store.claim_handoff(handoff_id, f"expert-{n}", MINUTE) for n in range(8))
+        *(store.claim_handoff("kestrel", handoff_id, f"expert-{n}", MINUTE) for n in range(8))
     )
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
     assert winners[0].state == "assigned"
     assert (await store.get_conversation(conversation.id)).state == "assigned"
     # A repeated claim by the winner changes nothing.
-    assert await store.claim_handoff(handoff_id, winners[0].assignee or "", MINUTE) is None
+    assert (
+        await store.claim_handoff("kestrel", handoff_id, winners[0].assignee or "", MINUTE) is None
+    )
+
+
+async def test_only_the_brands_registered_experts_claim_and_up_to_their_capacity(
+    store: ConversationStore,
+):
+    handoffs = [
+        await open_handoff(store, (await store.create_conversation("kestrel")).id) for _ in range(4)
+    ]
+    await register(store, "ana", brand="other-brand")
+    with pytest.raises(ClaimerNotEligible) as refused:
+        await store.claim_handoff("kestrel", handoffs[0], "ana", MINUTE)
+    assert refused.value.reason == "unregistered"
+    await register(store, "ana")  # capacity 3
+    # A handoff of another brand is not claimed through this brand's registry.
+    elsewhere = await store.create_conversation("other-brand")
+    assert (
+        await store.claim_handoff("kestrel", await open_handoff(store, elsewhere.id), "ana", MINUTE)
+        is None
+    )
+    for handoff_id in handoffs[:3]:
+        assert await store.claim_handoff("kestrel", handoff_id, "ana", MINUTE) is not None
+    with pytest.raises(ClaimerNotEligible) as refused:
+        await store.claim_handoff("kestrel", handoffs[3], "ana", MINUTE)
+    assert (refused.value.reason, refused.value.capacity) == ("full", 3)
+    assert (await store.get_handoff(handoffs[3])).state == "waiting"
 
 
 async def test_release_reoffer_hand_back_and_resolve_follow_the_state_machine(
@@ -117,17 +157,18 @@ async def test_release_reoffer_hand_back_and_resolve_follow_the_state_machine(
 ):
     conversation = await store.create_conversation("kestrel")
     handoff_id = await open_handoff(store, conversation.id)
+    await register(store, "ana", "bob")
 
     reoffered = await store.reoffer_handoff(handoff_id, MINUTE, route="staff")
     assert reoffered is not None and reoffered.route == "staff" and reoffered.offers == 2
 
-    await store.claim_handoff(handoff_id, "ana", MINUTE)
+    await store.claim_handoff("kestrel", handoff_id, "ana", MINUTE)
     assert await store.release_handoff(handoff_id, "bob", MINUTE) is None, "only the holder"
     released = await store.release_handoff(handoff_id, "ana", MINUTE)
     assert released is not None and released.state == "waiting" and released.assignee is None
     assert (await store.get_conversation(conversation.id)).state == "waiting"
 
-    await store.claim_handoff(handoff_id, "bob", MINUTE)
+    await store.claim_handoff("kestrel", handoff_id, "bob", MINUTE)
     assert await store.resolve_handoff(handoff_id, "ana") is None
     resolved = await store.resolve_handoff(handoff_id, "bob")
     assert resolved is not None and resolved.state == "resolved"
@@ -141,7 +182,8 @@ async def test_release_reoffer_hand_back_and_resolve_follow_the_state_machine(
 async def test_hand_back_returns_the_conversation_to_the_bot(store: ConversationStore):
     conversation = await store.create_conversation("kestrel")
     handoff_id = await open_handoff(store, conversation.id)
-    await store.claim_handoff(handoff_id, "ana", MINUTE)
+    await register(store, "ana")
+    await store.claim_handoff("kestrel", handoff_id, "ana", MINUTE)
     returned = await store.hand_back(handoff_id, "ana")
     assert returned is not None and returned.state == "returned"
     assert (await store.get_conversation(conversation.id)).state == "bot"
@@ -166,12 +208,13 @@ async def test_migrations_are_numbered_and_rerunning_them_changes_nothing(store_
 async def test_a_handoff_whose_conversation_moved_on_is_not_changed(store: ConversationStore):
     conversation = await store.create_conversation("kestrel")
     handoff_id = await open_handoff(store, conversation.id)
+    await register(store, "ana")
     async with store.engine.begin() as connection:
         await connection.execute(
             text("update conversations set state = 'resolved' where id = :id"),
             {"id": conversation.id},
         )
-    assert await store.claim_handoff(handoff_id, "ana", MINUTE) is None
+    assert await store.claim_handoff("kestrel", handoff_id, "ana", MINUTE) is None
     handoff = await store.get_handoff(handoff_id)
     assert (handoff.state, handoff.assignee) == ("waiting", None)
     assert (await store.get_conversation(conversation.id)).state == "resolved"
@@ -180,7 +223,8 @@ async def test_a_handoff_whose_conversation_moved_on_is_not_changed(store: Conve
 async def test_a_resolution_can_be_rated_once(store: ConversationStore):
     conversation = await store.create_conversation("kestrel")
     handoff_id = await open_handoff(store, conversation.id)
-    await store.claim_handoff(handoff_id, "ana", MINUTE)
+    await register(store, "ana")
+    await store.claim_handoff("kestrel", handoff_id, "ana", MINUTE)
     await store.resolve_handoff(handoff_id, "ana")
     handoff = await store.last_resolved_handoff(conversation.id)
     assert handoff is not None and handoff.id == handoff_id
@@ -201,7 +245,8 @@ async def test_the_outbox_keeps_each_handoffs_changes_in_order_and_leases_them_o
         await store.add_message(first.id, "customer", "before any handoff")  # nothing to tell
         one, two = await open_handoff(store, first.id), await open_handoff(store, second.id)
         hello = await store.add_message(first.id, "customer", "hello?")
-        await store.claim_handoff(one, "U1", MINUTE)
+        await register(store, "U1")
+        await store.claim_handoff("kestrel", one, "U1", MINUTE)
         await store.add_message(first.id, "expert", "Hi, I'm on it")  # Slack wrote it itself
 
         now = utcnow()

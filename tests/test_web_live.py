@@ -14,6 +14,7 @@ import websockets
 
 from gigcx.app import GigCX
 from gigcx.config import Settings
+from tests.helpers.experts import ALEX, register_experts
 from tests.helpers.live_server import live_server
 
 KEY = "kestrel-demo-widget-key"
@@ -92,10 +93,11 @@ async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[s
             runtime: GigCX = app.state.gigcx
             handoff = await runtime.store.open_handoff_for(cid)
             assert handoff is not None
-            await runtime.escalations.claim(handoff.id, "U123", display_name="Ana")
+            await register_experts(runtime)
+            await runtime.escalations.claim(handoff.id, ALEX, display_name="Ana")
             [joined] = await receive(live, 1)
             assert joined == ANA_HAS_IT
-            await runtime.escalations.send_reply(handoff.id, "U123", "Hi, I'm Ana from Kestrel!")
+            await runtime.escalations.send_reply(handoff.id, ALEX, "Hi, I'm Ana from Kestrel!")
             [expert] = await messages_only(live, 1)
             assert (expert["seq"], expert["author"], expert["text"]) == (
                 5,
@@ -109,14 +111,14 @@ async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[s
             json={"text": "thanks, my X2 won't pair"},
             headers=auth,
         )
-        await runtime.escalations.send_reply(handoff.id, "U123", "Hold the power button 5 s.")
+        await runtime.escalations.send_reply(handoff.id, ALEX, "Hold the power button 5 s.")
 
         async with websockets.connect(ws_url + "&after=5") as resumed:
             backlog = await messages_only(resumed, 2)
             assert [(m["seq"], m["author"]) for m in backlog] == [(6, "customer"), (7, "expert")]
             [state] = await receive(resumed, 1)
             assert state == ANA_HAS_IT
-            await runtime.escalations.send_reply(handoff.id, "U123", "Did that work?")
+            await runtime.escalations.send_reply(handoff.id, ALEX, "Did that work?")
             [live_again] = await messages_only(resumed, 1)
             assert live_again["seq"] == 8
             # Nothing else is waiting: no duplicates of what the backlog sent.

@@ -16,6 +16,7 @@ from gigcx.config import IdentitySettings, Settings
 from gigcx.connectors.web import create_app
 from gigcx.connectors.web.identity import user_hash
 from gigcx.escalation.experts import sync_experts
+from tests.helpers.experts import ALEX, register_experts
 
 KEY = "kestrel-demo-widget-key"
 SECRET = "brand-backend-secret"
@@ -114,8 +115,9 @@ async def test_csat_is_stored_once_after_a_resolution(
     await client.post(f"/v1/conversations/{cid}/handoff", headers=auth)
     handoff = await gigcx_runtime.store.open_handoff_for(cid)
     assert handoff is not None
-    await gigcx_runtime.escalations.claim(handoff.id, "U1", "Alex")
-    await gigcx_runtime.escalations.resolve(handoff.id, "U1")
+    await register_experts(gigcx_runtime)
+    await gigcx_runtime.escalations.claim(handoff.id, ALEX, "Alex")
+    await gigcx_runtime.escalations.resolve(handoff.id, ALEX)
     bad = await client.post(f"/v1/conversations/{cid}/csat", json={"score": 9}, headers=auth)
     assert bad.status_code == 422 and "score" in bad.json()["detail"]
     rated = await client.post(
@@ -126,7 +128,7 @@ async def test_csat_is_stored_once_after_a_resolution(
     assert twice.status_code == 409
     async with gigcx_runtime.store.engine.connect() as connection:
         rows = (await connection.execute(text("select score, comment, assignee from csat"))).all()
-    assert [tuple(row) for row in rows] == [(4, "quick!", "U1")]
+    assert [tuple(row) for row in rows] == [(4, "quick!", ALEX)]
 
 
 async def test_only_the_brands_sites_may_embed_its_widget(gigcx_runtime: GigCX):

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from gigcx.config import IdentitySettings, Settings
 from gigcx.escalation.experts import sync_experts
 from tests.conftest import REPO
+from tests.helpers.experts import ALEX, register_experts
 from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.widget import bubbles, open_widget, say
 
@@ -55,9 +56,10 @@ async def test_a_person_then_a_live_expert_reply_then_reload_and_a_dropped_socke
     [conversation_id] = await conversation_ids(server)
     handoff = await runtime.store.open_handoff_for(conversation_id)
     assert handoff is not None
-    await runtime.escalations.claim(handoff.id, "U1", display_name="Alex")
+    await register_experts(runtime)
+    await runtime.escalations.claim(handoff.id, ALEX, display_name="Alex")
     await expect(page.get_by_role("status")).to_contain_text("Alex, product expert, joined")
-    await runtime.escalations.send_reply(handoff.id, "U1", "Hi, Alex here. Which phone?")
+    await runtime.escalations.send_reply(handoff.id, ALEX, "Hi, Alex here. Which phone?")
     await expect(bubbles(page).last).to_contain_text("Hi, Alex here. Which phone?")
 
     await page.reload()
@@ -73,14 +75,14 @@ async def test_a_person_then_a_live_expert_reply_then_reload_and_a_dropped_socke
         await asyncio.sleep(0.1)
     else:
         raise AssertionError("the widget never opened its WebSocket")
-    await runtime.escalations.send_reply(handoff.id, "U1", "Still there?")
+    await runtime.escalations.send_reply(handoff.id, ALEX, "Still there?")
     await say(page, "an iPhone 15")
     await expect(bubbles(page)).to_have_count(6)
     seqs = await bubbles(page).evaluate_all("els => els.map(e => Number(e.dataset.seq))")
     assert seqs == [1, 2, 3, 4, 5, 6]
     await expect(bubbles(page).nth(4)).to_contain_text("Still there?")
 
-    await runtime.escalations.resolve(handoff.id, "U1")
+    await runtime.escalations.resolve(handoff.id, ALEX)
     await expect(page.get_by_role("status")).to_contain_text("Resolved")
     await page.get_by_role("button", name="4 out of 5").click()
     await page.get_by_label("Comment (optional)").fill("Alex was quick")
@@ -108,8 +110,9 @@ async def test_html_in_a_message_is_shown_as_text_and_never_runs(
     await runtime.front_line.request_person(conversation_id)
     handoff = await runtime.store.open_handoff_for(conversation_id)
     assert handoff is not None
-    await runtime.escalations.claim(handoff.id, "U1")
-    await runtime.escalations.send_reply(handoff.id, "U1", "<script>alert(2)</script>**hi**")
+    await register_experts(runtime)
+    await runtime.escalations.claim(handoff.id, ALEX)
+    await runtime.escalations.send_reply(handoff.id, ALEX, "<script>alert(2)</script>**hi**")
     await expect(bubbles(page).last).to_contain_text("<script>alert(2)</script>")
     await asyncio.sleep(0.5)
     assert dialogs == []

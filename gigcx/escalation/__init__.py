@@ -4,8 +4,8 @@ Experts and staff act on handoffs through `Escalations`; connectors learn of eve
 through events.
 """
 
-from gigcx.escalation.handoffs import Escalations
+from gigcx.escalation.handoffs import ClaimRefused, Escalations
 from gigcx.escalation.packet import HandoffPacket, build_packet
 from gigcx.escalation.redaction import redact
 
-__all__ = ["Escalations", "HandoffPacket", "build_packet", "redact"]
+__all__ = ["ClaimRefused", "Escalations", "HandoffPacket", "build_packet", "redact"]

@@ -18,7 +18,7 @@ from decimal import Decimal
 from gigcx import events, metrics
 from gigcx.config import Settings
 from gigcx.events import Event, EventBus
-from gigcx.store import Conversation, ConversationStore, Handoff, Message
+from gigcx.store import ClaimerNotEligible, Conversation, ConversationStore, Handoff, Message
 from gigcx.store.models import Csat, Route, as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,10 @@ def agent_of(handoff: Handoff) -> dict[str, str]:
 
 class NothingToRate(Exception):
     """A CSAT was sent for a conversation that has no resolution."""
+
+
+class ClaimRefused(Exception):
+    """The claimer may not take handoffs now; the message says why, to them ("you are ...")."""
 
 
 class Escalations:
@@ -93,10 +97,27 @@ class Escalations:
     async def claim(
         self, handoff_id: str, assignee: str, display_name: str | None = None
     ) -> Handoff | None:
-        """waiting -> assigned for the first claimer; `display_name` is what the customer sees."""
-        handoff = await self.store.claim_handoff(
-            handoff_id, assignee, self.resolve_timeout, display_name or assignee
-        )
+        """waiting -> assigned for the first claimer; `display_name` is what the customer sees.
+
+        None when someone else has it or it is no longer waiting; ClaimRefused when the
+        claimer is not an active expert of the brand or is at their capacity.
+        """
+        try:
+            handoff = await self.store.claim_handoff(
+                self.settings.brand,
+                handoff_id,
+                assignee,
+                self.resolve_timeout,
+                display_name or assignee,
+            )
+        except ClaimerNotEligible as refused:
+            if refused.reason == "full":
+                raise ClaimRefused(
+                    f"you already have {refused.capacity} open conversations (your capacity)"
+                ) from None
+            raise ClaimRefused(
+                f"you are not registered as an expert for {self.settings.display_name}"
+            ) from None
         if handoff is not None:
             waited = as_utc(handoff.claimed_at or utcnow()) - as_utc(handoff.created_at)
             metrics.TIME_TO_CLAIM.observe(waited.total_seconds())
@@ -204,15 +225,6 @@ class Escalations:
             await self._publish(conversation_id, events.MESSAGE_CREATED, message=message.to_dict())
             await self._publish(conversation_id, events.CONTACT_LEFT, email=email)
         return message
-
-    async def claim_refusal(self, expert_id: str) -> str | None:
-        """Why this registered expert may not claim now (None: they may)."""
-        expert = await self.store.find_expert(self.settings.brand, expert_id)
-        if expert is None or not expert.active:
-            return f"you are not registered as an expert for {self.settings.display_name}"
-        if await self.store.assigned_count(expert_id) >= expert.capacity:
-            return f"you already have {expert.capacity} open conversations (your capacity)"
-        return None
 
     async def resolve(self, handoff_id: str, assignee: str) -> Handoff | None:
         """assigned -> resolved; a gig expert's resolution is paid (once per conversation)."""

@@ -4,11 +4,12 @@ SQLite file by default, PostgreSQL by URL; the schema only changes through numbe
 migrations in `migrations/versions`.
 """
 
-from gigcx.store.conversations import ConversationNotFound, ConversationStore
+from gigcx.store.conversations import ClaimerNotEligible, ConversationNotFound, ConversationStore
 from gigcx.store.database import StoreUnavailable, create_engine, upgrade_database
 from gigcx.store.models import Conversation, Handoff, Message
 
 __all__ = [
+    "ClaimerNotEligible",
     "Conversation",
     "ConversationNotFound",
     "ConversationStore",

@@ -1,7 +1,8 @@
 """Conversation store: messages numbered without gaps, state changes as guarded updates.
 
 Every state change is one `UPDATE ... WHERE state = <expected>` in one transaction, so two
-experts claiming at once gives exactly one winner and a repeated event changes nothing.
+experts claiming at once gives exactly one winner and a repeated event changes nothing. A
+claim's guard also holds the claimer to the brand's registry and their capacity.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +41,20 @@ T = TypeVar("T", bound=tuple[Any, ...])
 
 class ConversationNotFound(LookupError):
     """No conversation (or handoff) with that id."""
+
+
+class _ConversationMovedOn(Exception):
+    """A handoff's conversation is not in the state the handoff says: neither is changed."""
+
+
+class ClaimerNotEligible(Exception):
+    """Who tried to claim is not an active expert of the brand ("unregistered"), or already
+    holds as many of its handoffs as their capacity ("full")."""
+
+    def __init__(self, reason: Literal["unregistered", "full"], capacity: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.capacity = capacity
 
 
 def new_id() -> str:
@@ -239,25 +254,68 @@ class ConversationStore:
 
     async def claim_handoff(
         self,
+        brand: str,
         handoff_id: str,
         assignee: str,
         resolve_timeout: timedelta,
         assignee_name: str | None = None,
     ) -> Handoff | None:
-        """waiting -> assigned for exactly one claimer; None for everyone else."""
+        """waiting -> assigned for exactly one claimer; None for everyone else.
+
+        Only an active expert of the brand's registry, holding fewer of its handoffs than
+        their capacity, may claim: ClaimerNotEligible says which of the two they are not.
+        """
         now = utcnow()
-        return await self._transition(
-            handoff_id,
-            "waiting",
-            "assigned",
-            {
-                "assignee": assignee,
-                "assignee_name": assignee_name or assignee,
-                "claimed_at": now,
-                "resolve_deadline": now + resolve_timeout,
-            },
-            notify="claimed",
+        registration = and_(
+            Expert.brand == brand, Expert.slack_user_id == assignee, Expert.active.is_(True)
         )
+        held = aliased(Handoff)
+        held_count = (
+            select(func.count())
+            .select_from(held)
+            .join(Conversation, Conversation.id == held.conversation_id)
+            .where(held.assignee == assignee, held.state == "assigned", Conversation.brand == brand)
+            .scalar_subquery()
+        )
+        capacity = select(Expert.capacity).where(registration).scalar_subquery()
+        of_brand = select(Conversation.id).where(Conversation.brand == brand)
+        try:
+            async with self._sessions.begin() as session:
+                if self.engine.dialect.name == "postgresql":
+                    # Under READ COMMITTED each statement reads what was committed when it began,
+                    # so two claims by one expert (on different handoffs: no row in common) would
+                    # both count the same held handoffs. Locking the expert's row makes their
+                    # claims take turns; the update below starts after the lock is ours, so its
+                    # count includes the claim committed by the one before.
+                    await session.execute(select(Expert.id).where(registration).with_for_update())
+                # On SQLite this update is the transaction's first statement, so it holds the
+                # database's write lock while it counts: claims take turns there too.
+                handoff = await _apply_transition(
+                    session,
+                    self.outbox,
+                    handoff_id,
+                    "waiting",
+                    "assigned",
+                    {
+                        "assignee": assignee,
+                        "assignee_name": assignee_name or assignee,
+                        "claimed_at": now,
+                        "resolve_deadline": now + resolve_timeout,
+                    },
+                    # No registration: capacity is NULL and the comparison is not true.
+                    guard=[Handoff.conversation_id.in_(of_brand), held_count < capacity],
+                    notify="claimed",
+                )
+                if handoff is not None:
+                    return handoff
+                expert = await session.scalar(select(Expert).where(registration))
+                if expert is None:
+                    raise ClaimerNotEligible("unregistered")
+                if (await session.scalar(select(held_count)) or 0) >= expert.capacity:
+                    raise ClaimerNotEligible("full", expert.capacity)
+                return None  # claimed by someone else, or no longer waiting
+        except _ConversationMovedOn:
+            return None
 
     async def release_handoff(
         self, handoff_id: str, assignee: str, claim_timeout: timedelta, *, to_staff: bool = False
@@ -476,16 +534,6 @@ class ConversationStore:
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def assigned_count(self, assignee: str) -> int:
-        """How many handoffs `assignee` holds now."""
-        async with self._sessions() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(Handoff)
-                .where(Handoff.assignee == assignee, Handoff.state == "assigned")
-            )
-            return int(count or 0)
-
     async def ledger(self, brand: str, start: datetime, end: datetime) -> list[LedgerEntry]:
         """The brand's paid resolutions from `start` (inclusive) to `end` (exclusive)."""
         async with self._sessions() as session:
@@ -519,31 +567,24 @@ class ConversationStore:
         due_by: datetime | None = None,
         notify: str,
     ) -> Handoff | None:
-        conversation_to = conversation_state or ("waiting" if to_state == "waiting" else to_state)
-        guard = [Handoff.id == handoff_id, Handoff.state == from_state]
-        if due_by is not None:
-            guard.append(Handoff.claim_deadline <= due_by)
-        if assignee is not None:
-            guard.append(Handoff.assignee == assignee)
-        changes = {"state": to_state, **values}
-        if offered_again:
-            changes["offers"] = Handoff.offers + 1
-        async with self._sessions.begin() as session:
-            conversation_id = await session.scalar(
-                update(Handoff).where(*guard).values(**changes).returning(Handoff.conversation_id)
-            )
-            if conversation_id is None:
-                return None
-            if not await _move(session, conversation_id, from_state, conversation_to):
-                # The conversation is not where its handoff says: change neither.
-                await session.rollback()
-                return None
-            handoff = await session.get(Handoff, handoff_id, populate_existing=True)
-            if handoff is not None and ledger is not None:
-                await _write_ledger(session, handoff, *ledger)
-            if self.outbox:
-                session.add(_outbox_item(handoff_id, notify))
-            return handoff
+        try:
+            async with self._sessions.begin() as session:
+                return await _apply_transition(
+                    session,
+                    self.outbox,
+                    handoff_id,
+                    from_state,
+                    to_state,
+                    values,
+                    assignee=assignee,
+                    conversation_state=conversation_state,
+                    offered_again=offered_again,
+                    ledger=ledger,
+                    due_by=due_by,
+                    notify=notify,
+                )
+        except _ConversationMovedOn:
+            return None
 
     # ------------------------------------------------------------ outbox
 
@@ -695,6 +736,48 @@ async def _append(
     session.add(message)
     await session.flush()
     return message
+
+
+async def _apply_transition(
+    session: AsyncSession,
+    outbox: bool,
+    handoff_id: str,
+    from_state: str,
+    to_state: str,
+    values: dict[str, Any],
+    *,
+    assignee: str | None = None,
+    conversation_state: ConversationState | None = None,
+    offered_again: bool = False,
+    ledger: tuple[Decimal, str] | None = None,
+    due_by: datetime | None = None,
+    guard: Sequence[ColumnElement[bool]] = (),
+    notify: str,
+) -> Handoff | None:
+    """One guarded `UPDATE handoffs ... WHERE state = from_state` and the conversation's
+    state with it; None (and nothing changed) when the guard does not hold."""
+    conversation_to = conversation_state or ("waiting" if to_state == "waiting" else to_state)
+    where = [Handoff.id == handoff_id, Handoff.state == from_state, *guard]
+    if due_by is not None:
+        where.append(Handoff.claim_deadline <= due_by)
+    if assignee is not None:
+        where.append(Handoff.assignee == assignee)
+    changes = {"state": to_state, **values}
+    if offered_again:
+        changes["offers"] = Handoff.offers + 1
+    conversation_id = await session.scalar(
+        update(Handoff).where(*where).values(**changes).returning(Handoff.conversation_id)
+    )
+    if conversation_id is None:
+        return None
+    if not await _move(session, conversation_id, from_state, conversation_to):
+        raise _ConversationMovedOn(handoff_id)
+    handoff = await session.get(Handoff, handoff_id, populate_existing=True)
+    if handoff is not None and ledger is not None:
+        await _write_ledger(session, handoff, *ledger)
+    if outbox:
+        session.add(_outbox_item(handoff_id, notify))
+    return handoff
 
 
 async def _write_ledger(

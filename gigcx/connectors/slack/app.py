@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx.app import GigCX
 from gigcx.connectors.slack.text import mention
+from gigcx.escalation import ClaimRefused
 
 DELIVERED = "white_check_mark"
 KEPT_INTERNAL = "lock"
@@ -86,13 +87,14 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
     async def claim(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         user, handoff_id = body["user"]["id"], body["actions"][0]["value"]
-        refusal = await escalations.claim_refusal(user)
-        if refusal is not None:
-            await tell(respond, f"Sorry, {refusal}.")
-            return
         expert = await store.find_expert(runtime.settings.brand, user)
         name = expert.name.split()[0] if expert is not None else None
-        if await escalations.claim(handoff_id, user, name) is None:
+        try:
+            claimed = await escalations.claim(handoff_id, user, name)
+        except ClaimRefused as refused:
+            await tell(respond, f"Sorry, {refused}.")
+            return
+        if claimed is None:
             handoff = await store.get_handoff(handoff_id)
             holder = mention(handoff.assignee) if handoff.assignee else "someone else"
             await tell(respond, f"Already claimed by {holder}.")

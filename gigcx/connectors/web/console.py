@@ -16,6 +16,7 @@ from gigcx.app import GigCX
 from gigcx.connectors.web.identity import secrets_match
 from gigcx.connectors.web.routes import runtime
 from gigcx.connectors.web.schemas import ErrorOut
+from gigcx.escalation import ClaimRefused
 from gigcx.store import Handoff
 
 
@@ -45,7 +46,7 @@ Console = Annotated[GigCX, Depends(console_access)]
 router = APIRouter(
     prefix="/v1/console",
     tags=["expert console (stand-in for Slack)"],
-    responses={status: {"model": ErrorOut} for status in (401, 404, 409, 422)},
+    responses={status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422)},
 )
 
 
@@ -88,7 +89,14 @@ async def show_handoff(handoff_id: str, gigcx: Console) -> dict[str, Any]:
 @router.post("/handoffs/{handoff_id}/claim", summary="Claim: the first expert wins")
 async def claim(handoff_id: str, body: ExpertAction, gigcx: Console) -> dict[str, Any]:
     await _handoff(gigcx, handoff_id)
-    handoff = await gigcx.escalations.claim(handoff_id, body.expert_id, body.name)
+    try:
+        handoff = await gigcx.escalations.claim(handoff_id, body.expert_id, body.name)
+    except ClaimRefused as refused:
+        raise HTTPException(
+            403,
+            f"cannot claim as {body.expert_id}: {refused}. Who may claim, and how many at once, "
+            "is set in experts.yaml and loaded by `gigcx experts sync`.",
+        ) from None
     if handoff is None:
         raise HTTPException(409, "someone else has claimed it, or it is no longer waiting")
     return _summary(handoff)
