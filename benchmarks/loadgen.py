@@ -67,8 +67,10 @@ async def run_chat(
             return chat
         chat.conversation_id = created.json()["conversation_id"]
         chat.token = created.json()["token"]
-        url = f"{ws_base}/v1/conversations/{chat.conversation_id}/ws?token={chat.token}"
-        async with websockets.connect(url, open_timeout=timeout) as socket:
+        url = f"{ws_base}/v1/conversations/{chat.conversation_id}/ws"
+        # The token travels as a subprotocol, as the widget sends it: never in the URL.
+        protocols = ["gigcx.v1", f"token.{chat.token}"]
+        async with websockets.connect(url, subprotocols=protocols, open_timeout=timeout) as socket:
             await asyncio.wait_for(socket.recv(), timeout)  # the state on connect
             if together is not None:
                 await asyncio.wait_for(together.wait(), timeout * 5)

@@ -83,10 +83,10 @@ async def measure(rounds: int) -> dict[str, list[float]]:
             to_slack: list[float] = []
             to_customer: list[float] = []
             last_seq = (await server.runtime.store.get_conversation(cid)).last_seq
-            ws_url = (
-                f"ws://{server.address}/v1/conversations/{cid}/ws?token={token}&after={last_seq}"
-            )
-            async with websockets.connect(ws_url) as socket:
+            ws_url = f"ws://{server.address}/v1/conversations/{cid}/ws?after={last_seq}"
+            # The token travels as a subprotocol, as the widget sends it: never in the URL.
+            protocols = ["gigcx.v1", f"token.{token}"]
+            async with websockets.connect(ws_url, subprotocols=protocols) as socket:
                 for number in range(rounds):
                     # customer -> Slack
                     seen = len(slack.calls)

@@ -120,7 +120,8 @@ class Customer:
         self.auth = {"Authorization": f"Bearer {token}"}
         ws = self.listens_to.url.replace("http://", "ws://")
         self._socket = await websockets.connect(
-            f"{ws}/v1/conversations/{self.cid}/ws?token={token}"
+            f"{ws}/v1/conversations/{self.cid}/ws",
+            subprotocols=["gigcx.v1", f"token.{token}"],
         )
         self._reader = asyncio.create_task(self._read())
 
@@ -236,8 +237,9 @@ async def test_two_workers_deliver_every_message_exactly_once_to_the_right_place
         first = customers[0]
         ws = first.http.base_url.copy_with(scheme="ws")
         token = first.auth["Authorization"].removeprefix("Bearer ")
-        url = f"{str(ws).rstrip('/')}/v1/conversations/{first.cid}/ws?token={token}&after=2"
-        async with websockets.connect(url) as resumed:
+        url = f"{str(ws).rstrip('/')}/v1/conversations/{first.cid}/ws?after=2"
+        protocols = ["gigcx.v1", f"token.{token}"]
+        async with websockets.connect(url, subprotocols=protocols) as resumed:
             replayed = []
             while len(replayed) < len(first.pushed) - 2:
                 event = json.loads(await asyncio.wait_for(resumed.recv(), 10))

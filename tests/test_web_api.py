@@ -132,15 +132,23 @@ async def test_bad_messages_get_422_naming_the_field_and_nothing_stored_changes(
     assert after == before
 
 
-async def test_a_body_that_is_not_json_gets_422(client: httpx.AsyncClient):
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"text": "hi"', id="cut short"),
+        pytest.param(b'{"text": "caf\xe9"}', id="not UTF-8"),
+        pytest.param(b"[" * 100_000, id="nested too deep"),
+    ],
+)
+async def test_a_body_that_is_not_json_gets_422(client: httpx.AsyncClient, body: bytes):
     cid, auth = await start_chat(client)
     response = await client.post(
         f"/v1/conversations/{cid}/messages",
-        content=b'{"text": "hi"',
+        content=body,
         headers={**auth, "Content-Type": "application/json"},
     )
     assert response.status_code == 422
-    assert "not valid JSON" in response.json()["detail"]
+    assert "body: request body is not valid JSON" in response.json()["detail"]
     listed = (await client.get(f"/v1/conversations/{cid}/messages", headers=auth)).json()
     assert listed["messages"] == []
 

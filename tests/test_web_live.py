@@ -1,11 +1,13 @@
 """The chat API through a real uvicorn server on a free port, with a real WebSocket client:
-live answers, an expert's reply pushed live, and resuming after a reconnect."""
+live answers, an expert's reply pushed live, resuming after a reconnect, and a `gigcx serve`
+whose log never shows a conversation token."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +18,26 @@ from gigcx.app import GigCX
 from gigcx.config import Settings
 from tests.helpers.experts import ALEX, register_experts
 from tests.helpers.live_server import live_server
+from tests.helpers.processes import ServerProcess
 
 KEY = "kestrel-demo-widget-key"
+
+
+def widget_socket(address: str, cid: str, token: str, after: int | str = 0) -> Any:
+    """A WebSocket opened the way widget.js opens it: the token as a subprotocol, never in
+    the URL."""
+    return websockets.connect(
+        f"ws://{address}/v1/conversations/{cid}/ws?after={after}",
+        subprotocols=["gigcx.v1", f"token.{token}"],
+    )
+
+
+async def close_of(socket_: Any) -> tuple[int, str]:
+    """The code and reason the server closed `socket_` with."""
+    with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+        await asyncio.wait_for(socket_.recv(), 10)
+    assert closed.value.rcvd is not None, "the server sent no close frame"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
 @pytest.fixture
@@ -62,9 +82,8 @@ async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[s
         assert created.status_code == 201
         cid, token = created.json()["conversation_id"], created.json()["token"]
         auth = {"Authorization": f"Bearer {token}"}
-        ws_url = f"ws://{address}/v1/conversations/{cid}/ws?token={token}"
-
-        async with websockets.connect(ws_url) as live:
+        async with widget_socket(address, cid, token) as live:
+            assert live.subprotocol == "gigcx.v1"  # the server never echoes the token
             [state] = await receive(live, 1)
             assert state == {"type": "conversation.state", "state": "bot"}
             await http.post(
@@ -113,7 +132,7 @@ async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[s
         )
         await runtime.escalations.send_reply(handoff.id, ALEX, "Hold the power button 5 s.")
 
-        async with websockets.connect(ws_url + "&after=5") as resumed:
+        async with widget_socket(address, cid, token, after=5) as resumed:
             backlog = await messages_only(resumed, 2)
             assert [(m["seq"], m["author"]) for m in backlog] == [(6, "customer"), (7, "expert")]
             [state] = await receive(resumed, 1)
@@ -136,8 +155,73 @@ async def test_a_socket_with_a_wrong_token_or_unknown_conversation_is_closed(
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
         created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
         cid = created.json()["conversation_id"]
-    for path, code in [(f"{cid}/ws?token=wrong", 4401), ("nope/ws?token=x", 4404)]:
-        async with websockets.connect(f"ws://{address}/v1/conversations/{path}") as socket_:
-            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
-                await socket_.recv()
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+    for socket_cid, token, code in [(cid, "wrong", 4401), ("nope", "x", 4404)]:
+        async with widget_socket(address, socket_cid, token) as socket_:
+            assert (await close_of(socket_))[0] == code
+    # No token at all (no subprotocol offered): refused the same way.
+    async with websockets.connect(f"ws://{address}/v1/conversations/{cid}/ws") as socket_:
+        code, reason = await close_of(socket_)
+        assert code == 4401 and "token.<token>" in reason
+
+
+async def test_a_bad_after_or_a_token_in_the_url_is_closed_with_a_reason(
+    server: tuple[str, Any],
+):
+    address, _app = server
+    async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+        cid, token = created.json()["conversation_id"], created.json()["token"]
+    for after in ["abc", "-1", "2147483648"]:
+        async with widget_socket(address, cid, token, after=after) as socket_:
+            code, reason = await close_of(socket_)
+            assert code == 4400
+            assert f"after={after!r}" in reason and "whole number" in reason
+    # A widget from before the token moved out of the URL is told where it goes now; it is
+    # not told the conversation ended (4401), so it keeps the conversation for a reload.
+    url = f"ws://{address}/v1/conversations/{cid}/ws?token={token}&after=0"
+    async with websockets.connect(url) as socket_:
+        code, reason = await close_of(socket_)
+        assert code == 4400 and "Sec-WebSocket-Protocol" in reason
+
+
+async def test_the_server_log_shows_every_request_but_never_a_conversation_token(
+    synced_brand: Path, tmp_path: Path
+):
+    """`gigcx serve` logs each request (uvicorn's access log) and each WebSocket; a customer
+    chats live through the widget's calls, and an old widget puts its token in the URL. The
+    token, which with the conversation id opens the whole conversation, is in no line."""
+    log = tmp_path / "serve.log"
+    env = {"GIGCX_STORE__URL": f"sqlite:///{tmp_path / 'gigcx.db'}", "PYTHONUNBUFFERED": "1"}
+    serve = ServerProcess(synced_brand / "gigcx.yaml", env, log).start()
+    try:
+        await serve.ready()
+        address = serve.url.removeprefix("http://")
+        async with httpx.AsyncClient(base_url=serve.url, timeout=30) as http:
+            created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+            cid, token = created.json()["conversation_id"], created.json()["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            async with widget_socket(address, cid, token) as live:
+                [state] = await receive(live, 1)
+                assert state["state"] == "bot"
+                await http.post(
+                    f"/v1/conversations/{cid}/messages",
+                    json={"text": "do you ship to canada?"},
+                    headers=auth,
+                )
+                pushed = await messages_only(live, 2)
+                assert [m["author"] for m in pushed] == ["customer", "bot"]
+            listed = await http.get(f"/v1/conversations/{cid}/messages?after=0", headers=auth)
+            assert listed.status_code == 200
+            old_widget = f"ws://{address}/v1/conversations/{cid}/ws?token={token}&after=2"
+            async with websockets.connect(old_widget) as socket_:
+                await close_of(socket_)
+            careless = await http.get(f"/v1/conversations/{cid}", params={"token": token})
+            assert careless.status_code == 401
+    finally:
+        serve.stop()
+    output = log.read_text(errors="replace")
+    assert f'"WebSocket /v1/conversations/{cid}/ws?after=0"' in output
+    assert f"POST /v1/conversations/{cid}/messages HTTP/1.1" in output
+    assert f"/v1/conversations/{cid}/ws?token=[redacted]&after=2" in output
+    assert f"GET /v1/conversations/{cid}?token=[redacted] HTTP/1.1" in output
+    assert token not in output

@@ -10,24 +10,31 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 import gigcx
 from gigcx import metrics
 from gigcx.app import GigCX, start
 from gigcx.config import Settings, load_settings
 from gigcx.connectors.web import console, health, pages
+from gigcx.connectors.web.log_redaction import redact_tokens_in_server_logs
 from gigcx.connectors.web.routes import router
 
 if TYPE_CHECKING:
     from gigcx.connectors.slack import SlackConnector
 
+NOT_JSON = "request body is not valid JSON"
+
 
 def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     """The chat API for `settings`' brand; with no `runtime`, it starts (and closes) its own."""
+    # Here, because every way of serving the app (gigcx serve, each --workers process,
+    # uvicorn --factory, the tests) builds it through this function.
+    redact_tokens_in_server_logs()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +82,7 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     app.include_router(health.router)
     app.middleware("http")(_count_request)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    # Starlette's class, so FastAPI's own errors (its 400 for an unreadable body) come here too.
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
 
     if settings.slack.enabled and not settings.slack.socket_mode:
@@ -123,7 +131,7 @@ async def _validation_error(_request: Request, error: RequestValidationError) ->
         location = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
         message = item["msg"]
         if item["type"] == "json_invalid":
-            message = "request body is not valid JSON"
+            message = NOT_JSON
             location = "body"
         elif item["type"] == "missing":
             message = "is required"
@@ -142,6 +150,10 @@ async def _validation_error(_request: Request, error: RequestValidationError) ->
 
 
 async def _http_error(_request: Request, error: HTTPException) -> JSONResponse:
+    if error.status_code == 400 and error.__cause__ is not None:
+        # FastAPI's 400 for a JSON body it could not read (not UTF-8, nested too deep):
+        # the same mistake as a syntax error, so the same 422 and message.
+        return JSONResponse(status_code=422, content={"detail": f"body: {NOT_JSON}"})
     return JSONResponse(
         status_code=error.status_code, content={"detail": error.detail}, headers=error.headers
     )

@@ -52,9 +52,20 @@ CUSTOMER_EVENTS = {
     events.TYPING,
 }
 MAX_SEQ = 2**31 - 1  # sequence numbers are 32-bit in the store
+WS_BAD_REQUEST = 4400
 WS_UNAUTHORIZED = 4401
 WS_NOT_FOUND = 4404
 WS_TRY_AGAIN = 1013
+# The WebSocket's token travels as a subprotocol ("token.<token>" next to "gigcx.v1"), not in
+# the URL: servers and proxies log URLs, and the token with the conversation id opens the
+# whole conversation. Browsers cannot set an Authorization header on a WebSocket, and a
+# subprotocol is checked before any message flows, unlike a first "auth" message, which
+# would leave an unauthenticated socket open and need a timeout. The server echoes only
+# "gigcx.v1", so the token is not sent back either.
+WS_PROTOCOL = "gigcx.v1"
+TOKEN_PROTOCOL_PREFIX = "token."
+TOKEN_IN_SUBPROTOCOL = "missing or wrong token: offer subprotocols gigcx.v1 and token.<token>"
+TOKEN_NOT_IN_URL = "the token goes in Sec-WebSocket-Protocol (token.<token>), not in the URL"
 
 
 def runtime(request: Request) -> GigCX:
@@ -337,27 +348,36 @@ async def list_messages(
 
 
 @router.websocket("/conversations/{conversation_id}/ws")
-async def conversation_socket(
-    websocket: WebSocket,
-    conversation_id: str,
-    token: str | None = None,
-    after: int = 0,
-) -> None:
+async def conversation_socket(websocket: WebSocket, conversation_id: str) -> None:
     """Pushes `message.created`, `message.draft` and `conversation.state` as JSON.
 
-    Connect with ?token=...&after=<last seq you have>: missed messages come first, then
-    live ones, each exactly once.
+    Connect to ?after=<last seq you have> offering the subprotocols
+    ["gigcx.v1", "token.<token>"]: missed messages come first, then live ones, each once.
     """
     gigcx: GigCX = websocket.app.state.gigcx
-    try:
-        conversation = await _authorized(gigcx, conversation_id, token)
-    except HTTPException as error:
-        # Accept, then close with a code the widget can tell apart from a network failure.
-        code = WS_NOT_FOUND if error.status_code == 404 else WS_UNAUTHORIZED
-        await websocket.accept()
-        await websocket.close(code=code, reason=str(error.detail)[:120])
+    # Accept first, then refuse with a close code and reason: a browser cannot read the
+    # HTTP status of a refused handshake, only a close frame.
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
+    query = websocket.query_params
+    if "token" in query:
+        # Not 4401: an old widget would drop the conversation; this way it keeps it, and a
+        # reload brings the current widget.js.
+        await _refuse(websocket, WS_BAD_REQUEST, TOKEN_NOT_IN_URL)
         return
-    await websocket.accept()
+    after = _sequence_number(query.get("after", "0"))
+    if after is None:
+        wanted = f"after must be a whole number from 0 to {MAX_SEQ}"
+        await _refuse(websocket, WS_BAD_REQUEST, f"{wanted}, got after={query['after']!r}")
+        return
+    try:
+        conversation = await _authorized(gigcx, conversation_id, _socket_token(offered))
+    except HTTPException as error:
+        if error.status_code == 404:
+            await _refuse(websocket, WS_NOT_FOUND, str(error.detail))
+        else:
+            await _refuse(websocket, WS_UNAUTHORIZED, TOKEN_IN_SUBPROTOCOL)
+        return
     # Subscribe before reading the backlog, so nothing committed in between is missed;
     # the sequence number drops what the backlog already sent.
     async with gigcx.bus.subscribe(conversation.id) as subscription:
@@ -376,11 +396,31 @@ async def conversation_socket(
                 task.result()
 
 
+def _socket_token(offered: list[str]) -> str | None:
+    for protocol in offered:
+        if protocol.startswith(TOKEN_PROTOCOL_PREFIX):
+            return protocol.removeprefix(TOKEN_PROTOCOL_PREFIX)
+    return None
+
+
+def _sequence_number(text: str) -> int | None:
+    """`text` as a sequence number (0 to MAX_SEQ), or None if it is not one."""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_SEQ)):
+        return None
+    number = int(text)
+    return number if number <= MAX_SEQ else None
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    # A close frame's reason may hold at most 123 bytes.
+    await websocket.close(code=code, reason=reason.encode()[:120].decode(errors="ignore"))
+
+
 async def _send_backlog(
     websocket: WebSocket, gigcx: GigCX, conversation_id: str, after: int
 ) -> int:
     """Send what was stored after `after` and the current state; the last seq sent."""
-    sent = min(max(after, 0), MAX_SEQ)
+    sent = after
     while True:
         backlog = await gigcx.store.messages_after(conversation_id, sent)
         for message in backlog:

@@ -76,7 +76,10 @@ class ConversationOut(BaseModel):
 
 class ConversationCreated(ConversationOut):
     token: str = Field(
-        description="Send as `Authorization: Bearer <token>` (or ?token= on the WebSocket)."
+        description=(
+            "Send as `Authorization: Bearer <token>`; on the WebSocket, offer the subprotocols "
+            "`gigcx.v1` and `token.<token>`. Never put it in a URL: URLs get logged."
+        )
     )
 
 

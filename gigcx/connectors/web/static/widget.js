@@ -336,8 +336,9 @@
   function connect() {
     if (!state.conversation || state.socket) return;
     var url = base.replace(/^http/, "ws") + "/v1/conversations/" + state.conversation.id +
-      "/ws?token=" + encodeURIComponent(state.conversation.token) + "&after=" + state.lastSeq;
-    var socket = new WebSocket(url);
+      "/ws?after=" + state.lastSeq;
+    // The token goes as a subprotocol, never in the URL: URLs end up in server logs.
+    var socket = new WebSocket(url, ["gigcx.v1", "token." + state.conversation.token]);
     state.socket = socket;
     socket.onopen = function () { state.retry = 0; showError(""); };
     socket.onmessage = function (message) {
