@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 # The example brand's shop page with the chat widget: open http://127.0.0.1:8080
 demo: install
 	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
-	@echo "Open http://127.0.0.1:8080 (the shop) and http://127.0.0.1:8080/console (the expert side, token kestrel-demo-console)"
-	$(BIN)/gigcx serve --config $(EXAMPLE)
+	@echo "Open http://127.0.0.1:8080 (the shop) and http://127.0.0.1:8080/console (the expert side, with the token printed below)"
+	$(BIN)/gigcx serve --config $(EXAMPLE) --console
 
 # The same bot in the terminal, showing its decisions.
 ask: install
