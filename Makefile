@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
 	$(BIN)/gigcx experts sync --config $(EXAMPLE)
-	@echo "Open http://127.0.0.1:8080 (the shop) and http://127.0.0.1:8080/console (the expert side, token kestrel-demo-console)"
-	$(BIN)/gigcx serve --config $(EXAMPLE)
+	@echo "Open http://127.0.0.1:8080 (the shop) and http://127.0.0.1:8080/console (the expert side, with the token printed below)"
+	$(BIN)/gigcx serve --config $(EXAMPLE) --console
 
 # The same bot in the terminal, showing its decisions.
 ask: install

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import itertools
 import re
+import secrets
 import sys
 import tempfile
 import time
@@ -48,7 +49,7 @@ from gigcx.store.models import Expert  # noqa: E402
 from tests.helpers.processes import ServerProcess, chroma_server, postgres_database  # noqa: E402
 
 SURGE = 30
-CONSOLE_TOKEN = "kestrel-demo-console"
+CONSOLE_TOKEN = secrets.token_urlsafe(16)
 OUT = REPO / "benchmarks" / "out"
 console = Console(width=130)
 
@@ -166,6 +167,7 @@ async def one_run(workers: int, rate: float, seconds: float, chroma_url: str, sc
             "GIGCX_REDIS__NAMESPACE": f"gigcx-bench-{uuid.uuid4().hex[:8]}",
             # One load generator is one address: the per-address limit would refuse it.
             "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_IP": "1000000",
+            "GIGCX_WEB__CONSOLE_TOKEN": CONSOLE_TOKEN,
         }
         server = ServerProcess(
             REPO / "examples" / "kestrel" / "gigcx.yaml",

@@ -447,13 +447,30 @@ class WebSettings(_Section):
         description="Load balancers whose X-Forwarded-For gives the client's address (for "
         "the per-address limit); `*` trusts any.",
     )
+    max_body_bytes: int = Field(
+        262_144,
+        ge=1024,
+        description="Largest request body; a larger one is refused (413) before it is read.",
+    )
     max_message_chars: int = Field(4000, ge=1, le=100_000)
+    max_attributes: int = Field(20, ge=0, le=1000, description="Customer attributes per chat.")
+    max_attribute_chars: int = Field(
+        1000, ge=1, le=100_000, description="Longest customer attribute value."
+    )
     messages_per_minute_per_conversation: int = Field(20, ge=1)
-    messages_per_minute_per_ip: int = Field(60, ge=1)
+    messages_per_minute_per_ip: int = Field(
+        60, ge=1, description="Messages, new conversations and handoff calls from one address."
+    )
+    handoff_calls_per_minute_per_conversation: int = Field(
+        5, ge=1, description="Calls to /handoff and /contact together, per conversation."
+    )
     console_token: SecretStr | None = Field(
         None,
         description="Enables the local expert console at /console (a stand-in for Slack); "
-        "experts sign in with this token.",
+        "experts sign in with this token (`gigcx serve --console` makes one for the run).",
+    )
+    console_failures_per_minute_per_ip: int = Field(
+        10, ge=1, description="Wrong console tokens from one address before it must wait."
     )
 
 

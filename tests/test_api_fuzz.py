@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.helpers.processes import ServerProcess
 from tests.test_slack import KEY
 
-CONSOLE_TOKEN = "kestrel-demo-console"
+CONSOLE_TOKEN = "a-console-token-for-the-fuzzer"
 CHECKS = [
     schemathesis.checks.not_a_server_error,
     status_code_conformance,
@@ -43,6 +43,9 @@ def fuzzed_server(synced_brand: Path, tmp_path_factory: pytest.TempPathFactory) 
         "GIGCX_STORE__URL": f"sqlite:///{folder / 'fuzz.db'}",
         "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_IP": "1000000",
         "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_CONVERSATION": "1000000",
+        "GIGCX_WEB__HANDOFF_CALLS_PER_MINUTE_PER_CONVERSATION": "1000000",
+        "GIGCX_WEB__CONSOLE_FAILURES_PER_MINUTE_PER_IP": "1000000",
+        "GIGCX_WEB__CONSOLE_TOKEN": CONSOLE_TOKEN,
     }
     server = ServerProcess(synced_brand / "gigcx.yaml", env, folder / "server.log").start()
     try:

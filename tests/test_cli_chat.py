@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -40,19 +41,25 @@ def test_ask_shows_answers_sources_and_decisions_turn_by_turn(synced_brand: Path
     assert not (synced_brand / ".gigcx" / "gigcx.db").exists()
 
 
-def test_serve_runs_the_chat_api_with_uvicorn(synced_brand: Path, tmp_path: Path):
+def test_serve_runs_the_chat_api_and_a_console_with_a_token_made_for_the_run(
+    synced_brand: Path, tmp_path: Path
+):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = shutil.which("gigcx", path=str(Path(sys.executable).parent))
     assert command is not None
     env = {**os.environ, "GIGCX_STORE__URL": f"sqlite:///{tmp_path / 'served.db'}"}
-    server = subprocess.Popen(
-        [command, "serve", "--config", str(synced_brand / "gigcx.yaml"), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    env.pop("GIGCX_WEB__CONSOLE_TOKEN", None)
+    log = tmp_path / "serve.log"
+    config = str(synced_brand / "gigcx.yaml")
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [command, "serve", "--config", config, "--port", str(port), "--console"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -76,9 +83,21 @@ def test_serve_runs_the_chat_api_with_uvicorn(synced_brand: Path, tmp_path: Path
         ).json()
         assert turn["replies"][0]["citations"][0]["path"] == "faq/general.faq.yml"
         assert (tmp_path / "served.db").exists()
+
+        # The console's token is made for this run and printed with where to log in.
+        printed = " ".join(log.read_text().split())
+        assert f"Expert console: {base}/console" in printed
+        found = re.search(r"token for this run: (\S+)", printed)
+        assert found is not None, printed
+        console = f"{base}/v1/console/handoffs"
+        signed_in = httpx.get(console, headers={"X-Console-Token": found.group(1)})
+        assert signed_in.status_code == 200
+        guessed = httpx.get(console, headers={"X-Console-Token": "kestrel-demo-console"})
+        assert guessed.status_code == 401
     finally:
         server.terminate()
-        output = server.communicate(timeout=30)[0].decode()
+        server.wait(timeout=30)
+    output = log.read_text()
     assert "Uvicorn running" in output or "Application startup complete" in output
 
 

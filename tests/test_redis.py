@@ -97,6 +97,12 @@ async def test_rate_limits_are_counted_across_processes(clients: list[redis.Redi
     for _ in range(20):
         assert await worker_a.hit([Check("conversation", "c9", 20, "here")]) is None
     assert await worker_a.hit([Check("ip", "198.51.100.1", 3, "from this address")]) is None
+    # Looking whether a limit is reached counts nothing, in any process.
+    failures = Check("console", "198.51.100.2", 1, "wrong console tokens from this address")
+    assert await worker_a.reached([failures]) is None
+    assert await worker_b.hit([failures]) is None
+    reached = await worker_a.reached([failures])
+    assert reached is not None and reached.check == failures
 
 
 async def test_one_process_holds_the_sweeper_lease_until_it_stops_renewing(

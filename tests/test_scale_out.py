@@ -27,6 +27,7 @@ from tests.helpers.slack_server import SlackAPIServer
 from tests.test_slack import ALEX, KEY, SAMI, SECRET, click, thread_event
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+CONSOLE_TOKEN = "a-console-token-for-the-scale-out-test"
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,7 @@ async def deployment(
                 "GIGCX_SLACK__STAFF_CHANNEL": "C0STAFF",
                 "GIGCX_SLACK__API_URL": slack.api_url,
                 "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_IP": "100000",
+                "GIGCX_WEB__CONSOLE_TOKEN": CONSOLE_TOKEN,
                 "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_CONVERSATION": "100000",
                 "GIGCX_ESCALATION__SWEEP_SECONDS": "0.5",
             }
@@ -318,7 +320,7 @@ async def test_a_worker_killed_mid_conversation_and_mid_handoff_loses_nothing(
                 claimed = await http.post(
                     f"/v1/console/handoffs/{handoff.id}/claim",
                     json={"expert_id": ALEX},
-                    headers={"X-Console-Token": "kestrel-demo-console"},
+                    headers={"X-Console-Token": CONSOLE_TOKEN},
                 )
                 assert claimed.status_code == 200, claimed.text
             assert (await store.get_handoff(handoff.id)).offers == 2

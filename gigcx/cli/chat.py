@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 from rich.markdown import Markdown
 from rich.markup import escape
 
@@ -34,6 +36,14 @@ def serve(
             min=1, help="Worker processes; more than one needs redis.url (events between them)."
         ),
     ] = 1,
+    console: Annotated[
+        bool,
+        typer.Option(
+            "--console",
+            help="Turn on the expert console at /console; without web.console_token, with a "
+            "new random token for this run (printed here).",
+        ),
+    ] = False,
 ) -> None:
     """Run the chat API (and its docs at /docs) with uvicorn."""
     import uvicorn
@@ -41,6 +51,12 @@ def serve(
     from gigcx.connectors.web import create_app
 
     settings = settings_from(config)
+    made_token = None
+    if console and settings.web.console_token is None:
+        made_token = secrets.token_urlsafe(16)
+        web = settings.web.model_copy(update={"console_token": SecretStr(made_token)})
+        settings = settings.model_copy(update={"web": web})
+        os.environ[f"{ENV_PREFIX}WEB__CONSOLE_TOKEN"] = made_token  # read by each worker
     if workers > 1 and settings.redis.url is None:
         raise fail(
             f"--workers {workers} needs redis.url in gigcx.yaml (or GIGCX_REDIS__URL): the "
@@ -59,10 +75,11 @@ def serve(
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     address = f"http://{host or settings.web.host}:{port or settings.web.port}"
-    console = (
-        f" · expert console: {address}/console" if settings.web.console_token is not None else ""
-    )
-    err.print(f"Demo shop with the widget: {address}/ · API docs: {address}/docs{console}")
+    err.print(f"Demo shop with the widget: {address}/ · API docs: {address}/docs")
+    if made_token is not None:
+        err.print(f"Expert console: {address}/console · token for this run: {made_token}")
+    elif settings.web.console_token is not None:
+        err.print(f"Expert console: {address}/console · token: web.console_token")
     network = {
         "host": host or settings.web.host,
         "port": port or settings.web.port,

@@ -61,6 +61,12 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def _may_be_id(value: str) -> bool:
+    # Anything else is not looked up: some text (a NUL character) PostgreSQL refuses even
+    # to compare, and a client chooses what it puts in a URL.
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
 class ConversationStore:
     """Reads and writes conversations, messages and handoffs; each call is one transaction.
 
@@ -117,6 +123,8 @@ class ConversationStore:
             }
 
     async def find_conversation(self, conversation_id: str) -> Conversation | None:
+        if not _may_be_id(conversation_id):
+            return None
         async with self._sessions() as session:
             return await session.get(Conversation, conversation_id)
 
@@ -208,6 +216,8 @@ class ConversationStore:
         return handoff, message
 
     async def find_handoff(self, handoff_id: str) -> Handoff | None:
+        if not _may_be_id(handoff_id):
+            return None
         async with self._sessions() as session:
             return await session.get(Handoff, handoff_id)
 

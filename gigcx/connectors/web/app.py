@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from gigcx import metrics
 from gigcx.app import GigCX, start
 from gigcx.config import Settings, load_settings
 from gigcx.connectors.web import console, health, pages
+from gigcx.connectors.web.body_size import BodySizeLimit
 from gigcx.connectors.web.log_redaction import redact_tokens_in_server_logs
 from gigcx.connectors.web.routes import router
 
@@ -70,6 +70,8 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
         app.state.gigcx = runtime
     app.state.web = settings.web  # the limits this app enforces
     app.state.web_brand = settings.brand
+    # Inside CORS, so a browser can read the 413.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.web.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.web.allowed_origins,
@@ -127,8 +129,10 @@ async def _count_request(
 
 async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
     problems = []
+    errors = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
+        # What the client sent is never echoed raw: it may be text no response can carry.
+        location = ".".join(_shown(part) for part in item["loc"] if part != "body") or "body"
         message = item["msg"]
         if item["type"] == "json_invalid":
             message = NOT_JSON
@@ -138,15 +142,17 @@ async def _validation_error(_request: Request, error: RequestValidationError) ->
         elif item["type"] == "extra_forbidden":
             message = "is not a known field"
         elif item["type"] == "string_pattern_mismatch":
-            message = f"{item.get('input')!r} is not in the expected format"
+            message = f"{str(item.get('input'))[:200]!r} is not in the expected format"
         problems.append(f"{location}: {message}")
-    return JSONResponse(
-        status_code=422,
-        content={
-            "detail": "; ".join(problems),
-            "errors": json.loads(json.dumps(error.errors(), default=str)),
-        },
-    )
+        where = [part if isinstance(part, int) else _shown(part) for part in item["loc"]]
+        errors.append({"type": item["type"], "loc": where, "msg": message})
+    return JSONResponse(status_code=422, content={"detail": "; ".join(problems), "errors": errors})
+
+
+def _shown(value: object) -> str:
+    """`value` as text any response can carry: unprintable characters escaped, clipped."""
+    text = str(value)[:200]
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 async def _http_error(_request: Request, error: HTTPException) -> JSONResponse:

@@ -2,42 +2,55 @@
 
 It drives exactly the calls the Slack connector does (`Escalations.claim/send_reply/
 release/hand_back/resolve`, internal notes like a `note:` in a Slack thread). Enabled only when
-`web.console_token` is set; every call needs that token in `X-Console-Token`.
+`web.console_token` is set; every call needs that token in `X-Console-Token`, and an address
+that sends too many wrong ones must wait (`web.console_failures_per_minute_per_ip`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gigcx.app import GigCX
 from gigcx.connectors.web.identity import secrets_match
-from gigcx.connectors.web.routes import runtime
-from gigcx.connectors.web.schemas import ErrorOut
+from gigcx.connectors.web.ratelimit import Check
+from gigcx.connectors.web.routes import client_ip, limiter, runtime, too_many
+from gigcx.connectors.web.schemas import ErrorOut, Text
 from gigcx.escalation import ClaimRefused
 from gigcx.store import Handoff
 
 
 class ExpertAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    expert_id: str = Field(min_length=1, max_length=128)
-    name: str | None = Field(None, max_length=128, description="Shown to the customer on claim.")
+    expert_id: Text = Field(min_length=1, max_length=128)
+    name: Text | None = Field(None, max_length=128, description="Shown to the customer on claim.")
 
 
 class ExpertReply(ExpertAction):
-    text: str = Field(min_length=1, max_length=4000)
+    text: Text = Field(min_length=1, max_length=4000)
 
 
-def console_access(
+async def console_access(
+    request: Request,
     gigcx: Annotated[GigCX, Depends(runtime)],
     x_console_token: Annotated[str | None, Header()] = None,
 ) -> GigCX:
     token = gigcx.settings.web.console_token
     if token is None:
         raise HTTPException(404, "the expert console is off: set web.console_token to use it")
+    limit = request.app.state.web.console_failures_per_minute_per_ip
+    failures = Check("console", client_ip(request), limit, "wrong console tokens from this address")
+    # Checked before the token: once the limit is reached, even the right token waits, so
+    # guessing on cannot tell a right guess from a wrong one.
+    refusal = await limiter(request).reached([failures])
+    if refusal is not None:
+        raise too_many(refusal)
     if x_console_token is None or not secrets_match(x_console_token, token.get_secret_value()):
+        refusal = await limiter(request).hit([failures])
+        if refusal is not None:
+            raise too_many(refusal)
         raise HTTPException(401, "missing or wrong X-Console-Token")
     return gigcx
 
@@ -46,7 +59,7 @@ Console = Annotated[GigCX, Depends(console_access)]
 router = APIRouter(
     prefix="/v1/console",
     tags=["expert console (stand-in for Slack)"],
-    responses={status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422)},
+    responses={status: {"model": ErrorOut} for status in (401, 403, 404, 409, 413, 422, 429)},
 )
 
 

@@ -1,4 +1,5 @@
-"""Per-minute message limits, per conversation and per client address.
+"""Per-minute limits: messages per conversation and per client address, calls for a person
+per conversation, wrong console tokens per address.
 
 In one process they are counted in memory; with `redis.url` set, every server process
 counts in Redis, so a client cannot get N times the limit by landing on N workers.
@@ -27,10 +28,10 @@ WINDOW_SECONDS = 60.0
 class Check:
     """One limit to count a request against: `limit` hits per minute for `key`."""
 
-    name: str  # "conversation" or "ip"
+    name: str  # what is counted: "conversation", "ip", "person", "console"
     key: str
     limit: int
-    what: str  # "in this conversation", for the error message
+    what: str  # "messages in this conversation": for the error message
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class RateLimiter(Protocol):
         (then say which, and how long to wait)."""
         ...
 
+    async def reached(self, checks: Sequence[Check]) -> Refusal | None:
+        """The first limit already reached, counting nothing."""
+        ...
+
 
 class SlidingWindowLimiter:
     """At most `limit` hits per key within any `window` seconds, in this process."""
@@ -56,14 +61,23 @@ class SlidingWindowLimiter:
 
     async def hit(self, checks: Sequence[Check]) -> Refusal | None:
         now = self._clock()
-        for check in checks:
-            wait = self._retry_after((check.name, check.key), check.limit, now)
-            if wait:
-                return Refusal(check, wait)
+        refusal = self._first_reached(checks, now)
+        if refusal is not None:
+            return refusal
         for check in checks:
             self._hits[(check.name, check.key)].append(now)
         if len(self._hits) > 10_000:
             self._forget_idle(now)
+        return None
+
+    async def reached(self, checks: Sequence[Check]) -> Refusal | None:
+        return self._first_reached(checks, self._clock())
+
+    def _first_reached(self, checks: Sequence[Check], now: float) -> Refusal | None:
+        for check in checks:
+            wait = self._retry_after((check.name, check.key), check.limit, now)
+            if wait:
+                return Refusal(check, wait)
         return None
 
     def _retry_after(self, key: tuple[str, str], limit: int, now: float) -> int:
@@ -83,15 +97,18 @@ class SlidingWindowLimiter:
             del self._hits[key]
 
 
-# Check every key, then count in every key, as one atomic step in Redis.
+# Check every key, then count in every key (unless ARGV[4] is "0"), as one atomic step in Redis.
 _HIT = """
 local now, window, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then
+  if redis.call('ZCARD', key) >= tonumber(ARGV[4 + i]) then
     local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     return {i, math.max(1, math.ceil(tonumber(oldest[2]) + window - now))}
   end
+end
+if ARGV[4] == "0" then
+  return {0, 0}
 end
 for _, key in ipairs(KEYS) do
   redis.call('ZADD', key, now, member)
@@ -110,9 +127,16 @@ class RedisLimiter:
         self._script = client.register_script(_HIT)
 
     async def hit(self, checks: Sequence[Check]) -> Refusal | None:
+        return await self._run(checks, count=True)
+
+    async def reached(self, checks: Sequence[Check]) -> Refusal | None:
+        return await self._run(checks, count=False)
+
+    async def _run(self, checks: Sequence[Check], count: bool) -> Refusal | None:
         keys = [f"{self.prefix}:{check.name}:{check.key}" for check in checks]
         limits = [str(check.limit) for check in checks]
-        args = [str(time.time()), str(self.window), uuid.uuid4().hex, *limits]
+        args = [str(time.time()), str(self.window), uuid.uuid4().hex, "1" if count else "0"]
+        args += limits
         try:
             index, wait = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as error:

@@ -17,11 +17,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from gigcx import events, metrics
 from gigcx.app import GigCX
+from gigcx.connectors.web.attributes import attribute_problem
 from gigcx.connectors.web.identity import IdentityRefused, secrets_match, verify_identity
 from gigcx.connectors.web.ratelimit import (
     Check,
     RateLimiter,
     RedisLimiter,
+    Refusal,
     SlidingWindowLimiter,
 )
 from gigcx.connectors.web.schemas import (
@@ -76,39 +78,50 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _client_ip(request: Request) -> str:
+def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _limiter(request: Request) -> RateLimiter:
+def limiter(request: Request) -> RateLimiter:
+    """The app's rate limiter: in this process, or in Redis when the runtime has it."""
     state = request.app.state
-    limiter: RateLimiter | None = getattr(state, "limiter", None)
-    if limiter is None:
+    made: RateLimiter | None = getattr(state, "limiter", None)
+    if made is None:
         gigcx: GigCX = state.gigcx
-        limiter = (
+        made = (
             RedisLimiter(gigcx.redis, gigcx.redis_prefix)
             if gigcx.redis is not None
             else SlidingWindowLimiter()
         )
-        state.limiter = limiter
-    return limiter
+        state.limiter = made
+    return made
 
 
 async def _check_rate(request: Request, *checks: Check) -> None:
     """Count one request against every limit, or none if any limit is reached (429)."""
-    refusal = await _limiter(request).hit(checks)
+    refusal = await limiter(request).hit(checks)
     if refusal is not None:
-        check, wait = refusal.check, refusal.retry_after
-        raise HTTPException(
-            429,
-            f"too many messages {check.what} (limit {check.limit} a minute); try again in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
+        raise too_many(refusal)
+
+
+def too_many(refusal: Refusal) -> HTTPException:
+    check, wait = refusal.check, refusal.retry_after
+    return HTTPException(
+        429,
+        f"too many {check.what} (limit {check.limit} a minute); try again in {wait} s",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def _per_ip(request: Request) -> Check:
     limit = request.app.state.web.messages_per_minute_per_ip
-    return Check("ip", _client_ip(request), limit, "from this address")
+    return Check("ip", client_ip(request), limit, "requests from this address")
+
+
+def _handoff_calls(request: Request, conversation: Conversation) -> Check:
+    limit = request.app.state.web.handoff_calls_per_minute_per_conversation
+    what = "calls for a person or an e-mail address in this conversation"
+    return Check("handoff", conversation.id, limit, what)
 
 
 async def _authorized(gigcx: GigCX, conversation_id: str, token: str | None) -> Conversation:
@@ -142,6 +155,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
     403: {"model": ErrorOut},
     404: {"model": ErrorOut},
+    413: {"model": ErrorOut},
     422: {"model": ErrorOut},
     429: {"model": ErrorOut},
 }
@@ -206,6 +220,10 @@ async def create_conversation(
         verified = verify_identity(settings.identity, body.user_id, body.user_hash)
     except IdentityRefused as error:
         raise HTTPException(401, f"identity refused: {error}") from None
+    web = request.app.state.web
+    problem = attribute_problem(body.attributes, web.max_attributes, web.max_attribute_chars)
+    if problem is not None:
+        raise _invalid(*problem)
     await _check_rate(request, _per_ip(request))
     token = secrets.token_urlsafe(32)
     conversation = await gigcx.front_line.start_conversation(
@@ -261,7 +279,7 @@ async def post_message(
     per_conversation = request.app.state.web.messages_per_minute_per_conversation
     await _check_rate(
         request,
-        Check("conversation", conversation.id, per_conversation, "in this conversation"),
+        Check("conversation", conversation.id, per_conversation, "messages in this conversation"),
         _per_ip(request),
     )
     turn = await gigcx.front_line.handle_customer_message(conversation.id, text)
@@ -279,9 +297,11 @@ async def post_message(
     summary="The customer asks for a person (the widget's button)",
 )
 async def request_person(
+    request: Request,
     conversation: Annotated[Conversation, Depends(conversation_for)],
     gigcx: Annotated[GigCX, Depends(runtime)],
 ) -> HandoverOut:
+    await _check_rate(request, _handoff_calls(request, conversation), _per_ip(request))
     handover = await gigcx.front_line.request_person(conversation.id)
     if handover is None:  # a person already has it: asking again changes nothing
         fresh = await gigcx.store.get_conversation(conversation.id)
@@ -290,18 +310,36 @@ async def request_person(
     return HandoverOut(replies=replies, state=handover.state)
 
 
+# How /contact's refusal names each state but waiting.
+_STATE_WORDS = {
+    "bot": "is with the bot",
+    "assigned": "has a person already",
+    "resolved": "is resolved",
+}
+
+
 @router.post(
     "/conversations/{conversation_id}/contact",
     response_model=MessageOut,
     status_code=201,
-    responses=ERRORS,
+    responses={**ERRORS, 409: {"model": ErrorOut}},
     summary="The customer's e-mail address for a reply when nobody is available",
 )
 async def leave_contact(
     body: NewContact,
+    request: Request,
     conversation: Annotated[Conversation, Depends(conversation_for)],
     gigcx: Annotated[GigCX, Depends(runtime)],
 ) -> MessageOut:
+    if conversation.state != "waiting":
+        # Only a customer waiting for a person is offered this; the bot or the person
+        # already in the chat answers everyone else.
+        raise HTTPException(
+            409,
+            "an e-mail address is taken only while the conversation waits for a person "
+            f"(this one {_STATE_WORDS.get(conversation.state, conversation.state)})",
+        )
+    await _check_rate(request, _handoff_calls(request, conversation), _per_ip(request))
     message = await gigcx.escalations.leave_contact(conversation.id, body.email.strip())
     assert message is not None
     return _out(message)

@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+
+def _storable(value: object) -> object:
+    # PostgreSQL cannot keep a NUL character, no UTF-8 store a lone surrogate, and no JSON
+    # column NaN or infinity; refused here, before any constraint or store sees them.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("number_unstorable", "must be a finite number")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PydanticCustomError("text_unstorable", "must not contain a NUL character")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PydanticCustomError(
+                    "text_unstorable", "must not contain a lone surrogate"
+                ) from None
+    return value
+
+
+# Every text a client sends that may be stored or shown.
+Text = Annotated[str, BeforeValidator(_storable)]
+AttributeValue = Annotated[str | int | float | bool, BeforeValidator(_storable)]
 
 
 class _Body(BaseModel):
@@ -21,7 +46,7 @@ class MessageOut(BaseModel):
 
 class NewConversation(_Body):
     widget_key: str = Field(description="The brand's public widget key (from its gigcx.yaml).")
-    user_id: str | None = Field(
+    user_id: Text | None = Field(
         None, min_length=1, max_length=128, description="The brand's id of a signed-in customer."
     )
     user_hash: str | None = Field(
@@ -29,20 +54,20 @@ class NewConversation(_Body):
         max_length=128,
         description="Hex HMAC-SHA256 of user_id with the brand's identity secret.",
     )
-    attributes: dict[str, str | int | float | bool] = Field(
+    attributes: dict[str, AttributeValue] = Field(
         default_factory=dict,
-        max_length=20,
-        description="Customer attributes for the expert (name, email, plan, ...).",
+        description="Customer attributes for the expert (name, email, plan, ...): at most 20 "
+        "(web.max_attributes) of at most 1,000 characters each (web.max_attribute_chars).",
     )
 
 
 class NewRating(_Body):
     score: int = Field(ge=1, le=5, description="1 (bad) to 5 (great).")
-    comment: str = Field("", max_length=2000)
+    comment: Text = Field("", max_length=2000)
 
 
 class NewContact(_Body):
-    email: str = Field(
+    email: Text = Field(
         max_length=254,
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
         description="Where to answer when nobody is available in the chat.",
@@ -64,7 +89,7 @@ class HandoverOut(BaseModel):
 
 
 class NewMessage(_Body):
-    text: str = Field(description="What the customer wrote (1 to 4,000 characters).")
+    text: Text = Field(description="What the customer wrote (1 to 4,000 characters).")
 
 
 class ConversationOut(BaseModel):

@@ -300,7 +300,7 @@
     if (state.conversation) return Promise.resolve(state.conversation);
     var attributes = {};
     ["name", "email", "plan"].forEach(function (field) { if (user[field]) attributes[field] = user[field]; });
-    attributes.page = location.pathname;
+    attributes.page = location.pathname.slice(0, 200);  // attribute values are limited in length
     var body = { widget_key: key, attributes: attributes };
     if (user.id) { body.user_id = user.id; body.user_hash = user.hash; }
     return api("POST", "/v1/brands/" + encodeURIComponent(brand) + "/conversations", body).then(
