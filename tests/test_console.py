@@ -158,7 +158,7 @@ async def test_a_newcomer_plays_both_sides_in_two_browser_tabs(
 
         console = await browser.new_page()
         await console.goto(f"{server.url}/console")
-        await expect(console.get_by_role("note")).to_contain_text("stand-in for Slack")
+        await expect(console.get_by_role("note")).to_contain_text("for trying gigcx without Slack")
         await console.get_by_label("Console token").fill(TOKEN)
         await console.get_by_role("button", name="Show handoffs").click()
         await console.get_by_role("button", name="waiting · human_requested").click()
