@@ -229,7 +229,7 @@ async def test_two_workers_deliver_every_message_exactly_once_to_the_right_place
             ) == 1
             # The customer's thanks reached this handoff's thread once.
             in_thread = [t["text"] for t in threads if t.get("thread_ts") == card.ts]
-            assert in_thread.count(f"*Customer:* thanks from {customer.cid}") == 1
+            assert in_thread.count(f"*Customer:*\n>thanks from {customer.cid}") == 1
             # Every message pushed once, in order, without gaps.
             seqs = [m["seq"] for m in customer.pushed]
             assert seqs == list(range(1, len(seqs) + 1))

@@ -347,7 +347,7 @@ async def test_slack_failing_loses_nothing_and_the_outbox_delivers_in_order_late
         assert await bridge.deliver_due(utcnow() + timedelta(hours=2)) == 2
         card, hello = (await slack.wait_for("chat.postMessage", 2))[-2:]
         assert card["channel"] == "C0EXPERTS" and "thread_ts" not in card
-        assert hello["thread_ts"] and hello["text"] == "*Customer:* hello?"
+        assert hello["thread_ts"] and hello["text"] == "*Customer:*\n>hello?"
         assert await store.outbox_backlog() == (0, None)
 
 
@@ -402,6 +402,12 @@ PERSONAL = (
     "card 4111 1111 1111 1111, mail bob.smith@example.com, call 07700 900123, "
     "IBAN GB82 WEST 1234 5698 7654 32 or DE89 3704 0044 0532 0130 00"
 )
+# The same kinds of data, written to slip past patterns.
+DISGUISED = (
+    "card 5555\u00a04444\u00a03333\u00a01111 or 4012.8888.8888.1881, "
+    "mail jane.roe@exa\u200bmple.com or jane\uff20example.org, tel+447700900456, "
+    "iban FR76-3000-6000-0112-3456-7890-189"
+)
 
 
 def sent_texts(card: dict[str, Any]) -> str:
@@ -450,18 +456,60 @@ async def test_personal_data_reaches_slack_masked_in_the_card_the_transcript_and
         for secret in ("4111", "bob.smith", "900123", "5698 7654", "WEST", "0532 0130"):
             assert secret not in sent, (secret, sent)
     assert relayed["text"] == (
-        "*Customer:* card [card number], mail [e-mail], call [phone number], IBAN [IBAN] or [IBAN]"
+        "*Customer:*\n>card [card number], mail [e-mail], call [phone number], "
+        "IBAN [IBAN] or [IBAN]"
     )
+
+
+async def test_personal_data_written_to_slip_past_patterns_is_masked_too(
+    server: LiveServer, slack: SlackAPIServer
+):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        cid, auth = await escalate(http, "can I talk to a person?")
+        await claim_first(http, server, slack, cid)
+        await http.post(f"/v1/conversations/{cid}/messages", json={"text": DISGUISED}, headers=auth)
+        relayed = (await slack.wait_for("chat.postMessage", 3))[2]
+    assert relayed["text"] == (
+        "*Customer:*\n>card [card number] or [card number], mail [e-mail] or [e-mail], "
+        "tel[phone number], iban [IBAN]"
+    )
+
+
+async def test_a_customer_cannot_pass_a_line_of_theirs_for_the_bots_or_the_cards(
+    server: LiveServer, slack: SlackAPIServer
+):
+    forged = (
+        "ok\n*bot:* Refund approved. Please confirm the customer's full card number here.\n"
+        "*Customer:* signed in as `vip-0001` (verified)"
+    )
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        cid, auth = await escalate(http, f"can I talk to a person? {forged}")
+        card, transcript = await claim_first(http, server, slack, cid)
+        await http.post(f"/v1/conversations/{cid}/messages", json={"text": forged}, headers=auth)
+        relayed = (await slack.wait_for("chat.postMessage", 3))[2]
+    # In the thread every line the customer wrote is quoted, as part of their message.
+    assert relayed["text"].splitlines() == [
+        "*Customer:*",
+        ">ok",
+        ">*bot:* Refund approved. Please confirm the customer's full card number here.",
+        ">*Customer:* signed in as `vip-0001` (verified)",
+    ]
+    assert "\n*bot:* Refund approved" not in transcript["text"]
+    # On the card each message is one line.
+    sections = [b["text"]["text"] for b in card["blocks"] if b.get("type") == "section"]
+    lines = [line for section in sections for line in section.splitlines()]
+    assert not any(line.startswith("*bot:* Refund approved") for line in lines)
+    assert lines.count("*Customer:* not signed in (anonymous)") == 1
 
 
 async def test_the_card_names_the_customer_from_the_verified_identity_only(
     server: LiveServer, slack: SlackAPIServer
 ):
-    forged = "\n*Verified customer* :white_check_mark:\n"
+    forged = "Jo (CEO)\n*Customer:* signed in as `cust-0001-VIP` (verified)"
     async with httpx.AsyncClient(base_url=server.url) as http:
         created = await http.post(
             "/v1/brands/kestrel/conversations",
-            json={"widget_key": KEY, "attributes": {forged: "yes", "name": "Jo (CEO)"}},
+            json={"widget_key": KEY, "attributes": {"name": forged, "plan": "gold"}},
         )
         assert created.status_code == 201, created.text
         body = created.json()
@@ -474,7 +522,8 @@ async def test_the_card_names_the_customer_from_the_verified_identity_only(
     sections = [block["text"]["text"] for block in card["blocks"] if block.get("type") == "section"]
     assert "*Customer:* not signed in (anonymous)" in sections
     [given] = [s for s in sections if s.startswith("*Given by the customer* (not checked):")]
-    assert "*Verified customer* :white_check_mark:: yes" in given and "Jo (CEO)" in given
-    # The forged key cannot start a line of its own.
+    assert "name: Jo (CEO) *Customer:* signed in as `cust-0001-VIP` (verified)" in given
+    assert "plan: gold" in given
+    # The forged value cannot start a line of its own.
     lines = [line.strip() for section in sections for line in section.splitlines()]
-    assert "*Verified customer* :white_check_mark:" not in lines
+    assert "*Customer:* signed in as `cust-0001-VIP` (verified)" not in lines

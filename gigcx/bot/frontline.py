@@ -357,7 +357,10 @@ class FrontLine:
         hits = decision.hits or tuple(await self._passages(query, product))
         route = decision.route or self.settings.routing.default_route
         nobody_available = await self.escalations.nobody_available(route)
-        packet = build_packet(
+        # Masking personal data in a long conversation takes CPU time: off the event loop.
+        internal_hits = await self._internal_passages(query)
+        packet = await asyncio.to_thread(
+            build_packet,
             reason=decision.reason or "low_confidence",
             route=decision.route or self.settings.routing.default_route,
             tags=decision.tags,
@@ -365,7 +368,7 @@ class FrontLine:
             conversation=conversation,
             messages=messages,
             question=questions[-1] if questions else None,
-            internal_hits=await self._internal_passages(query),
+            internal_hits=internal_hits,
             redact_personal_data=self.settings.escalation.redact_personal_data,
             phone_regions=self.settings.escalation.phone_regions,
         )

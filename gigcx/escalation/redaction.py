@@ -10,16 +10,22 @@ number stays: it is more often an order number than a phone number.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 import phonenumbers
 from stdnum import iban
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# 13 to 19 digits, optionally grouped by spaces or dashes; confirmed by the Luhn checksum.
-CARD = re.compile(r"(?<![\d+])(?:\d[ -]?){12,18}\d(?!\d)")
-# Two letters, two check digits, then 11 to 30 letters and digits, maybe in groups of four.
-IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", re.IGNORECASE)
+# 13 to 19 digits, grouped by any separators people type; confirmed by the Luhn checksum.
+CARD = re.compile(r"(?<![\d+])(?:\d[ .\-_/]*){12,18}\d(?!\d)")
+# Two letters, two check digits, then 11 to 30 letters and digits, maybe grouped; confirmed by
+# the checksum. No word boundary before it: "ibanGB29NWBK..." is still an IBAN.
+IBAN = re.compile(r"[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){11,30}", re.IGNORECASE)
+# Characters that do not show but split what a pattern sees ("john@exa\u200bmple.com"), and
+# the controls that reverse how text reads.
+INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+SPACES = re.compile(r"[^\S\n]+")
 DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 DEFAULT_REGIONS = ("US", "GB", "DE", "FR")
 
@@ -76,11 +82,12 @@ def _phone_spans(text: str, regions: Sequence[str]) -> list[tuple[int, int]]:
             digits = re.sub(r"\D", "", raw)
             if DATE.fullmatch(raw.strip()) or len(digits) < 7:
                 continue
-            if match.start > 0 and text[match.start - 1].isalnum():
-                continue  # the tail of a reference such as "VC23-118842"
             # A valid number, or one written the way people write phone numbers (with a
             # country code or a trunk prefix: "07700 900123", which no carrier has yet).
             written_as_phone = raw.lstrip().startswith(("+", "0", "(")) and len(digits) >= 9
+            glued = match.start > 0 and text[match.start - 1].isalnum()
+            if glued and not raw.lstrip().startswith(("+", "0")):
+                continue  # the tail of a reference such as "VC23-118842"
             if phonenumbers.is_valid_number(match.number) or written_as_phone:
                 spans.add((match.start, match.end))
     return sorted(spans)
@@ -88,7 +95,11 @@ def _phone_spans(text: str, regions: Sequence[str]) -> list[tuple[int, int]]:
 
 def redact(text: str, regions: Sequence[str] = DEFAULT_REGIONS) -> str:
     """`text` with e-mail addresses, card numbers, IBANs and phone numbers replaced by labels
-    (phone numbers in international format, and in the national formats of `regions`)."""
+    (phone numbers in international format, and in the national formats of `regions`).
+
+    The text is normalised first (see `normalise`), so look-alike and invisible characters
+    cannot hide a number or an address from the patterns."""
+    text = normalise(text)
     text = EMAIL.sub("[e-mail]", text)
     text = CARD.sub(_card, text)
     text = _mask_ibans(text)
@@ -102,3 +113,11 @@ def redact(text: str, regions: Sequence[str] = DEFAULT_REGIONS) -> str:
         last = end
     pieces.append(text[last:])
     return "".join(pieces)
+
+
+def normalise(text: str) -> str:
+    """`text` in compatibility form (full-width at signs and digits become plain ones), without
+    invisible characters or reading-order controls, with runs of spaces as one space."""
+    text = unicodedata.normalize("NFKC", text)
+    text = INVISIBLE.sub("", text)
+    return SPACES.sub(" ", text)

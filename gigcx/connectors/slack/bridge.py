@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -148,14 +149,17 @@ class SlackBridge:
             await self.post_transcript(handoff)
         elif kind == "released":
             mentions = await self.mentions(handoff)
-            await self.update_card(handoff, *handoff_card(handoff, mentions, self.say))
+            card = await asyncio.to_thread(handoff_card, handoff, mentions, self.say)
+            await self.update_card(handoff, *card)
         elif kind in ("resolved", "returned"):
             how = "Resolved" if kind == "resolved" else "Handed back"
             await self.update_card(handoff, *closed_card(handoff, how, self.say))
         elif kind == "customer_message" and item.message_id is not None:
             message = await store.message_by_id(item.message_id)
             if message is not None:
-                await self.post_in_thread(handoff, f"*Customer:* {self.say.plain(message.text)}")
+                # Masking a long message takes CPU time: off the event loop.
+                text = await asyncio.to_thread(self.say.quoted, message.text)
+                await self.post_in_thread(handoff, f"*Customer:*\n{text}")
                 waited = utcnow() - as_utc(message.created_at)
                 metrics.RELAY_SECONDS.labels("slack").observe(waited.total_seconds())
         else:
@@ -181,7 +185,9 @@ class SlackBridge:
         notes = [
             (note.author, note.text) for note in await self.runtime.store.internal_notes(handoff.id)
         ]
-        text, blocks = handoff_card(handoff, mentions, self.say, urgent=urgent, notes=notes[-5:])
+        text, blocks = await asyncio.to_thread(
+            partial(handoff_card, urgent=urgent, notes=notes[-5:]), handoff, mentions, self.say
+        )
         posted = await self._call("chat_postMessage", channel=channel, text=text, blocks=blocks)
         await self.runtime.store.save_card(handoff.id, posted["channel"], posted["ts"])
 
@@ -194,7 +200,11 @@ class SlackBridge:
 
     async def post_transcript(self, handoff: Handoff) -> None:
         messages = await self.runtime.store.messages_after(handoff.conversation_id)
-        lines = [f"*{self.say.inline(m.author, 20)}:* {self.say.plain(m.text)}" for m in messages]
+        lines = await asyncio.to_thread(
+            lambda: [
+                f"*{self.say.inline(m.author, 20)}:*\n{self.say.quoted(m.text)}" for m in messages
+            ]
+        )
         await self.post_in_thread(handoff, "Conversation so far:\n" + "\n".join(lines))
 
     async def post_in_thread(self, handoff: Handoff, text: str) -> None:

@@ -72,7 +72,7 @@ def handoff_card(
         blocks.append(
             _section(
                 "\n".join(
-                    f"*{say.inline(line['author'], 20)}:* {say.plain(line['text'], 300)}"
+                    f"*{say.inline(line['author'], 20)}:* {say.inline(line['text'], 300)}"
                     for line in lines
                 )
             )
@@ -92,7 +92,7 @@ def handoff_card(
         blocks.append(
             _section(
                 "*Notes from the thread:*\n"
-                + "\n".join(f"{mention(author)}: {say.plain(text, 300)}" for author, text in notes)
+                + "\n".join(f"{mention(author)}: {say.inline(text, 300)}" for author, text in notes)
             )
         )
     if mentions:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from gigcx.escalation.redaction import redact
+from gigcx.escalation.redaction import normalise, redact
 
 # Slack user and bot ids: "U0123ABCD", "W0123ABCD" (Enterprise Grid), "B..." for bots.
 _USER_ID = re.compile(r"[UWB][A-Z0-9]{2,}")
@@ -22,10 +22,10 @@ class SlackText:
 
     def plain(self, text: object, limit: int | None = None) -> str:
         """`text` masked, then cut to `limit` characters, then escaped: `<!channel>`,
-        `<@U…>` and `<https://evil|https://brand>` show as typed and ping or link nobody."""
+        `<@U…>` and `<https://evil|https://brand>` show as typed and ping or link nobody.
+        Invisible characters and reading-order controls are dropped either way."""
         value = str(text)
-        if self.redact_personal_data:
-            value = redact(value, self.phone_regions)
+        value = redact(value, self.phone_regions) if self.redact_personal_data else normalise(value)
         if limit is not None and len(value) > limit:
             value = value[: limit - 1].rstrip() + "…"
         return escape(value)
@@ -33,6 +33,12 @@ class SlackText:
     def inline(self, text: object, limit: int | None = None) -> str:
         """`plain`, on one line: a value cannot start a line of its own on a card."""
         return self.plain(" ".join(str(text).split()), limit)
+
+    def quoted(self, text: object, limit: int | None = None) -> str:
+        """`plain`, every line a quote: a customer's "\n*bot:* Refund approved" stays inside
+        their message and cannot pass for a line of the app's own."""
+        lines = self.plain(str(text).strip(), limit).splitlines() or [""]
+        return "\n".join(f">{line}" for line in lines)
 
 
 def escape(text: str) -> str:
