@@ -134,6 +134,27 @@ async def test_an_expert_at_capacity_is_refused_in_the_console_and_staff_can_cla
     assert staff.status_code == 200 and staff.json()["assignee"] == JORDAN
 
 
+async def test_a_reply_or_note_that_shows_nothing_gets_422_and_the_customer_sees_nothing(
+    client: httpx.AsyncClient, gigcx_runtime: GigCX
+):
+    await register_experts(gigcx_runtime)
+    cid = await escalated_conversation(client)
+    expert = {"X-Console-Token": TOKEN}
+    [waiting] = (await client.get("/v1/console/handoffs", headers=expert)).json()
+    path = f"/v1/console/handoffs/{waiting['id']}"
+    await client.post(f"{path}/claim", json={"expert_id": ALEX}, headers=expert)
+    before = await gigcx_runtime.store.messages_after(cid)
+    for action in ("reply", "note"):
+        for blank in ("   ", "\u200b\u2060", "\ufeff\u202e"):
+            refused = await client.post(
+                f"{path}/{action}", json={"expert_id": ALEX, "text": blank}, headers=expert
+            )
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["detail"] == "text: must not be empty"
+    assert len(await gigcx_runtime.store.messages_after(cid)) == len(before)
+    assert (await client.get(path, headers=expert)).json()["internal_notes"] == []
+
+
 async def test_the_console_is_off_without_a_token(gigcx_runtime: GigCX):
     web = gigcx_runtime.settings.web.model_copy(update={"console_token": None})
     gigcx_runtime.settings = gigcx_runtime.settings.model_copy(update={"web": web})

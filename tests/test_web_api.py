@@ -114,6 +114,12 @@ async def test_another_conversations_token_or_an_unknown_id_is_refused(client: h
     [
         ({"text": "x" * 4001}, "text: must be at most 4000 characters"),
         ({"text": "   "}, "text: must not be empty"),
+        # Text that shows nothing: zero-width space, word joiner, BOM, soft hyphen, ...
+        ({"text": "\u200b\u2060\ufeff"}, "text: must not be empty"),
+        ({"text": " \u200b\u00ad\u200c\u200d "}, "text: must not be empty"),
+        # ... bidi controls, a Hangul filler and a variation selector
+        ({"text": "\u202e\u2066\u2069\u200f"}, "text: must not be empty"),
+        ({"text": "\u3164\ufe0f\u2800"}, "text: must not be empty"),
         ({}, "text: is required"),
         ({"text": 5}, "text: Input should be a valid string"),
         ({"text": "hi", "extra": 1}, "extra: is not a known field"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
@@ -199,9 +198,72 @@ async def test_nul_and_lone_surrogates_get_422_naming_the_field_and_nothing_is_s
         assert [m.text for m in await runtime.store.messages_after(cid)] == [m.text for m in before]
         conversation = await runtime.store.get_conversation(cid)
         assert "contact_email" not in conversation.customer_attributes
-        # In a URL too: no such conversation, rather than a store error.
-        unknown = await client.get(f"/v1/conversations/{quote(bad, errors='surrogatepass')}")
-        assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("bad", "what"), [("\x00", "a NUL character"), ("\ud800", "a lone surrogate")]
+)
+async def test_a_widget_key_or_user_hash_the_store_cannot_keep_gets_422_not_a_server_error(
+    runtime_on_each_store: GigCX, bad: str, what: str
+):
+    # What an attacker sent to the running server: `{"widget_key": "\ud800"}` was a 500.
+    runtime = runtime_on_each_store
+    async with client_for(runtime) as client:
+        for body, words in [
+            ({"widget_key": bad}, f"widget_key: must not contain {what}"),
+            ({"widget_key": f"{KEY}{bad}"}, f"widget_key: must not contain {what}"),
+            (
+                {"widget_key": KEY, "user_id": "u1", "user_hash": f"ab{bad}"},
+                f"user_hash: must not contain {what}",
+            ),
+        ]:
+            refused = await post_raw(client, "/v1/brands/kestrel/conversations", body)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["detail"] == words
+        assert await count(runtime, "conversations") == 0
+
+
+async def test_a_nul_in_a_url_or_a_header_gets_422_naming_where_it_was(gigcx_runtime: GigCX):
+    # A lone surrogate cannot travel in a URL or a header (servers read a percent-escape
+    # that is not UTF-8 as U+FFFD, and headers as Latin-1); a NUL character can.
+    async with client_for(gigcx_runtime, console_token=SecretStr(CONSOLE_TOKEN)) as client:
+        cid, auth = await start_chat(client)
+        console = {"X-Console-Token": CONSOLE_TOKEN}
+        claim = {"expert_id": "alex"}
+        for method, path, headers, body, words in [
+            ("GET", "/v1/brands/kes%00trel/widget?key=k", {}, None, "path.brand"),
+            ("GET", f"/v1/brands/kestrel/widget?key={KEY}%00", {}, None, "query.key"),
+            ("POST", "/v1/brands/k%00/conversations", {}, {"widget_key": KEY}, "path.brand"),
+            ("GET", f"/v1/conversations/{cid}%00", auth, None, "path.conversation_id"),
+            ("POST", f"/v1/conversations/%00{cid}/handoff", auth, None, "path.conversation_id"),
+            (
+                "GET",
+                f"/v1/conversations/{cid}",
+                {"Authorization": auth["Authorization"] + "\x00"},
+                None,
+                "header.authorization",
+            ),
+            (
+                "POST",
+                "/v1/brands/kestrel/conversations",
+                {"Origin": "https://shop\x00.example"},
+                {"widget_key": KEY},
+                "header.origin",
+            ),
+            ("POST", "/v1/console/handoffs/%00/claim", console, claim, "path.handoff_id"),
+            ("POST", "/v1/console/handoffs/h1/re%00lease", console, claim, "path.action"),
+            (
+                "GET",
+                "/v1/console/handoffs",
+                {"X-Console-Token": CONSOLE_TOKEN + "\x00"},
+                None,
+                "header.x-console-token",
+            ),
+        ]:
+            response = await client.request(method, path, headers=headers, json=body)
+            assert response.status_code == 422, (path, response.text)
+            assert response.json()["detail"] == f"{words}: must not contain a NUL character"
+        assert await count(gigcx_runtime, "conversations") == 1
 
 
 # 3. The person button and the e-mail address

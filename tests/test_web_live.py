@@ -217,6 +217,16 @@ async def test_the_server_log_shows_every_request_but_never_a_conversation_token
                 await close_of(socket_)
             careless = await http.get(f"/v1/conversations/{cid}", params={"token": token})
             assert careless.status_code == 401
+            # Other careless ways: an encoded name, a ";" separator, another name ending in
+            # "token", a "token=" in the path, and the token where the id goes.
+            for url in [
+                f"/v1/conversations/{cid}?%74oken={token}",
+                f"/v1/conversations/{cid}?after=0;token={token}",
+                f"/v1/conversations/{cid}/messages?Access_Token={token}&after=0",
+                f"/v1/conversations/{cid};token={token}",
+                f"/v1/conversations/{token}/messages",
+            ]:
+                assert (await http.get(url)).status_code in (401, 404)
     finally:
         serve.stop()
     output = log.read_text(errors="replace")
@@ -224,4 +234,12 @@ async def test_the_server_log_shows_every_request_but_never_a_conversation_token
     assert f"POST /v1/conversations/{cid}/messages HTTP/1.1" in output
     assert f"/v1/conversations/{cid}/ws?token=[redacted]&after=2" in output
     assert f"GET /v1/conversations/{cid}?token=[redacted] HTTP/1.1" in output
+    for shown in [
+        f"GET /v1/conversations/{cid}?%74oken=[redacted] HTTP/1.1",
+        f"GET /v1/conversations/{cid}?after=0;token=[redacted] HTTP/1.1",
+        f"GET /v1/conversations/{cid}/messages?Access_Token=[redacted]&after=0 HTTP/1.1",
+        f"GET /v1/conversations/{cid}%3Btoken%3D[redacted] HTTP/1.1",
+        "GET /v1/conversations/[redacted]/messages HTTP/1.1",
+    ]:
+        assert shown in output
     assert token not in output

@@ -17,7 +17,7 @@ from gigcx.app import GigCX
 from gigcx.connectors.web.identity import secrets_match
 from gigcx.connectors.web.ratelimit import Check
 from gigcx.connectors.web.routes import client_ip, limiter, runtime, too_many
-from gigcx.connectors.web.schemas import ErrorOut, Text
+from gigcx.connectors.web.schemas import ErrorOut, MessageText, Text
 from gigcx.escalation import ClaimRefused
 from gigcx.store import Handoff
 
@@ -29,13 +29,13 @@ class ExpertAction(BaseModel):
 
 
 class ExpertReply(ExpertAction):
-    text: Text = Field(min_length=1, max_length=4000)
+    text: MessageText = Field(min_length=1, max_length=4000)
 
 
 async def console_access(
     request: Request,
     gigcx: Annotated[GigCX, Depends(runtime)],
-    x_console_token: Annotated[str | None, Header()] = None,
+    x_console_token: Annotated[Text | None, Header()] = None,
 ) -> GigCX:
     token = gigcx.settings.web.console_token
     if token is None:
@@ -84,7 +84,7 @@ async def list_handoffs(gigcx: Console) -> list[dict[str, Any]]:
 
 
 @router.get("/handoffs/{handoff_id}", summary="A handoff's packet and the live conversation")
-async def show_handoff(handoff_id: str, gigcx: Console) -> dict[str, Any]:
+async def show_handoff(handoff_id: Text, gigcx: Console) -> dict[str, Any]:
     handoff = await _handoff(gigcx, handoff_id)
     messages = await gigcx.store.messages_after(handoff.conversation_id)
     notes = await gigcx.store.internal_notes(handoff.id)
@@ -100,7 +100,7 @@ async def show_handoff(handoff_id: str, gigcx: Console) -> dict[str, Any]:
 
 
 @router.post("/handoffs/{handoff_id}/claim", summary="Claim: the first expert wins")
-async def claim(handoff_id: str, body: ExpertAction, gigcx: Console) -> dict[str, Any]:
+async def claim(handoff_id: Text, body: ExpertAction, gigcx: Console) -> dict[str, Any]:
     await _handoff(gigcx, handoff_id)
     try:
         handoff = await gigcx.escalations.claim(handoff_id, body.expert_id, body.name)
@@ -116,7 +116,7 @@ async def claim(handoff_id: str, body: ExpertAction, gigcx: Console) -> dict[str
 
 
 @router.post("/handoffs/{handoff_id}/reply", status_code=201, summary="Reply to the customer")
-async def reply(handoff_id: str, body: ExpertReply, gigcx: Console) -> dict[str, Any]:
+async def reply(handoff_id: Text, body: ExpertReply, gigcx: Console) -> dict[str, Any]:
     await _handoff(gigcx, handoff_id)
     message = await gigcx.escalations.send_reply(handoff_id, body.expert_id, body.text.strip())
     if message is None:
@@ -127,14 +127,14 @@ async def reply(handoff_id: str, body: ExpertReply, gigcx: Console) -> dict[str,
 @router.post(
     "/handoffs/{handoff_id}/note", status_code=201, summary="Keep a note from the customer"
 )
-async def note(handoff_id: str, body: ExpertReply, gigcx: Console) -> dict[str, Any]:
+async def note(handoff_id: Text, body: ExpertReply, gigcx: Console) -> dict[str, Any]:
     await _handoff(gigcx, handoff_id)
     kept = await gigcx.store.add_internal_note(handoff_id, body.expert_id, body.text.strip())
     return {"author": kept.author, "text": kept.text, "created_at": kept.created_at.isoformat()}
 
 
 @router.post("/handoffs/{handoff_id}/{action}", summary="release, handback or resolve")
-async def act(handoff_id: str, action: str, body: ExpertAction, gigcx: Console) -> dict[str, Any]:
+async def act(handoff_id: Text, action: Text, body: ExpertAction, gigcx: Console) -> dict[str, Any]:
     await _handoff(gigcx, handoff_id)
     steps = {
         "release": gigcx.escalations.release,

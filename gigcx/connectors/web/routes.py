@@ -37,6 +37,7 @@ from gigcx.connectors.web.schemas import (
     NewConversation,
     NewMessage,
     NewRating,
+    Text,
     TurnOut,
     WidgetConfig,
 )
@@ -140,9 +141,9 @@ def _bearer(authorization: str | None) -> str | None:
 
 
 async def conversation_for(
-    conversation_id: str,
+    conversation_id: Text,
     gigcx: Annotated[GigCX, Depends(runtime)],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[Text | None, Header()] = None,
 ) -> Conversation:
     return await _authorized(gigcx, conversation_id, _bearer(authorization))
 
@@ -188,7 +189,7 @@ def _check_origin(gigcx: GigCX, origin: str | None) -> None:
     summary="The widget's look and words for a brand (title, colour, greeting)",
 )
 async def widget_config(
-    brand: str, key: str, gigcx: Annotated[GigCX, Depends(runtime)]
+    brand: Text, key: Text, gigcx: Annotated[GigCX, Depends(runtime)]
 ) -> WidgetConfig:
     _check_brand_and_key(gigcx, brand, key)
     settings = gigcx.settings
@@ -211,11 +212,15 @@ async def widget_config(
     summary="Start a conversation (the widget calls this with the brand's public key)",
 )
 async def create_conversation(
-    brand: str, body: NewConversation, request: Request, gigcx: Annotated[GigCX, Depends(runtime)]
+    brand: Text,
+    body: NewConversation,
+    request: Request,
+    gigcx: Annotated[GigCX, Depends(runtime)],
+    origin: Annotated[Text | None, Header()] = None,
 ) -> ConversationCreated:
     settings = gigcx.settings
     _check_brand_and_key(gigcx, brand, body.widget_key)
-    _check_origin(gigcx, request.headers.get("origin"))
+    _check_origin(gigcx, origin)
     try:
         verified = verify_identity(settings.identity, body.user_id, body.user_hash)
     except IdentityRefused as error:
@@ -270,10 +275,8 @@ async def post_message(
     conversation: Annotated[Conversation, Depends(conversation_for)],
     gigcx: Annotated[GigCX, Depends(runtime)],
 ) -> TurnOut:
-    text = body.text.strip()
+    text = body.text.strip()  # never empty: NewMessage refuses text that shows nothing
     limit = gigcx.settings.web.max_message_chars
-    if not text:
-        raise _invalid("text", "must not be empty")
     if len(text) > limit:
         raise _invalid("text", f"must be at most {limit} characters (got {len(text)})")
     per_conversation = request.app.state.web.messages_per_minute_per_conversation

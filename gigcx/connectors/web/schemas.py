@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 
@@ -27,8 +28,36 @@ def _storable(value: object) -> object:
     return value
 
 
-# Every text a client sends that may be stored or shown.
+# Characters that show nothing on their own: spaces and control characters, format characters
+# (zero-width spaces and joiners, word joiner, BOM, soft hyphen, bidi controls, tags), the
+# letters that render blank (Hangul fillers, Braille blank) and the marks that only change
+# the character before them (combining grapheme joiner, variation selectors).
+_INVISIBLE_KINDS = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
+_BLANK_CHARACTERS = frozenset("\u115f\u1160\u2800\u3164\uffa0\u034f")
+
+
+def _shows_nothing(char: str) -> bool:
+    return (
+        unicodedata.category(char) in _INVISIBLE_KINDS
+        or char in _BLANK_CHARACTERS
+        or "\u180b" <= char <= "\u180f"
+        or "\ufe00" <= char <= "\ufe0f"
+        or "\U000e0100" <= char <= "\U000e01ef"
+    )
+
+
+def _visible(value: str) -> str:
+    # A message of zero-width spaces or bidi controls is as empty as one of spaces.
+    if all(_shows_nothing(char) for char in value):
+        raise PydanticCustomError("text_empty", "must not be empty")
+    return value
+
+
+# Every text a client sends that may be stored or shown, or that the server compares, hashes
+# or looks up: in a body, a path, a query string or a header.
 Text = Annotated[str, BeforeValidator(_storable)]
+# A message someone will read: not empty, and not only characters that show nothing.
+MessageText = Annotated[Text, AfterValidator(_visible)]
 AttributeValue = Annotated[str | int | float | bool, BeforeValidator(_storable)]
 
 
@@ -45,11 +74,11 @@ class MessageOut(BaseModel):
 
 
 class NewConversation(_Body):
-    widget_key: str = Field(description="The brand's public widget key (from its gigcx.yaml).")
+    widget_key: Text = Field(description="The brand's public widget key (from its gigcx.yaml).")
     user_id: Text | None = Field(
         None, min_length=1, max_length=128, description="The brand's id of a signed-in customer."
     )
-    user_hash: str | None = Field(
+    user_hash: Text | None = Field(
         None,
         max_length=128,
         description="Hex HMAC-SHA256 of user_id with the brand's identity secret.",
@@ -89,7 +118,7 @@ class HandoverOut(BaseModel):
 
 
 class NewMessage(_Body):
-    text: Text = Field(description="What the customer wrote (1 to 4,000 characters).")
+    text: MessageText = Field(description="What the customer wrote (1 to 4,000 characters).")
 
 
 class ConversationOut(BaseModel):
