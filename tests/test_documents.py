@@ -253,6 +253,11 @@ PLAYBOOK = "---\ntitle: Refund playbook\naudience: internal\n---\nApprove refund
         pytest.param(PLAYBOOK.replace("\n", "\r\n"), id="crlf"),
         pytest.param("\ufeff" + PLAYBOOK, id="bom"),
         pytest.param("\ufeff\n  ---\t\r\n" + PLAYBOOK[4:].replace("\n", "\r\n"), id="all-at-once"),
+        pytest.param(PLAYBOOK.replace("---\n", "--- # internal doc\n", 1), id="comment-on-fence"),
+        pytest.param("\u200b" + PLAYBOOK, id="zero-width-space"),
+        pytest.param("\u2060" + PLAYBOOK, id="word-joiner"),
+        pytest.param(PLAYBOOK.replace("---\n", "---\u2028", 1), id="line-separator"),
+        pytest.param(PLAYBOOK.replace("\n---\n", "\n\u200b--- # end\u2029", 1), id="closing-fence"),
     ],
 )
 def test_a_harmless_variant_of_the_front_matter_fence_is_read_as_front_matter(text: str) -> None:
@@ -299,6 +304,104 @@ def test_a_fence_of_the_wrong_kind_is_an_error_not_public_text(
 ) -> None:
     error = parse_error("playbook.md", PLAYBOOK.replace("---", first_line))
     assert error.line == 1 and expected in error.message
+
+
+FAQ = "- question: Refund without a receipt?\n  answer: Up to $50.\n  audience: internal\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line", "expected"),
+    [
+        pytest.param(
+            "p.md", PLAYBOOK.replace("---", "\u2014" * 3), 1, "exactly '---'", id="em-dashes"
+        ),
+        pytest.param(
+            "p.md", PLAYBOOK.replace("---", "\u2013" * 3), 1, "exactly '---'", id="en-dashes"
+        ),
+        pytest.param(
+            "p.md", "# Refund playbook\n\n" + PLAYBOOK, 5, "at the very top", id="heading-first"
+        ),
+        pytest.param(
+            "p.md", "<!-- staff -->\n" + PLAYBOOK, 4, "at the very top", id="html-comment-first"
+        ),
+        pytest.param(
+            "p.md",
+            "# Playbook\n"
+            + PLAYBOOK.replace("audience: internal", "\u200b Audience :\u00a0INTERNAL"),
+            4,
+            "looks meant to be internal",
+            id="invisible-characters-around-audience",
+        ),
+        pytest.param(
+            "p.md",
+            PLAYBOOK.replace(
+                "title: Refund playbook\naudience", "title: >\n  Refund playbook\n  audience"
+            ),
+            4,
+            "does not parse as internal",
+            id="audience-inside-the-title",
+        ),
+        pytest.param(
+            "p.md",
+            PLAYBOOK.replace("audience: internal\n", "audience: internal\naudience: public\n"),
+            4,
+            "key 'audience' is given twice (lines 3 and 4)",
+            id="internal-then-public",
+        ),
+        pytest.param(
+            "p.md",
+            PLAYBOOK.replace("audience: internal\n", "audience: public\naudience: internal\n"),
+            4,
+            "key 'audience' is given twice (lines 3 and 4)",
+            id="public-then-internal",
+        ),
+        pytest.param(
+            "p.faq.yml",
+            FAQ + "  audience: public\n",
+            4,
+            "key 'audience' is given twice (lines 3 and 4)",
+            id="faq-internal-then-public",
+        ),
+        pytest.param(
+            "p.faq.yml",
+            FAQ.replace("internal", "public") + "  audience: internal\n",
+            4,
+            "key 'audience' is given twice (lines 3 and 4)",
+            id="faq-public-then-internal",
+        ),
+        pytest.param(
+            "p.faq.yml",
+            "- question: Q\n  answer: A\n- question: Refund?\n  answer: |\n    Up to $50.\n"
+            "    audience: internal\n",
+            6,
+            "entry 2 does not parse as internal",
+            id="faq-audience-inside-the-answer",
+        ),
+    ],
+)
+def test_a_file_that_says_it_is_internal_but_does_not_parse_as_internal_is_an_error(
+    name: str, text: str, line: int, expected: str
+) -> None:
+    error = parse_error(name, text)
+    assert str(error).startswith(f"{name}:{line}: ")
+    assert expected in error.message
+    assert error.says_internal  # sync withdraws any public version of it
+
+
+def test_a_public_file_may_mention_the_audience_field_in_a_sentence() -> None:
+    text = "# Hiding a page\n\nWrite `audience: internal` in its front matter.\n"
+    assert parse("help.md", text).chunks[0].audience == "public"
+
+
+def test_an_faq_file_may_mix_public_and_internal_entries() -> None:
+    document = parse("faq/mixed.faq.yml", "- question: Q\n  answer: A\n" + FAQ)
+    assert [c.audience for c in document.chunks if c.kind == "section"] == ["public", "internal"]
+
+
+def test_a_key_given_twice_anywhere_in_yaml_is_an_error() -> None:
+    error = parse_error("t.md", "---\ntitle: A\ntitle: B\n---\nBody\n")
+    assert str(error).startswith("t.md:3: ") and "key 'title' is given twice" in error.message
+    assert not error.says_internal
 
 
 def test_a_horizontal_rule_later_in_the_file_is_not_front_matter() -> None:

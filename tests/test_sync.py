@@ -377,9 +377,8 @@ def test_an_index_that_published_a_typo_file_before_this_fix_is_repaired_by_the_
     (folder / "playbook.md").write_bytes(raw)
     # What earlier releases stored for this file: public text, under the hash of its bytes.
     old_hash = hashlib.sha256(raw + f"v1/{options.chunk_size}/{options.chunk_overlap}".encode())
-    leaked = parse_document(
-        "playbook.md", raw.replace(b"--- \n", b"", 1), options, old_hash.hexdigest()
-    )
+    public_text = b"# Refund playbook\n\nStaff may approve refunds up to $50 without a receipt.\n"
+    leaked = parse_document("playbook.md", public_text, options, old_hash.hexdigest())
     texts = [chunk.embed_text for chunk in leaked.chunks]
     index.write_documents([leaked], index.embedder.embed_documents(texts))
     assert customer_sees_the_playbook(index)
@@ -388,3 +387,156 @@ def test_an_index_that_published_a_typo_file_before_this_fix_is_repaired_by_the_
 
     assert report.changed == ["playbook.md"]
     assert not customer_sees_the_playbook(index)
+
+
+# Typos the parser does not read as internal: each is internal once the fix reads it, or a
+# failure naming the file; never public text. (FAQ variants write playbook.faq.yml.)
+PLAYBOOK_FAQ = (
+    "- question: Can staff approve a refund without a receipt?\n"
+    "  answer: Staff may approve refunds up to {limit} without a receipt.\n"
+    "  audience: internal\n"
+)
+MORE_TYPOS = [  # (typo, an FAQ file?, reported as failed?)
+    pytest.param(
+        lambda t: t.replace("---\n", "--- # internal doc\n", 1), False, False, id="fence-comment"
+    ),
+    pytest.param(lambda t: "\u200b" + t, False, False, id="zero-width-space"),
+    pytest.param(lambda t: "\u2060" + t, False, False, id="word-joiner"),
+    pytest.param(lambda t: t.replace("---", "\u2014" * 3), False, True, id="em-dashes"),
+    pytest.param(lambda t: t.replace("---", "\u2013" * 3), False, True, id="en-dashes"),
+    pytest.param(lambda t: "# Refund playbook\n\n" + t, False, True, id="heading-first"),
+    pytest.param(lambda t: "<!-- staff only -->\n" + t, False, True, id="html-comment-first"),
+    pytest.param(lambda t: t.replace("---\n", "---\u2028", 1), False, False, id="line-separator"),
+    pytest.param(
+        lambda t: t.replace("internal\n", "internal\naudience: public\n"),
+        False,
+        True,
+        id="internal-then-public",
+    ),
+    pytest.param(
+        lambda t: t.replace("audience: internal\n", "audience: public\naudience: internal\n"),
+        False,
+        True,
+        id="public-then-internal",
+    ),
+    pytest.param(
+        lambda t: t.replace("internal\n", "internal\n  audience: public\n"),
+        True,
+        True,
+        id="faq-internal-then-public",
+    ),
+    pytest.param(
+        lambda t: t.replace("audience: internal\n", "audience: public\n  audience: internal\n"),
+        True,
+        True,
+        id="faq-public-then-internal",
+    ),
+    pytest.param(
+        lambda t: t.replace("  audience", "    audience").replace("answer: ", "answer: |\n    "),
+        True,
+        True,
+        id="faq-audience-inside-the-answer",
+    ),
+]
+
+
+def write_playbook(folder: Path, typo: Callable[[str], str] | None, limit: str, faq: bool) -> str:
+    name, template = ("playbook.faq.yml", PLAYBOOK_FAQ) if faq else ("playbook.md", PLAYBOOK)
+    text = template.format(limit=limit)
+    (folder / name).write_bytes((typo(text) if typo else text).encode())
+    return name
+
+
+@pytest.mark.parametrize(("typo", "faq", "fails"), MORE_TYPOS)
+def test_a_new_file_that_says_internal_is_never_shown_to_customers_whatever_the_typo(
+    tmp_path: Path,
+    index: KnowledgeIndex,
+    options: ChunkingOptions,
+    typo: Callable[[str], str],
+    faq: bool,
+    fails: bool,
+) -> None:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "returns.md").write_text("# Returns\n\nCustomers can return items within 30 days.\n")
+    name = write_playbook(folder, typo, "$50", faq)
+
+    report = sync_knowledge(folder, index, options)
+
+    assert not customer_sees_the_playbook(index)
+    assert index.search("refund without a receipt", 5)[0].path == "returns.md"
+    assert bool(report.failed) == fails
+    if fails:
+        [failure] = report.failed
+        assert failure.path == name and failure.line is not None
+        assert str(failure).startswith(f"{name}:{failure.line}: ")
+    else:
+        expert = index.search("refund without a receipt", 5, include_internal=True)
+        assert (expert[0].path, expert[0].audience) == (name, "internal")
+
+
+@pytest.mark.parametrize(("typo", "faq", "fails"), MORE_TYPOS)
+def test_an_internal_file_edited_with_any_typo_stays_internal_or_keeps_its_last_good_version(
+    tmp_path: Path,
+    index: KnowledgeIndex,
+    options: ChunkingOptions,
+    typo: Callable[[str], str],
+    faq: bool,
+    fails: bool,
+) -> None:
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "returns.md").write_text("# Returns\n\nCustomers can return items within 30 days.\n")
+    name = write_playbook(folder, None, "$50", faq)
+    sync_knowledge(folder, index, options)
+
+    write_playbook(folder, typo, "$80", faq)
+    report = sync_knowledge(folder, index, options)
+
+    assert not customer_sees_the_playbook(index)
+    assert not report.removed and not report.added
+    expert = index.search("refund without a receipt", 5, include_internal=True)[0]
+    assert (expert.path, expert.audience) == (name, "internal")
+    assert bool(report.failed) == fails
+    if fails:
+        [failure] = report.failed
+        assert failure.path == name and not report.changed
+        assert "$50" in expert.text
+    else:
+        assert report.changed == [name]
+        assert "$80" in expert.text
+
+
+@pytest.mark.parametrize(
+    "typo",
+    [
+        pytest.param(lambda t: t.replace("---\n", "--- # internal doc\n", 1), id="now-read"),
+        pytest.param(lambda t: "# Refund playbook\n\n" + t, id="now-an-error"),
+        pytest.param(
+            lambda t: t.replace("internal\n", "internal\naudience: public\n"), id="duplicate-key"
+        ),
+    ],
+)
+def test_an_index_that_published_a_file_meant_to_be_internal_is_repaired_by_the_next_sync(
+    tmp_path: Path, index: KnowledgeIndex, options: ChunkingOptions, typo: Callable[[str], str]
+) -> None:
+    import hashlib
+
+    from gigcx.knowledge.documents import parse_document
+
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "returns.md").write_text("# Returns\n\nCustomers can return items within 30 days.\n")
+    write_playbook(folder, typo, "$50", faq=False)
+    raw = (folder / "playbook.md").read_bytes()
+    # What the previous release stored for this file: public text, under the hash of its bytes.
+    old_hash = hashlib.sha256(raw + f"v2/{options.chunk_size}/{options.chunk_overlap}".encode())
+    public_text = b"# Refund playbook\n\nStaff may approve refunds up to $50 without a receipt.\n"
+    leaked = parse_document("playbook.md", public_text, options, old_hash.hexdigest())
+    index.write_documents([leaked], index.embedder.embed_documents([leaked.chunks[0].embed_text]))
+    assert customer_sees_the_playbook(index)
+
+    report = sync_knowledge(folder, index, options)
+
+    assert not customer_sees_the_playbook(index)
+    assert [f.path for f in report.failed] + report.changed == ["playbook.md"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,20 +28,28 @@ MAX_FILE_BYTES = 1_000_000
 # Bumped when the way files become chunks changes, so a sync re-embeds everything once.
 # 2: front matter behind a blank line, a space or a BOM is read; an index that published
 # such a file as public text before must not keep it as "unchanged".
-CHUNKING_VERSION = "2"
+# 3: a '# comment' on the fence, invisible characters and U+2028/2029 line separators are
+# read, and a file that says `audience: internal` without parsing as internal is an error;
+# files an index published as public text before must be read again.
+CHUNKING_VERSION = "3"
 
 Audience = Literal["public", "internal"]
 ChunkKind = Literal["section", "question"]
 
 
 class KnowledgeFileError(Exception):
-    """A knowledge file that cannot be indexed; says which file, which line and why."""
+    """A knowledge file that cannot be indexed; says which file, which line and why.
+
+    `says_internal` is set when the file's text declares `audience: internal` somewhere: sync
+    then leaves no public version of it in the index.
+    """
 
     def __init__(self, path: str, message: str, line: int | None = None) -> None:
         super().__init__(message)
         self.path = path
         self.message = message
         self.line = line
+        self.says_internal = False
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
@@ -192,10 +202,14 @@ def parse_document(
     text = _decode(relative, raw)
     if not text.strip():
         raise KnowledgeFileError(relative, "file is empty; add content or delete the file")
-    if relative.lower().endswith(FAQ_SUFFIXES):
-        chunks = _faq_chunks(relative, text)
-    else:
-        chunks = _markdown_chunks(relative, text, options)
+    try:
+        if relative.lower().endswith(FAQ_SUFFIXES):
+            chunks = _faq_chunks(relative, text)
+        else:
+            chunks = _markdown_chunks(relative, text, options)
+    except KnowledgeFileError as error:
+        error.says_internal = bool(_internal_declarations(text))
+        raise
     return KnowledgeDocument(relative, file_hash or content_hash(raw, options), chunks)
 
 
@@ -210,20 +224,70 @@ def _decode(relative: str, raw: bytes) -> str:
             "save the file as UTF-8",
             line,
         ) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    # YAML and the Markdown splitter read U+2028/2029 as line breaks; so does everything else here.
+    return re.sub("\r\n|[\r\u2028\u2029]", "\n", text)
+
+
+# Format characters an editor shows as nothing (zero-width space, word joiner, BOM, bidi marks).
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+# A line that declares `audience: internal`, as YAML would write it in front matter or an FAQ
+# entry (in any case, spacing or quoting), once invisible characters are gone.
+_INTERNAL_DECLARATION = re.compile(
+    r"[\s\-?{,\"']*audience[\"']?\s*[:=]\s*[\"']?internal\b", re.IGNORECASE
+)
+
+
+def _visible(line: str) -> str:
+    return _INVISIBLE.sub("", line)
+
+
+def _internal_declarations(text: str) -> list[int]:
+    """1-based lines that read like `audience: internal`, wherever they are in the file.
+
+    A safety net under the parser: a file that says it is internal but is not read as internal
+    (a typo we did not foresee) is an error, never public text.
+    """
+    return [
+        number
+        for number, line in enumerate(text.split("\n"), start=1)
+        if _INTERNAL_DECLARATION.match(unicodedata.normalize("NFKC", _visible(line)))
+    ]
+
+
+def _not_read_as_internal(relative: str, line: int, what: str, fix: str) -> KnowledgeFileError:
+    return KnowledgeFileError(
+        relative,
+        "this file looks meant to be internal (this line reads 'audience: internal') but "
+        f"{what} does not parse as internal; {fix}. If the file is meant for customers, remove "
+        "or reword that line. Until then customers are not shown the file",
+        line,
+    )
 
 
 # ---------------------------------------------------------------- Markdown
 
+# '---', with a '# comment' after it if any, as YAML allows.
+_FENCE = re.compile(r"---(?:\s+#.*)?")
 # The closing fence must start its line: an indented '---' can be text inside a YAML value.
-_FRONT_MATTER_END = re.compile(r"(---|\.\.\.)\s*")
-# Dashes, or '+++' (TOML front matter): an attempt at front matter, never Markdown to publish.
-_LOOKS_LIKE_FENCE = re.compile(r"-{3,}|\+{3,}")
+_FRONT_MATTER_END = re.compile(r"(?:---|\.\.\.)(?:\s+#.*)?\s*")
+# Three dashes of any kind (an editor's en or em dashes too) or a line of dashes that are not
+# all ASCII, or '+++' (TOML front matter): an attempt at front matter, never Markdown to publish.
+_DASHES = "\u2010-\u2015\u2212\ufe58\ufe63\uff0d"
+_LOOKS_LIKE_FENCE = re.compile(rf"[-{_DASHES}]{{3,}}.*|-*[{_DASHES}][-{_DASHES}]*|\+{{3,}}.*")
 _FIRST_HEADING = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 
 
 def _markdown_chunks(relative: str, text: str, options: ChunkingOptions) -> list[Chunk]:
     meta, body = _split_front_matter(relative, text)
+    declarations = _internal_declarations(text)
+    if meta.audience != "internal" and declarations:
+        raise _not_read_as_internal(
+            relative,
+            declarations[0],
+            "its front matter",
+            "put the front matter at the very top of the file (no heading or comment before it), "
+            "between two lines of exactly '---', with 'audience: internal' inside it",
+        )
     if not body.strip():
         raise KnowledgeFileError(relative, "has front matter but no content below it")
     title = meta.title or _first_heading(body) or _title_from_file_name(relative)
@@ -289,9 +353,9 @@ def _overview(sections: list[tuple[str, str]], budget: int) -> str:
 def _split_front_matter(relative: str, text: str) -> tuple[FrontMatter, str]:
     """Front matter and body. A first line that looks like a fence is front matter or an error.
 
-    Blank lines, indentation, a BOM and trailing spaces around the opening '---' are tolerated;
-    if such a file were read as plain Markdown instead, its `audience: internal` would be
-    published as text.
+    Blank lines, indentation, invisible characters, trailing spaces and a '# comment' around
+    the opening '---' are tolerated; if such a file were read as plain Markdown instead, its
+    `audience: internal` would be published as text.
     """
     lines = text.split("\n")
     start = next((n for n, line in enumerate(lines) if _bare(line)), None)
@@ -305,15 +369,20 @@ def _split_front_matter(relative: str, text: str) -> tuple[FrontMatter, str]:
             "two '---' lines",
             start + 1,
         )
-    if fence != "---":
+    if not _FENCE.fullmatch(fence):
         raise KnowledgeFileError(
             relative,
-            f"front matter must open with a line of exactly '---', not '{fence}' "
-            "(if this is not front matter, start the file with text or a heading)",
+            f"front matter must open with a line of exactly '---' (three ASCII hyphens), "
+            f"not {fence!r} (if this is not front matter, start the file with text or a heading)",
             start + 1,
         )
     end = next(
-        (n for n in range(start + 1, len(lines)) if _FRONT_MATTER_END.fullmatch(lines[n])), None
+        (
+            n
+            for n in range(start + 1, len(lines))
+            if _FRONT_MATTER_END.fullmatch(_visible(lines[n]))
+        ),
+        None,
     )
     if end is None:
         raise KnowledgeFileError(
@@ -337,8 +406,8 @@ def _split_front_matter(relative: str, text: str) -> tuple[FrontMatter, str]:
 
 
 def _bare(line: str) -> str:
-    """The line without surrounding whitespace or stray byte order marks."""
-    return line.replace("\ufeff", "").strip()
+    """The line without surrounding whitespace or invisible characters (BOM, zero-width)."""
+    return _visible(line).strip()
 
 
 def _first_heading(body: str) -> str | None:
@@ -392,6 +461,7 @@ def _faq_chunks(relative: str, text: str) -> list[Chunk]:
             1,
         )
     entry_lines = _list_item_lines(text)
+    entries: list[FaqEntry] = []
     chunks: list[Chunk] = []
     for number, item in enumerate(data, start=1):
         line = entry_lines[number - 1] if number - 1 < len(entry_lines) else None
@@ -407,6 +477,7 @@ def _faq_chunks(relative: str, text: str) -> list[Chunk]:
             raise KnowledgeFileError(
                 relative, f"entry {number}: question and answer must not be empty", line
             )
+        entries.append(entry)
         common: dict[str, Any] = {
             "path": relative,
             "title": entry.question.strip(),
@@ -432,15 +503,70 @@ def _faq_chunks(relative: str, text: str) -> list[Chunk]:
                         position=len(chunks), kind="question", embed_text=question.strip(), **common
                     )
                 )
+    _check_faq_audiences(relative, text, entries, entry_lines)
     return chunks
+
+
+def _check_faq_audiences(
+    relative: str, text: str, entries: list[FaqEntry], entry_lines: list[int]
+) -> None:
+    """Refuse an entry whose lines say `audience: internal` but which is not read as internal."""
+    for line in _internal_declarations(text):
+        number = max(bisect_right(entry_lines, line), 1)
+        if entries[min(number, len(entries)) - 1].audience != "internal":
+            raise _not_read_as_internal(
+                relative,
+                line,
+                f"entry {number}",
+                "is the line inside another field, such as an indented answer? Write "
+                "'audience: internal' as a field of the entry, lined up with its 'question:'",
+            )
 
 
 # ---------------------------------------------------------------- YAML helpers
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: object, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+        self.first = first
+        self.again = again
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last value silently: `audience: internal` then `audience: public` would
+    publish the file.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: the base class says so
+                continue
+            if first is not key_node.start_mark:
+                raise _DuplicateKeyError(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _load_yaml(relative: str, text: str, first_line: int) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKeyError as error:
+        first, again = error.first.line + first_line, error.again.line + first_line
+        raise KnowledgeFileError(
+            relative,
+            f"key {error.key!r} is given twice (lines {first} and {again}); YAML would keep only "
+            "the last one. Keep one of them",
+            again,
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + first_line if mark is not None else first_line
@@ -487,7 +613,7 @@ def _field_error(
         allowed = ", ".join(
             FrontMatter.model_fields if where == "front matter" else FaqEntry.model_fields
         )
-        message = f"{where}: unknown field '{field_name}' (allowed: {allowed})"
+        message = f"{where}: unknown field {field_name!r} (allowed: {allowed})"
     elif kind == "missing":
         message = f"{where}: missing required field '{field_name}'"
     elif kind == "literal_error":

@@ -254,6 +254,15 @@ class KnowledgeIndex:
         for collection in self._all_existing():
             collection.delete(where={"$and": [{"path": path}, {"file_hash": {"$ne": file_hash}}]})
 
+    def public_files(self, paths: Iterable[str]) -> set[str]:
+        """Those of `paths` that have chunks a customer search can find."""
+        paths = list(paths)
+        collection = self._existing("public")
+        if not paths or collection is None:
+            return set()
+        rows = collection.get(where={"path": {"$in": paths}}, include=["metadatas"])
+        return {str(metadata["path"]) for metadata in rows["metadatas"] or []}
+
     def remove_files(self, paths: Iterable[str]) -> None:
         paths = list(paths)
         if not paths:

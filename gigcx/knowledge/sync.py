@@ -2,7 +2,8 @@
 
 A file whose content hash is already in the index costs a read and a hash, nothing more.
 A file that fails to parse is reported and left as it was in the index: a bad edit never
-removes the last good version.
+removes the last good version. The one exception: a failed file that says `audience: internal`
+somewhere loses any public version, so a file meant to be internal is never left public.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class SyncReport:
 class _Plan:
     to_write: list[KnowledgeDocument] = field(default_factory=list)
     leftovers: list[tuple[str, str]] = field(default_factory=list)  # (path, hash to keep)
+    # Failed files that say they are internal: any public version of them is withdrawn.
+    withdraw: list[str] = field(default_factory=list)
 
 
 def sync_knowledge(
@@ -130,6 +133,8 @@ def sync_knowledge(
             document = parse_document(entry.path, raw, options, file_hash)
         except KnowledgeFileError as error:
             report.failed.append(error)
+            if error.says_internal:
+                plan.withdraw.append(entry.path)
             continue
         (report.changed if entry.path in indexed else report.added).append(entry.path)
         plan.to_write.append(document)
@@ -158,6 +163,7 @@ def sync_knowledge(
     for path, keep in plan.leftovers:
         index.keep_only_version(path, keep)
     index.remove_files(report.removed)
+    index.remove_files(index.public_files(plan.withdraw))
     report.chunks_total = index.count()
     report.seconds = time.perf_counter() - started
     return report
