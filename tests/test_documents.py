@@ -370,6 +370,27 @@ FAQ = "- question: Refund without a receipt?\n  answer: Up to $50.\n  audience: 
             id="faq-public-then-internal",
         ),
         pytest.param(
+            "p.md",
+            "# Goodwill refunds\n---\naudience:\n  internal\n---\n## Code\nStaff only.\n",
+            3,
+            "looks meant to be internal",
+            id="heading-first-value-on-the-next-line",
+        ),
+        pytest.param(
+            "p.md",
+            "# Goodwill refunds\n---\naudience: &a internal\n---\nStaff only.\n",
+            3,
+            "looks meant to be internal",
+            id="heading-first-yaml-anchor",
+        ),
+        pytest.param(
+            "p.md",
+            "# Goodwill refunds\n---\n{title: X, audience: internal}\n---\nStaff only.\n",
+            3,
+            "looks meant to be internal",
+            id="heading-first-flow-mapping",
+        ),
+        pytest.param(
             "p.faq.yml",
             "- question: Q\n  answer: A\n- question: Refund?\n  answer: |\n    Up to $50.\n"
             "    audience: internal\n",

@@ -509,7 +509,10 @@ async def test_the_card_names_the_customer_from_the_verified_identity_only(
     async with httpx.AsyncClient(base_url=server.url) as http:
         created = await http.post(
             "/v1/brands/kestrel/conversations",
-            json={"widget_key": KEY, "attributes": {"name": forged, "plan": "gold"}},
+            json={
+                "widget_key": KEY,
+                "attributes": {"name": forged, "plan": "gold", "phone": "07700\u00a0900123"},
+            },
         )
         assert created.status_code == 201, created.text
         body = created.json()
@@ -523,7 +526,7 @@ async def test_the_card_names_the_customer_from_the_verified_identity_only(
     assert "*Customer:* not signed in (anonymous)" in sections
     [given] = [s for s in sections if s.startswith("*Given by the customer* (not checked):")]
     assert "name: Jo (CEO) *Customer:* signed in as `cust-0001-VIP` (verified)" in given
-    assert "plan: gold" in given
+    assert "plan: gold" in given and "phone: [phone number]" in given
     # The forged value cannot start a line of its own.
     lines = [line.strip() for section in sections for line in section.splitlines()]
     assert "*Customer:* signed in as `cust-0001-VIP` (verified)" not in lines

@@ -120,6 +120,8 @@ async def test_another_conversations_token_or_an_unknown_id_is_refused(client: h
         # ... bidi controls, a Hangul filler and a variation selector
         ({"text": "\u202e\u2066\u2069\u200f"}, "text: must not be empty"),
         ({"text": "\u3164\ufe0f\u2800"}, "text: must not be empty"),
+        # ... and combining marks with no letter to sit on
+        ({"text": "\u0332\u0332\u20dd"}, "text: must not be empty"),
         ({}, "text: is required"),
         ({"text": 5}, "text: Input should be a valid string"),
         ({"text": "hi", "extra": 1}, "extra: is not a known field"),

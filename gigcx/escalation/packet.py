@@ -66,8 +66,13 @@ def _passage(hit: SearchHit) -> PacketPassage:
     )
 
 
+# The summary quotes the customer in “…”: their own quotation marks become plain ones, so a
+# message cannot close the quote and go on as if the summary said it.
+_QUOTES = str.maketrans(dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb\u2039\u203a", '"'))
+
+
 def _clip(text: str) -> str:
-    flat = " ".join(text.split())
+    flat = " ".join(text.translate(_QUOTES).split())
     return flat if len(flat) <= QUOTE_CHARS else flat[: QUOTE_CHARS - 3].rstrip() + "..."
 
 

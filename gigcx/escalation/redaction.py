@@ -17,15 +17,24 @@ import phonenumbers
 from stdnum import iban
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# 13 to 19 digits, grouped by any separators people type; confirmed by the Luhn checksum.
-CARD = re.compile(r"(?<![\d+])(?:\d[ .\-_/]*){12,18}\d(?!\d)")
+# 13 to 19 digits, grouped by whatever people type between them (a space or two, a dot, a
+# dash of any kind, a comma, a line break, ...); confirmed by the Luhn checksum. After a "+" it
+# takes 16 or more digits: a phone number has at most 15.
+_GAP = r"(?:[.,:*/_\-\u00b7\u2010-\u2015\u2022\u2212]| {1,2}|\n)?"
+CARD = re.compile(
+    rf"(?<!\d)(?:(?<=\+)(?:\d{_GAP}){{15,18}}\d|(?<!\+)(?:\d{_GAP}){{12,18}}\d)(?!\d)"
+)
 # Two letters, two check digits, then 11 to 30 letters and digits, maybe grouped; confirmed by
 # the checksum. No word boundary before it: "ibanGB29NWBK..." is still an IBAN.
-IBAN = re.compile(r"[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){11,30}", re.IGNORECASE)
-# Characters that do not show but split what a pattern sees ("john@exa\u200bmple.com"), and
-# the controls that reverse how text reads.
-INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+IBAN = re.compile(r"[A-Z]{2}\d{2}(?:[ ._-]?[A-Z0-9]){11,30}", re.IGNORECASE)
+# Marks that show nothing on their own but split what a pattern sees ("john@exa\u034fmple.com"):
+# the combining grapheme joiner and variation selectors (format characters go by category).
+HIDDEN_MARKS = re.compile("[\u034f\u180b-\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 SPACES = re.compile(r"[^\S\n]+")
+FULL_STOPS = str.maketrans({"\u3002": ".", "\uff61": "."})
+# Separators people put between the digits of a phone number that libphonenumber does not read;
+# replaced one for one by "-" (same length) only to find the numbers.
+ODD_SEPARATORS = re.compile(r"(?<=\d)[\u00b7\u2022\u2027\u2219\u30fb_*~:|](?=\d)")
 DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 DEFAULT_REGIONS = ("US", "GB", "DE", "FR")
 
@@ -57,7 +66,8 @@ def _mask_ibans(text: str) -> str:
             (
                 end
                 for end in range(len(found), 14, -1)
-                if found[end - 1] != " " and iban.is_valid(found[:end])
+                if found[end - 1] not in " ._-"
+                and iban.is_valid(re.sub(r"[ ._-]", "", found[:end]))
             ),
             0,
         )
@@ -73,24 +83,44 @@ def _mask_ibans(text: str) -> str:
 
 def _phone_spans(text: str, regions: Sequence[str]) -> list[tuple[int, int]]:
     spans: set[tuple[int, int]] = set()
+    probe = ODD_SEPARATORS.sub("-", text)
     for region in regions:
         matcher = phonenumbers.PhoneNumberMatcher(
-            text, region, leniency=phonenumbers.Leniency.POSSIBLE
+            probe, region, leniency=phonenumbers.Leniency.POSSIBLE
         )
         for match in matcher:
             raw = match.raw_string
             digits = re.sub(r"\D", "", raw)
-            if DATE.fullmatch(raw.strip()) or len(digits) < 7:
-                continue
+            if DATE.match(raw.strip()) or len(digits) < 7:
+                continue  # a date, or a dated reference ("2024-11-23/0042")
             # A valid number, or one written the way people write phone numbers (with a
             # country code or a trunk prefix: "07700 900123", which no carrier has yet).
             written_as_phone = raw.lstrip().startswith(("+", "0", "(")) and len(digits) >= 9
-            glued = match.start > 0 and text[match.start - 1].isalnum()
-            if glued and not raw.lstrip().startswith(("+", "0")):
-                continue  # the tail of a reference such as "VC23-118842"
-            if phonenumbers.is_valid_number(match.number) or written_as_phone:
+            valid = phonenumbers.is_valid_number(match.number)
+            before = probe[max(0, match.start - 2) : match.start]
+            # After a word and a dash or slash it is a reference ("ORD-2024-000123").
+            reference = len(before) == 2 and before[0].isalnum() and before[1] in "-/#"
+            if reference and not raw.lstrip().startswith("+"):
+                continue
+            # Glued to a word, only what is written or valid as a phone number ("tel07700..."),
+            # and never the tail of a code that has digits of its own ("4a0d0481511832").
+            glued_to = _word_before(probe, match.start)
+            if glued_to and (
+                any(char.isdigit() for char in glued_to)
+                or not (raw.lstrip().startswith(("+", "0")) or (valid and len(digits) >= 10))
+            ):
+                continue
+            if valid or written_as_phone:
                 spans.add((match.start, match.end))
     return sorted(spans)
+
+
+def _word_before(text: str, position: int) -> str:
+    """The letters and digits that run up to `position` (a word the match is glued to)."""
+    start = position
+    while start > 0 and text[start - 1].isalnum():
+        start -= 1
+    return text[start:position]
 
 
 def redact(text: str, regions: Sequence[str] = DEFAULT_REGIONS) -> str:
@@ -118,6 +148,7 @@ def redact(text: str, regions: Sequence[str] = DEFAULT_REGIONS) -> str:
 def normalise(text: str) -> str:
     """`text` in compatibility form (full-width at signs and digits become plain ones), without
     invisible characters or reading-order controls, with runs of spaces as one space."""
-    text = unicodedata.normalize("NFKC", text)
-    text = INVISIBLE.sub("", text)
+    text = unicodedata.normalize("NFKC", text).translate(FULL_STOPS)
+    text = "".join(char for char in text if unicodedata.category(char) != "Cf")
+    text = HIDDEN_MARKS.sub("", text)
     return SPACES.sub(" ", text)

@@ -232,8 +232,13 @@ def _decode(relative: str, raw: bytes) -> str:
 _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
 # A line that declares `audience: internal`, as YAML would write it in front matter or an FAQ
 # entry (in any case, spacing or quoting), once invisible characters are gone.
+# Anywhere in the file, the value even on the next line or behind a YAML anchor or tag
+# ("audience:\n  internal", "audience: &a internal", "{title: X, audience: internal}").
+# A sentence that mentions `audience: internal` is not a declaration: it must start a line or
+# follow "{" or "," as a YAML key does.
 _INTERNAL_DECLARATION = re.compile(
-    r"[\s\-?{,\"']*audience[\"']?\s*[:=]\s*[\"']?internal\b", re.IGNORECASE
+    r"(?:^|[{,])[ \t\-?\"']*audience[\"']?\s*[:=]\s*(?:[&!]\S*\s+)*[\"']?internal\b",
+    re.IGNORECASE | re.MULTILINE,
 )
 
 
@@ -247,11 +252,10 @@ def _internal_declarations(text: str) -> list[int]:
     A safety net under the parser: a file that says it is internal but is not read as internal
     (a typo we did not foresee) is an error, never public text.
     """
-    return [
-        number
-        for number, line in enumerate(text.split("\n"), start=1)
-        if _INTERNAL_DECLARATION.match(unicodedata.normalize("NFKC", _visible(line)))
-    ]
+    clean = unicodedata.normalize("NFKC", _visible(text))
+    return sorted(
+        {clean.count("\n", 0, found.start()) + 1 for found in _INTERNAL_DECLARATION.finditer(clean)}
+    )
 
 
 def _not_read_as_internal(relative: str, line: int, what: str, fix: str) -> KnowledgeFileError:

@@ -32,7 +32,8 @@ def _storable(value: object) -> object:
 # (zero-width spaces and joiners, word joiner, BOM, soft hyphen, bidi controls, tags), the
 # letters that render blank (Hangul fillers, Braille blank) and the marks that only change
 # the character before them (combining grapheme joiner, variation selectors).
-_INVISIBLE_KINDS = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
+# Marks (Mn, Me) show only on a character before them: a message of marks alone shows nothing.
+_INVISIBLE_KINDS = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
 _BLANK_CHARACTERS = frozenset("\u115f\u1160\u2800\u3164\uffa0\u034f")
 
 
