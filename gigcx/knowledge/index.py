@@ -3,6 +3,7 @@
 Each chunk carries its file's path and content hash. A new version of a file is written whole
 before the old one is deleted, so a search sees an old or a new version of a file, never half.
 Each collection records which embedding model built it and refuses vectors from another.
+A process that reads a local index folder follows what other processes write to it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -23,6 +25,7 @@ import chromadb
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
+from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
 
 from gigcx.config import Settings
@@ -126,15 +129,37 @@ def create_chroma_client(settings: Settings) -> ClientAPI:
         raise IndexUnavailable(f"cannot open the knowledge index at {where}: {error}") from error
 
 
+def fresh_local_client(settings: Settings) -> ClientAPI:
+    """A client on the index folder that shares nothing with the ones this process opened before.
+
+    Chroma keeps one system per folder per process, with each collection's vector index in
+    memory; a write by another process leaves that copy stale, and a new `PersistentClient`
+    would be handed the same system back. Forgetting Chroma's cache makes the next client load
+    the folder afresh; clients opened before keep working on their own system until dropped.
+    """
+    SharedSystemClient.clear_system_cache()
+    return create_chroma_client(settings)
+
+
 class KnowledgeIndex:
     """Chunks of one brand's knowledge in Chroma, searchable by meaning.
 
     Public and internal chunks live in two collections. A customer search only ever queries
     the public one, so internal knowledge cannot reach a customer through a missing filter.
+    `fresh_client` opens a client that sees what other processes wrote (a local folder needs
+    one; a Chroma server is always current).
     """
 
-    def __init__(self, client: ClientAPI, brand: str, embedder: Embedder, location: str) -> None:
+    def __init__(
+        self,
+        client: ClientAPI,
+        brand: str,
+        embedder: Embedder,
+        location: str,
+        fresh_client: Callable[[], ClientAPI] | None = None,
+    ) -> None:
         self.client = client
+        self.fresh_client = fresh_client
         self.brand = brand
         self.embedder = embedder
         self.location = location
@@ -144,45 +169,49 @@ class KnowledgeIndex:
         }
         self._collections: dict[Audience, Collection] = {}
         self._tables: dict[tuple[Audience, ...], ChunkTable] = {}
+        # Guards the client, the collections and the copies read through them: searches run
+        # in several threads while the client may be replaced.
         self._tables_lock = threading.RLock()
         self._checked_at = -GENERATION_CHECK_SECONDS
-        self._generation_seen = ""
+        self._generation_seen: str | None = None  # None: not read since the client opened
         self._notes: dict[str, dict[str, Any] | None] = {}
 
     # ------------------------------------------------------------ collections
 
     def _existing(self, audience: Audience) -> Collection | None:
-        if audience in self._collections:
-            return self._collections[audience]
-        try:
-            collection = self.client.get_collection(self.names[audience])
-        except Exception as error:  # Chroma raises NotFoundError, or ValueError on older servers
-            if _is_not_found(error):
-                return None
-            raise IndexUnavailable(
-                f"cannot open the knowledge index at {self.location}: {error}"
-            ) from error
-        self._check_model(collection)
-        self._collections[audience] = collection
-        return collection
+        with self._tables_lock:
+            if audience in self._collections:
+                return self._collections[audience]
+            try:
+                collection = self.client.get_collection(self.names[audience])
+            except Exception as error:  # NotFoundError, or ValueError on older servers
+                if _is_not_found(error):
+                    return None
+                raise IndexUnavailable(
+                    f"cannot open the knowledge index at {self.location}: {error}"
+                ) from error
+            self._check_model(collection)
+            self._collections[audience] = collection
+            return collection
 
     def _all_existing(self) -> list[Collection]:
         return [c for a in AUDIENCES if (c := self._existing(a)) is not None]
 
     def _writable(self, audience: Audience) -> Collection:
-        collection = self._existing(audience)
-        if collection is None:
-            collection = self.client.create_collection(
-                self.names[audience],
-                metadata={
-                    "hnsw:space": "cosine",
-                    MODEL_KEY: self.embedder.model_id,
-                    SCHEMA_KEY: SCHEMA_VERSION,
-                },
-                embedding_function=None,
-            )
-            self._collections[audience] = collection
-        return collection
+        with self._tables_lock:
+            collection = self._existing(audience)
+            if collection is None:
+                collection = self.client.create_collection(
+                    self.names[audience],
+                    metadata={
+                        "hnsw:space": "cosine",
+                        MODEL_KEY: self.embedder.model_id,
+                        SCHEMA_KEY: SCHEMA_VERSION,
+                    },
+                    embedding_function=None,
+                )
+                self._collections[audience] = collection
+            return collection
 
     def _check_model(self, collection: Collection) -> None:
         built_with = (collection.metadata or {}).get(MODEL_KEY)
@@ -202,7 +231,8 @@ class KnowledgeIndex:
             except Exception as error:
                 if not _is_not_found(error):
                     raise
-        self._collections.clear()
+        with self._tables_lock:
+            self._collections.clear()
         self._changed()
 
     def count(self) -> int:
@@ -357,18 +387,56 @@ class KnowledgeIndex:
         """The chunks of these audiences in memory, reloaded when the index has changed
         (here, or by a sync in another process: checked at most once a second)."""
         with self._tables_lock:
-            now = time.monotonic()
-            if now - self._checked_at >= GENERATION_CHECK_SECONDS:
-                self._checked_at = now
-                generation = self._generation()
-                if generation != self._generation_seen:
-                    self._generation_seen = generation
-                    self._tables.clear()
-                    self._notes.clear()
-            table = self._tables.get(audiences)
-            if table is None:
-                table = self._tables[audiences] = self._load_table(audiences)
-            return table
+            try:
+                return self._current_table(audiences)
+            except IndexUnavailable:
+                if self.fresh_client is None:
+                    raise
+                # Another process may have written since the last check (or between that
+                # check and a write of ours), leaving this client stale: start afresh, once.
+                self._reopen()
+                try:
+                    return self._current_table(audiences)
+                except IndexUnavailable as error:
+                    raise IndexUnavailable(
+                        f"{error} (again with a fresh client: let a running `gigcx knowledge "
+                        "sync` finish, or rebuild with `gigcx knowledge sync --rebuild`)"
+                    ) from error
+
+    def _current_table(self, audiences: tuple[Audience, ...]) -> ChunkTable:
+        self._follow_other_processes()
+        table = self._tables.get(audiences)
+        if table is None:
+            table = self._tables[audiences] = self._load_table(audiences)
+        return table
+
+    def _follow_other_processes(self) -> None:
+        """Forget what was read before if the index changed since (checked at most once a
+        second). Call with `_tables_lock` held."""
+        moment = time.monotonic()
+        if moment - self._checked_at < GENERATION_CHECK_SECONDS:
+            return
+        generation = self._generation()
+        if generation != self._generation_seen:
+            if self._generation_seen is not None and self.fresh_client is not None:
+                # Not our write (ours record their generation): another process's. This
+                # client's copy of the vectors misses it ("Error finding id" on reading).
+                self._reopen()
+            self._generation_seen = generation
+            self._tables.clear()
+            self._notes.clear()
+        self._checked_at = moment
+
+    def _reopen(self) -> None:
+        """Replace the client with a fresh one and forget all read through the old one.
+        Call with `_tables_lock` held."""
+        assert self.fresh_client is not None
+        self.client = self.fresh_client()
+        self._collections.clear()
+        self._tables.clear()
+        self._notes.clear()
+        self._generation_seen = None
+        self._checked_at = -GENERATION_CHECK_SECONDS
 
     def _load_table(self, audiences: tuple[Audience, ...]) -> ChunkTable:
         chunks: list[StoredChunk] = []
@@ -377,7 +445,12 @@ class KnowledgeIndex:
             collection = self._existing(audience)
             if collection is None:
                 continue
-            rows = collection.get(include=["embeddings", "metadatas"])
+            try:
+                rows = collection.get(include=["embeddings", "metadatas"])
+            except Exception as error:
+                raise IndexUnavailable(
+                    f"cannot read the knowledge index at {self.location}: {error}"
+                ) from error
             for metadata, vector in zip(
                 rows["metadatas"] or [],
                 rows["embeddings"] if rows["embeddings"] is not None else [],
@@ -485,6 +558,6 @@ def open_index(settings: Settings, embedder: Embedder | None = None) -> Knowledg
     """The brand's knowledge index as configured (folder or server, and embedding model)."""
     client = create_chroma_client(settings)
     location = settings.index.url or str(Path(settings.index.path))
-    return KnowledgeIndex(
-        client, settings.brand, embedder or create_embedder(settings.embeddings), location
-    )
+    fresh_client = None if settings.index.url else partial(fresh_local_client, settings)
+    embedder = embedder or create_embedder(settings.embeddings)
+    return KnowledgeIndex(client, settings.brand, embedder, location, fresh_client)
