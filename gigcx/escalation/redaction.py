@@ -21,8 +21,10 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # dash of any kind, a comma, a line break, ...); confirmed by the Luhn checksum. After a "+" it
 # takes 16 or more digits: a phone number has at most 15.
 _GAP = r"(?:[.,:*/_\-\u00b7\u2010-\u2015\u2022\u2212]| {1,2}|\n)?"
+# Never inside a code of letters and digits ("e83418fb1fa147538272022511e875bc").
 CARD = re.compile(
-    rf"(?<!\d)(?:(?<=\+)(?:\d{_GAP}){{15,18}}\d|(?<!\+)(?:\d{_GAP}){{12,18}}\d)(?!\d)"
+    rf"(?<![\dA-Za-z])(?:(?<=\+)(?:\d{_GAP}){{15,18}}\d|(?<!\+)(?:\d{_GAP}){{12,18}}\d)"
+    r"(?![\dA-Za-z])"
 )
 # Two letters, two check digits, then 11 to 30 letters and digits, maybe grouped; confirmed by
 # the checksum. No word boundary before it: "ibanGB29NWBK..." is still an IBAN.
@@ -97,6 +99,11 @@ def _phone_spans(text: str, regions: Sequence[str]) -> list[tuple[int, int]]:
             # country code or a trunk prefix: "07700 900123", which no carrier has yet).
             written_as_phone = raw.lstrip().startswith(("+", "0", "(")) and len(digits) >= 9
             valid = phonenumbers.is_valid_number(match.number)
+            if probe[match.end : match.end + 1].isalnum():
+                continue  # the head of a code ("3767257b5e04...")
+            bare = raw.strip().isdigit() and not raw.strip().startswith("0")
+            if bare and not (valid and len(digits) >= 10):
+                continue  # a plain run of digits: more often an order number
             before = probe[max(0, match.start - 2) : match.start]
             # After a word and a dash or slash it is a reference ("ORD-2024-000123").
             reference = len(before) == 2 and before[0].isalnum() and before[1] in "-/#"
@@ -104,9 +111,12 @@ def _phone_spans(text: str, regions: Sequence[str]) -> list[tuple[int, int]]:
                 continue
             # Glued to a word, only what is written or valid as a phone number ("tel07700..."),
             # and never the tail of a code that has digits of its own ("4a0d0481511832").
+            # A code's letters are capitals or mixed with digits ("E39398952249", "ORD0123..."):
+            # only a lower-case word runs into a phone number ("tel", "phone", "me").
             glued_to = _word_before(probe, match.start)
             if glued_to and (
-                any(char.isdigit() for char in glued_to)
+                not glued_to.isalpha()
+                or not glued_to.islower()
                 or not (raw.lstrip().startswith(("+", "0")) or (valid and len(digits) >= 10))
             ):
                 continue
