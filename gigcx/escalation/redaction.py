@@ -84,45 +84,43 @@ def _mask_ibans(text: str) -> str:
 
 
 def _phone_spans(text: str, regions: Sequence[str]) -> list[tuple[int, int]]:
-    spans: set[tuple[int, int]] = set()
     probe = ODD_SEPARATORS.sub("-", text)
-    for region in regions:
-        matcher = phonenumbers.PhoneNumberMatcher(
+    spans = {
+        (match.start, match.end)
+        for region in regions
+        for match in phonenumbers.PhoneNumberMatcher(
             probe, region, leniency=phonenumbers.Leniency.POSSIBLE
         )
-        for match in matcher:
-            raw = match.raw_string
-            digits = re.sub(r"\D", "", raw)
-            if DATE.match(raw.strip()) or len(digits) < 7:
-                continue  # a date, or a dated reference ("2024-11-23/0042")
-            # A valid number, or one written the way people write phone numbers (with a
-            # country code or a trunk prefix: "07700 900123", which no carrier has yet).
-            written_as_phone = raw.lstrip().startswith(("+", "0", "(")) and len(digits) >= 9
-            valid = phonenumbers.is_valid_number(match.number)
-            if probe[match.end : match.end + 1].isalnum():
-                continue  # the head of a code ("3767257b5e04...")
-            bare = raw.strip().isdigit() and not raw.strip().startswith("0")
-            if bare and not (valid and len(digits) >= 10):
-                continue  # a plain run of digits: more often an order number
-            before = probe[max(0, match.start - 2) : match.start]
-            # After a word and a dash or slash it is a reference ("ORD-2024-000123").
-            reference = len(before) == 2 and before[0].isalnum() and before[1] in "-/#"
-            if reference and not raw.lstrip().startswith("+"):
-                continue
-            # Glued to a word, only what is written or valid as a phone number ("tel07700..."),
-            # and never the tail of a code that has digits of its own ("4a0d0481511832").
-            # A code's letters are capitals or mixed with digits ("E39398952249", "ORD0123..."):
-            # only a lower-case word runs into a phone number ("tel", "phone", "me").
-            glued_to = _word_before(probe, match.start)
-            if glued_to and (
-                not glued_to.isalpha()
-                or not glued_to.islower()
-                or not (raw.lstrip().startswith(("+", "0")) or (valid and len(digits) >= 10))
-            ):
-                continue
-            if valid or written_as_phone:
-                spans.add((match.start, match.end))
+        if _is_phone_number(probe, match)
+    }
     return sorted(spans)
+
+
+def _is_phone_number(text: str, match: phonenumbers.PhoneNumberMatch) -> bool:
+    """Whether a number libphonenumber found in `text` is a phone number, not a date or a
+    reference: valid, or written the way people write phone numbers (with a country code or a
+    trunk prefix: "07700 900123", which no carrier has yet)."""
+    raw = match.raw_string.strip()
+    digits = re.sub(r"\D", "", raw)
+    if DATE.match(raw) or len(digits) < 7:
+        return False  # a date, or a dated reference ("2024-11-23/0042")
+    if text[match.end : match.end + 1].isalnum():
+        return False  # the head of a code ("3767257b5e04...")
+    before = text[max(0, match.start - 2) : match.start]
+    if len(before) == 2 and before[0].isalnum() and before[1] in "-/#" and raw[0] != "+":
+        return False  # after a word and a dash or slash: a reference ("ORD-2024-000123")
+    valid = phonenumbers.is_valid_number(match.number)
+    long_and_valid = valid and len(digits) >= 10
+    if raw.isdigit() and raw[0] != "0" and not long_and_valid:
+        return False  # a plain run of digits: more often an order number
+    # Only a lower-case word runs into a phone number ("tel07700...", "phone+44..."); a code's
+    # letters are capitals or mixed with digits ("E39398952249", "4a0d0481511832").
+    glued_to = _word_before(text, match.start)
+    if glued_to and not (
+        glued_to.isalpha() and glued_to.islower() and (raw[0] in "+0" or long_and_valid)
+    ):
+        return False
+    return valid or (raw[0] in "+0(" and len(digits) >= 9)
 
 
 def _word_before(text: str, position: int) -> str:
