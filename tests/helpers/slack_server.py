@@ -6,6 +6,7 @@ conversations.history and chat.delete), and can be made slow or failing per meth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -37,6 +38,7 @@ class SlackAPIServer(LocalServer):
         self.arrived: list[str] = []  # every method called, in order, as it arrives
         # The top-level messages of each channel, oldest first (deleted ones removed).
         self.history: dict[str, list[dict[str, Any]]] = {}
+        self.reactions: set[tuple[str, str, str]] = set()  # (channel, message ts, name)
         self.socket_url: str | None = None  # where apps.connections.open sends Socket Mode
         self.channels = {"C0EXPERTS", "C0STAFF"}
         outer = self
@@ -70,7 +72,9 @@ class SlackAPIServer(LocalServer):
                     answer = outer.answer(method, body, ts)
                 if when == "after":
                     time.sleep(delay)
-                self.send_json(200, answer)
+                # A client that gave up waiting (its timeout) is gone: Slack acted all the same.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_json(200, answer)
 
             def do_GET(self) -> None:  # some read methods (conversations.info) use GET
                 self.do_POST()
@@ -137,7 +141,13 @@ class SlackAPIServer(LocalServer):
             return {"ok": True, "messages": newest_first, "has_more": False}
         if method == "chat.update":
             return {"ok": True, "channel": body["channel"], "ts": body["ts"], "text": body["text"]}
-        if method in ("chat.postEphemeral", "reactions.add"):
+        if method == "reactions.add":
+            reaction = (body["channel"], body["timestamp"], body["name"])
+            if reaction in self.reactions:
+                return {"ok": False, "error": "already_reacted"}
+            self.reactions.add(reaction)
+            return {"ok": True}
+        if method == "chat.postEphemeral":
             return {"ok": True}
         return {"ok": False, "error": "unknown_method"}
 

@@ -50,15 +50,15 @@ from gigcx.store.models import OutboxItem, SlackCard, as_utc, utcnow
 log = logging.getLogger(__name__)
 # One Web API call: how long one try may take, and how long slack_sdk's handlers may wait
 # before the one retry they allow (a longer Retry-After goes back to the outbox instead).
-CALL_TIMEOUT_SECONDS = 5.0
+CALL_TIMEOUT_SECONDS = 4.0
 RETRY_INTERVAL_SECONDS = 0.5
-MAX_RETRY_AFTER_SECONDS = 2.0
+MAX_RETRY_AFTER_SECONDS = 1.0
 # The most calls one delivery makes: close the old card, look for a card an earlier try
 # posted, post the new card, delete it when another try's card was recorded first.
 MAX_CALLS_PER_DELIVERY = 4
 # How long a process may hold an item while delivering it; if the process dies meanwhile,
-# another one takes the item over after this. Longer than the slowest delivery.
-LEASE = timedelta(seconds=60)
+# another one takes the item over after this. Longer than the slowest delivery (40 s).
+LEASE = timedelta(seconds=45)
 POLL_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 300.0
 # Marks the cards the bridge posts, with the outbox item that posted them, so a later try
@@ -303,13 +303,21 @@ class SlackBridge:
 
     async def _find_card(self, channel: str, item: OutboxItem) -> str | None:
         """The ts of a card posted for `item` since it was written, if Slack has one."""
-        history = await self._call(
-            "conversations_history",
-            channel=channel,
-            oldest=f"{as_utc(item.created_at).timestamp():.6f}",
-            include_all_metadata=True,
-            limit=200,
-        )
+        try:
+            history = await self._call(
+                "conversations_history",
+                channel=channel,
+                oldest=f"{as_utc(item.created_at).timestamp():.6f}",
+                include_all_metadata=True,
+                limit=200,
+            )
+        except SlackApiError as error:
+            if _transient(error):
+                raise
+            # No history to read (the app lacks channels:history, say): better a card
+            # twice than none at all.
+            log.warning("cannot look for an earlier card in %s: %s", channel, _describe(error))
+            return None
         for message in history.get("messages", []):
             metadata = message.get("metadata") or {}
             payload = metadata.get("event_payload") or {}
@@ -396,10 +404,15 @@ def _slack_asks_to_wait(error: Exception) -> timedelta:
     return timedelta(0)
 
 
+def _transient(error: SlackApiError) -> bool:
+    status = error.response.status_code
+    return status == 429 or status >= 500
+
+
 def _describe(error: Exception) -> str:
     if isinstance(error, SlackApiError):
         status, code = error.response.status_code, str(error.response.get("error") or "")
-        if status == 429 or status >= 500:
+        if _transient(error):
             return f"Slack answered HTTP {status} {code}".rstrip()
         fix = FIXES.get(code)
         return f"Slack said {code}" + (f": {fix}" if fix else "")
