@@ -19,7 +19,7 @@ from gigcx.connectors.slack import SlackConnector
 from gigcx.connectors.slack.app import slack_client
 from gigcx.connectors.slack.bridge import LEASE, SlackBridge, delivery_time_bound
 from gigcx.escalation.experts import sync_experts
-from gigcx.store.models import utcnow
+from gigcx.store.models import as_utc, utcnow
 from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.slack_server import SlackAPIServer
 from tests.test_slack import ALEX, SAMI, SECRET, click, escalate, signed, thread_payload
@@ -233,6 +233,34 @@ async def test_a_card_post_that_timed_out_is_found_on_the_next_try_not_posted_ag
         recorded = await runtime.store.card_for(handoff.id)
         assert recorded is not None and recorded.ts == card["ts"]
         assert len(slack.posted("chat.postMessage")) == 1
+
+
+async def test_a_long_rate_limit_goes_back_to_the_outbox_until_slack_says(
+    server: LiveServer, slack: SlackAPIServer
+):
+    await stop_the_servers_bridge(server)
+    runtime = server.runtime
+    bridge = SlackBridge(runtime, slack_client(runtime))
+    slack.failures["chat.postMessage"] = "ratelimited"  # Retry-After: 30 (seconds)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        await escalate(http, "I want a human")
+    before = utcnow()
+    assert await bridge.deliver_due() == 0
+    # Not waited out within the lease: one try, and the item is due again after 30 s.
+    assert slack.arrived.count("chat.postMessage") == 1
+    [item] = await runtime.store.outbox_heads(before + timedelta(hours=1))
+    assert item.last_error == "Slack answered HTTP 429 ratelimited"
+    assert as_utc(item.due_at) >= before + timedelta(seconds=30)
+    assert await runtime.store.outbox_heads(before + timedelta(seconds=29)) == []
+
+    # A short one is waited out by slack_sdk's handler, within the same delivery.
+    slack.retry_after = 0
+    late = before + timedelta(seconds=31)
+    [item] = await runtime.store.take_outbox(late, SHORT_LEASE)
+    await runtime.store.outbox_retry(item, item.last_error, late)  # due now, for the test
+    calls = slack.arrived.count("chat.postMessage")
+    assert await bridge.deliver_due(late) == 0  # still rate-limited on the retry
+    assert slack.arrived.count("chat.postMessage") == calls + 2
 
 
 def test_one_delivery_fits_in_the_lease_with_every_call_at_its_timeout_and_retried():

@@ -29,9 +29,11 @@ class SlackAPIServer(LocalServer):
         self._lock = threading.Lock()
         self._ts = time.time()  # message ts are Slack's: seconds since the epoch, unique
         self.token_revoked = False
-        # Make a method fail: method -> Slack error code ("channel_not_found"), or "down"
-        # for an HTTP 503 (Slack having an outage).
+        # Make a method fail: method -> Slack error code ("channel_not_found"), "down" for
+        # an HTTP 503 (Slack having an outage), or "ratelimited" for an HTTP 429 asking to
+        # wait `retry_after` seconds.
         self.failures: dict[str, str] = {}
+        self.retry_after = 30
         # Make a method slow: method -> (seconds, when). "before" holds the call before Slack
         # acts on it; "after" acts at once and holds only the answer (the post is visible).
         self.delays: dict[str, tuple[float, str]] = {}
@@ -61,6 +63,15 @@ class SlackAPIServer(LocalServer):
                     outer.arrived.append(method)
                 if outer.failures.get(method) == "down":
                     return self.send_json(503, {"ok": False, "error": "service_unavailable"})
+                if outer.failures.get(method) == "ratelimited":
+                    raw = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+                    self.send_response(429)
+                    self.send_header("Retry-After", str(outer.retry_after))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                    return None
                 delay, when = outer.delays.get(method, (0.0, ""))
                 if when == "before":
                     time.sleep(delay)

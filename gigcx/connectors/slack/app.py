@@ -4,18 +4,20 @@ no business rule lives here.
 Why the app answers Slack only after the work (`process_before_response=True`), on a
 long-running server too: Slack's redelivery is what makes an expert's thread reply safe.
 Slack sends an event again when it does not get a 2xx within 3 seconds; bolt answers 500
-when a listener raises. Acking first (bolt's default, or lazy listeners) would tell Slack
-"done" before the reply is stored, so a database or Slack failure after the ack would lose
-the reply for good, unless we kept an inbox of our own. So the work is made idempotent
-instead, in the store: a relayed reply or note keeps its Slack identity
-(`slack:<channel>:<ts>`) under a unique key, so a redelivery after the work committed finds
-it and adds nothing, a redelivery after a failure does the work, and a redelivery racing a
-slow first try (`x-slack-retry-reason: http_timeout`) adds nothing either (one of the two
-inserts wins; the reaction is idempotent). The seen-events set is only a cheap first
-filter, written once the work has committed.
+when a listener raises (in Socket Mode it sends no ack then, to the same effect). Acking
+first (bolt's default, or lazy listeners) would tell Slack "done" before the reply is
+stored, so a database or Slack failure after the ack would lose the reply for good, unless
+we kept an inbox of our own. So the work is made idempotent instead, in the store: a
+relayed reply or note keeps its Slack identity (`slack:<channel>:<ts>`) under a unique key,
+so a redelivery after the work committed finds it and adds nothing, a redelivery after a
+failure does the work, and a redelivery racing a slow first try (`x-slack-retry-reason:
+http_timeout`) adds nothing either (one of the two inserts wins; a second reaction is
+refused as `already_reacted`). The seen-events set is only a cheap first filter, written
+once the work has committed.
 
-Buttons and `/gigcx` ack first in their listeners; Slack does not redeliver those, and
-their state changes are guarded updates, so a repeated click changes nothing.
+Buttons and `/gigcx` are answered after their work too (a guarded database update or two,
+well within the 3 seconds); Slack never redelivers those, and a repeated click changes
+nothing.
 """
 
 from __future__ import annotations
