@@ -19,6 +19,7 @@ from gigcx.connectors.slack import SlackConnector
 from gigcx.connectors.slack.app import slack_client
 from gigcx.connectors.slack.bridge import LEASE, SlackBridge, delivery_time_bound
 from gigcx.escalation.experts import sync_experts
+from gigcx.store import ConversationStore
 from gigcx.store.models import as_utc, utcnow
 from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.slack_server import SlackAPIServer
@@ -285,3 +286,65 @@ async def test_a_process_whose_lease_was_taken_over_cannot_settle_the_item(
     assert (held.last_error, held.lease_token) == ("", current.lease_token)
     assert await store.outbox_delivered(current)
     assert (await store.outbox_backlog())[0] == 0
+
+
+# ---------------------------------------------------------------- the store, on both databases
+
+
+async def test_one_slack_message_is_stored_once_however_many_deliveries_race(
+    store: ConversationStore,
+):
+    conversation = await store.create_conversation("kestrel")
+    source = "slack:C0EXPERTS:1795460000.000100"
+    stored = await asyncio.gather(
+        *(store.add_message(conversation.id, "expert", "Hi!", source=source) for _ in range(5))
+    )
+    assert len({m.id for m in stored if m is not None}) == 1
+    assert [m.text for m in await store.messages_after(conversation.id)] == ["Hi!"]
+    assert (await store.get_conversation(conversation.id)).last_seq == 1  # no gap either
+
+    handoff = await store.open_handoff(
+        conversation.id,
+        reason="human_requested",
+        route="expert",
+        tags=[],
+        packet={},
+        notice="Getting a person",
+        notice_meta={},
+        claim_timeout=timedelta(minutes=5),
+    )
+    assert handoff is not None
+    notes = await asyncio.gather(
+        *(
+            store.add_internal_note(handoff[0].id, "U1", "note: hm", source="slack:C0EXPERTS:2")
+            for _ in range(5)
+        )
+    )
+    assert len({n.id for n in notes}) == 1
+    assert len(await store.internal_notes(handoff[0].id)) == 1
+
+
+async def test_a_card_posted_for_an_older_change_never_replaces_a_newer_one(
+    store: ConversationStore,
+):
+    conversation = await store.create_conversation("kestrel")
+    opened = await store.open_handoff(
+        conversation.id,
+        reason="human_requested",
+        route="expert",
+        tags=[],
+        packet={},
+        notice="Getting a person",
+        notice_meta={},
+        claim_timeout=timedelta(minutes=5),
+    )
+    assert opened is not None
+    handoff_id = opened[0].id
+    first = await store.save_card(handoff_id, "C0EXPERTS", "1.000100", outbox_item_id=7)
+    assert first.ts == "1.000100"
+    # The same change posted twice: the card recorded first stays.
+    assert (await store.save_card(handoff_id, "C0EXPERTS", "1.000200", 7)).ts == "1.000100"
+    # A newer change (re-offered) replaces it; a late answer for the older one does not.
+    assert (await store.save_card(handoff_id, "C0EXPERTS", "2.000100", 9)).ts == "2.000100"
+    assert (await store.save_card(handoff_id, "C0EXPERTS", "1.000300", 7)).ts == "2.000100"
+    assert (await store.handoff_for_thread("C0EXPERTS", "2.000100")) is not None
