@@ -76,6 +76,17 @@ async def click(
     return await http.post("/slack/events", content=body, headers=signed(body))
 
 
+_MESSAGE_TS: dict[str, str] = {}
+
+
+def message_ts(event_id: str) -> str:
+    """The ts of the Slack message `event_id` is about: Slack's redelivery of an event is
+    about the same message, so it carries the same ts."""
+    if event_id not in _MESSAGE_TS:
+        _MESSAGE_TS[event_id] = f"{int(time.time())}.{len(_MESSAGE_TS):06d}"
+    return _MESSAGE_TS[event_id]
+
+
 def thread_payload(
     channel: str, thread_ts: str, user: str, text: str, event_id: str
 ) -> dict[str, Any]:
@@ -90,7 +101,7 @@ def thread_payload(
             "channel": channel,
             "user": user,
             "text": text,
-            "ts": f"{time.time():.6f}",
+            "ts": message_ts(event_id),
             "thread_ts": thread_ts,
         },
     }

@@ -198,7 +198,7 @@ async def test_migrations_are_numbered_and_rerunning_them_changes_nothing(store_
     conversation = await store.create_conversation("kestrel")
     await store.add_message(conversation.id, "customer", "kept")
     await upgrade_database(engine)
-    assert await current_revision(engine) == "0006"
+    assert await current_revision(engine) == "0007"
     async with engine.connect() as connection:
         count = await connection.scalar(text("select count(*) from messages"))
     assert count == 1
@@ -255,12 +255,13 @@ async def test_the_outbox_keeps_each_handoffs_changes_in_order_and_leases_them_o
         assert [(h.handoff_id, h.kind) for h in heads] == [(one, "requested"), (two, "requested")]
         # Two server processes take at once: each item goes to one of them.
         taken = await asyncio.gather(store.take_outbox(now, MINUTE), store.take_outbox(now, MINUTE))
-        assert sorted(item.id for batch in taken for item in batch) == [h.id for h in heads]
+        held = {item.id: item for batch in taken for item in batch}
+        assert sorted(held) == [h.id for h in heads]
         assert await store.outbox_heads(now) == []  # both leased away
-        await store.outbox_retry(heads[1].id, "", now)  # the second one: let go at once
+        assert await store.outbox_retry(held[heads[1].id], "", now)  # the second: let go
 
         # A failed delivery waits for its retry time and keeps the items behind it waiting.
-        await store.outbox_retry(heads[0].id, "Slack said not_in_channel", now + MINUTE)
+        await store.outbox_retry(held[heads[0].id], "Slack said not_in_channel", now + MINUTE)
         assert [h.handoff_id for h in await store.outbox_heads(now)] == [two]
         [retry, _] = await store.outbox_heads(now + 2 * MINUTE)
         assert (retry.kind, retry.attempts, retry.last_error) == (
@@ -269,14 +270,18 @@ async def test_the_outbox_keeps_each_handoffs_changes_in_order_and_leases_them_o
             "Slack said not_in_channel",
         )
 
-        async def next_of_one() -> OutboxItem:
-            return {h.handoff_id: h for h in await store.outbox_heads(now + 2 * MINUTE)}[one]
+        later = now + 2 * MINUTE
 
-        await store.outbox_delivered(retry.id)
-        head = await next_of_one()
+        async def take_next_of_one() -> OutboxItem:
+            return {i.handoff_id: i for i in await store.take_outbox(later, MINUTE)}[one]
+
+        assert not await store.outbox_delivered(retry)  # let go of: nobody holds it now
+        head = await take_next_of_one()
+        assert await store.outbox_delivered(head)
+        head = await take_next_of_one()
         assert (head.kind, head.message_id) == ("customer_message", hello.id)
-        await store.outbox_delivered(head.id)
-        assert (await next_of_one()).kind == "claimed"
+        await store.outbox_delivered(head)
+        assert (await take_next_of_one()).kind == "claimed"
         assert (await store.outbox_backlog())[0] == 2
     finally:
         await engine.dispose()
@@ -286,7 +291,7 @@ async def test_server_processes_starting_together_migrate_once(store_url: str):
     engines = [create_engine(StoreSettings(url=store_url)) for _ in range(4)]
     try:
         await asyncio.gather(*(upgrade_database(engine) for engine in engines))
-        assert {await current_revision(engine) for engine in engines} == {"0006"}
+        assert {await current_revision(engine) for engine in engines} == {"0007"}
     finally:
         for engine in engines:
             await engine.dispose()

@@ -241,8 +241,14 @@ class Escalations:
             await self._changed(handoff, events.CONVERSATION_RESOLVED, "resolved")
         return handoff
 
-    async def send_reply(self, handoff_id: str, assignee: str, text: str) -> Message | None:
-        """The assigned person's message to the customer; None unless they hold the handoff."""
+    async def send_reply(
+        self, handoff_id: str, assignee: str, text: str, *, source: str | None = None
+    ) -> Message | None:
+        """The assigned person's message to the customer; None unless they hold the handoff.
+
+        With `source` (where they wrote it, e.g. a Slack message), it is stored once however
+        often it is sent (see `ConversationStore.add_message`).
+        """
         handoff = await self.store.get_handoff(handoff_id)
         if handoff.state != "assigned" or handoff.assignee != assignee:
             return None
@@ -253,6 +259,7 @@ class Escalations:
             text,
             meta={"handoff_id": handoff_id, "assignee": assignee},
             only_in_state="assigned",
+            source=source,
         )
         if message is not None:
             await self._publish(

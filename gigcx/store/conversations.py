@@ -13,7 +13,18 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -139,24 +150,45 @@ class ConversationStore:
         citations: Sequence[dict[str, Any]] = (),
         meta: dict[str, Any] | None = None,
         only_in_state: ConversationState | None = None,
+        source: str | None = None,
     ) -> Message | None:
         """Append a message with the next sequence number, committed before this returns.
 
         With `only_in_state`, the message is written only while the conversation is in that
         state (the bot writes with "bot", so it can never talk after a handoff); None is
         returned when it is not.
+
+        With `source` (where a person wrote it, e.g. "slack:<channel>:<ts>"), the message is
+        written once: a repeat, even one racing the first, returns the message stored first.
         """
-        async with self._sessions.begin() as session:
-            message = await _append(
-                session, conversation_id, author, text, citations, meta, only_in_state
-            )
-            if self.outbox and message is not None and author == "customer":
-                handoff_id = await session.scalar(
-                    _newest_open_handoff(select(Handoff.id), conversation_id)
+        if source is not None:
+            stored = await self.message_by_source(source)
+            if stored is not None:
+                return stored
+        try:
+            async with self._sessions.begin() as session:
+                message = await _append(
+                    session, conversation_id, author, text, citations, meta, only_in_state, source
                 )
-                if handoff_id is not None:
-                    session.add(_outbox_item(handoff_id, "customer_message", message.id))
+                if self.outbox and message is not None and author == "customer":
+                    handoff_id = await session.scalar(
+                        _newest_open_handoff(select(Handoff.id), conversation_id)
+                    )
+                    if handoff_id is not None:
+                        session.add(_outbox_item(handoff_id, "customer_message", message.id))
+        except IntegrityError:
+            # Only the unique source can collide (sequence numbers are taken in turn): a
+            # concurrent repeat committed it first.
+            stored = None if source is None else await self.message_by_source(source)
+            if stored is None:
+                raise
+            return stored
         return message
+
+    async def message_by_source(self, source: str) -> Message | None:
+        """The message written from `source` (see `add_message`), if there is one."""
+        async with self._sessions() as session:
+            return await session.scalar(select(Message).where(Message.source == source))
 
     async def messages_after(
         self, conversation_id: str, after_seq: int = 0, limit: int = 500
@@ -457,9 +489,40 @@ class ConversationStore:
 
     # ------------------------------------------------------------ slack cards
 
-    async def save_card(self, handoff_id: str, channel: str, ts: str) -> None:
+    async def save_card(
+        self, handoff_id: str, channel: str, ts: str, outbox_item_id: int | None = None
+    ) -> SlackCard:
+        """Record the card posted (for `outbox_item_id`) as the handoff's card, and return the
+        card on record afterwards.
+
+        That is another card when one posted for the same item or a newer one is recorded
+        already: a process whose outbox lease ran out posted too, or this post is older than
+        the recorded one. The caller's card is then the duplicate, to be deleted.
+        """
+        values = {"channel": channel, "ts": ts, "outbox_item_id": outbox_item_id}
+        newer_or_same = (
+            SlackCard.outbox_item_id >= outbox_item_id if outbox_item_id is not None else false()
+        )
         async with self._sessions.begin() as session:
-            await session.merge(SlackCard(handoff_id=handoff_id, channel=channel, ts=ts))
+            replaced = await session.scalar(
+                update(SlackCard)
+                .where(
+                    SlackCard.handoff_id == handoff_id,
+                    or_(SlackCard.outbox_item_id.is_(None), ~newer_or_same),
+                )
+                .values(**values, created_at=utcnow())
+                .returning(SlackCard.handoff_id),
+                execution_options={"synchronize_session": False},
+            )
+            if replaced is None:
+                try:
+                    async with session.begin_nested():
+                        session.add(SlackCard(handoff_id=handoff_id, **values, created_at=utcnow()))
+                except IntegrityError:
+                    pass  # recorded by another process meanwhile: read below
+        card = await self.card_for(handoff_id)
+        assert card is not None  # cards are never deleted
+        return card
 
     async def card_for(self, handoff_id: str) -> SlackCard | None:
         async with self._sessions() as session:
@@ -473,11 +536,30 @@ class ConversationStore:
                 .where(SlackCard.channel == channel, SlackCard.ts == ts)
             )
 
-    async def add_internal_note(self, handoff_id: str, author: str, text: str) -> InternalNote:
-        note = InternalNote(handoff_id=handoff_id, author=author, text=text, created_at=utcnow())
-        async with self._sessions.begin() as session:
-            session.add(note)
+    async def add_internal_note(
+        self, handoff_id: str, author: str, text: str, *, source: str | None = None
+    ) -> InternalNote:
+        """Keep a note for the people on the handoff; with `source`, once (as `add_message`)."""
+        if source is not None:
+            stored = await self.note_by_source(source)
+            if stored is not None:
+                return stored
+        note = InternalNote(
+            handoff_id=handoff_id, author=author, text=text, source=source, created_at=utcnow()
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(note)
+        except IntegrityError:
+            stored = None if source is None else await self.note_by_source(source)
+            if stored is None:
+                raise
+            return stored
         return note
+
+    async def note_by_source(self, source: str) -> InternalNote | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(InternalNote).where(InternalNote.source == source))
 
     async def internal_notes(self, handoff_id: str) -> list[InternalNote]:
         async with self._sessions() as session:
@@ -610,30 +692,43 @@ class ConversationStore:
         self, now: datetime, lease: timedelta, limit: int = 50
     ) -> list[OutboxItem]:
         """Hold the due heads (see `outbox_heads`) for `lease`, in one statement: of several
-        server processes taking at once, each item goes to one."""
+        server processes taking at once, each item goes to one.
+
+        The items carry a new `lease_token`: only its holder can settle them (see
+        `outbox_delivered`), even after the lease has run out.
+        """
         heads = select(OutboxItem.id).where(_outbox_head(now)).order_by(OutboxItem.id).limit(limit)
         async with self._sessions.begin() as session:
             rows = await session.scalars(
                 update(OutboxItem)
                 .where(OutboxItem.id.in_(heads.scalar_subquery()), _unleased(now))
-                .values(locked_until=now + lease, attempts=OutboxItem.attempts + 1)
+                .values(
+                    locked_until=now + lease,
+                    lease_token=new_id(),
+                    attempts=OutboxItem.attempts + 1,
+                )
                 .returning(OutboxItem),
                 execution_options={"synchronize_session": False},
             )
             return sorted(rows, key=lambda item: item.id)
 
-    async def outbox_delivered(self, item_id: int) -> None:
+    async def outbox_delivered(self, item: OutboxItem) -> bool:
+        """Delete the delivered item, if its lease (taken with `take_outbox`) is still the
+        caller's; False when another process has taken the item over meanwhile."""
         async with self._sessions.begin() as session:
-            await session.execute(delete(OutboxItem).where(OutboxItem.id == item_id))
+            result = await session.execute(delete(OutboxItem).where(_lease_of(item)))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def outbox_retry(self, item_id: int, error: str, due_at: datetime) -> None:
-        """Let go of the item, to be tried again from `due_at`."""
+    async def outbox_retry(self, item: OutboxItem, error: str, due_at: datetime) -> bool:
+        """Let go of the item, to be tried again from `due_at`; False (and nothing changed)
+        when the caller's lease has been taken over (see `outbox_delivered`)."""
         async with self._sessions.begin() as session:
-            await session.execute(
+            result = await session.execute(
                 update(OutboxItem)
-                .where(OutboxItem.id == item_id)
-                .values(locked_until=None, due_at=due_at, last_error=error[:2000])
+                .where(_lease_of(item))
+                .values(locked_until=None, lease_token=None, due_at=due_at, last_error=error[:2000])
             )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def outbox_backlog(self) -> tuple[int, datetime | None]:
         """How many items wait to be delivered, and since when the oldest has."""
@@ -683,6 +778,13 @@ def _newest_open_handoff(query: Select[T], conversation_id: str) -> Select[T]:
     )
 
 
+def _lease_of(item: OutboxItem) -> ColumnElement[bool]:
+    """The item, while the lease it was taken with is still on it."""
+    if item.lease_token is None:  # not taken (`== None` would match every untaken item)
+        return false()
+    return and_(OutboxItem.id == item.id, OutboxItem.lease_token == item.lease_token)
+
+
 def _unleased(now: datetime) -> ColumnElement[bool]:
     return or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now)
 
@@ -717,6 +819,7 @@ async def _append(
     citations: Sequence[dict[str, Any]],
     meta: dict[str, Any] | None,
     only_in_state: ConversationState | None,
+    source: str | None = None,
 ) -> Message | None:
     # Bumping the counter row first locks it, so concurrent writers take turns; a failed
     # insert rolls the bump back with it: no gaps, no duplicates.
@@ -741,6 +844,7 @@ async def _append(
         text=text,
         citations=list(citations),
         meta=meta or {},
+        source=source,
         created_at=now,
     )
     session.add(message)

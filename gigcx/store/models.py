@@ -59,7 +59,10 @@ class Conversation(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("conversation_id", "seq", name="uq_messages_seq"),)
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq", name="uq_messages_seq"),
+        UniqueConstraint("source", name="uq_messages_source"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
@@ -69,6 +72,9 @@ class Message(Base):
     citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # What produced the message: the bot's decision, the expert's id, a Slack marker...
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Where a person wrote it, when that place can deliver it again ("slack:<channel>:<ts>"):
+    # unique, so a redelivery finds the message instead of adding it twice.
+    source: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +173,10 @@ class SlackCard(Base):
     handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"), primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
+    # The outbox item whose delivery posted this card (None for cards from before 0007): of
+    # two processes posting for one item, the first to record wins; a card posted for an
+    # older item never replaces a newer one.
+    outbox_item_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -175,11 +185,13 @@ class InternalNote(Base):
     assignee). A separate table, so no query for the customer's messages can return it."""
 
     __tablename__ = "internal_notes"
+    __table_args__ = (UniqueConstraint("source", name="uq_internal_notes_source"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"), index=True)
     author: Mapped[str] = mapped_column(String(128))
     text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(128), nullable=True)  # as Message.source
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -188,11 +200,17 @@ class OutboxItem(Base):
     same transaction as the change itself, so it is never lost to a crash or a Slack outage.
 
     Items of one handoff are delivered in order; a delivered item is deleted. `locked_until`
-    is the lease of the server process delivering it, so only one process does.
+    is the lease of the server process delivering it, so only one process does, and
+    `lease_token` fences it: a process whose lease ran out (a slow Slack call) can no longer
+    mark the item delivered or due again once another process has taken it over.
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_handoff", "handoff_id", "id"),)
+    # Ids are never reused (AUTOINCREMENT on SQLite): a card records the item that posted it.
+    __table_args__ = (
+        Index("ix_outbox_handoff", "handoff_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"))
@@ -202,6 +220,7 @@ class OutboxItem(Base):
     due_at: Mapped[datetime] = mapped_column(default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
 
 

@@ -1,10 +1,12 @@
 """A local stand-in for Slack's Web API (https://slack.com/api/<method>) that answers with
 Slack's response shapes and records every call, plus the response_url that interactive
-payloads carry for ephemeral replies."""
+payloads carry for ephemeral replies. It keeps the channels' top-level messages (for
+conversations.history and chat.delete), and can be made slow or failing per method."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -25,11 +27,20 @@ class SlackAPIServer(LocalServer):
         self.received_at: list[float] = []  # time.perf_counter() of each call, for benchmarks
         self.responses: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._ts = 1_700_000_000.000100
+        self._ts = time.time()  # message ts are Slack's: seconds since the epoch, unique
         self.token_revoked = False
-        # Make a method fail: method -> Slack error code ("channel_not_found"), or "down"
-        # for an HTTP 503 (Slack having an outage).
+        # Make a method fail: method -> Slack error code ("channel_not_found"), "down" for
+        # an HTTP 503 (Slack having an outage), or "ratelimited" for an HTTP 429 asking to
+        # wait `retry_after` seconds.
         self.failures: dict[str, str] = {}
+        self.retry_after = 30
+        # Make a method slow: method -> (seconds, when). "before" holds the call before Slack
+        # acts on it; "after" acts at once and holds only the answer (the post is visible).
+        self.delays: dict[str, tuple[float, str]] = {}
+        self.arrived: list[str] = []  # every method called, in order, as it arrives
+        # The top-level messages of each channel, oldest first (deleted ones removed).
+        self.history: dict[str, list[dict[str, Any]]] = {}
+        self.reactions: set[tuple[str, str, str]] = set()  # (channel, message ts, name)
         self.socket_url: str | None = None  # where apps.connections.open sends Socket Mode
         self.channels = {"C0EXPERTS", "C0STAFF"}
         outer = self
@@ -48,14 +59,33 @@ class SlackAPIServer(LocalServer):
                 # Some methods send their arguments in the query string, as Slack allows.
                 body = {**{k: v[0] for k, v in parse_qs(query).items()}, **body}
                 method = path.removeprefix("/api/")
+                with outer._lock:
+                    outer.arrived.append(method)
                 if outer.failures.get(method) == "down":
                     return self.send_json(503, {"ok": False, "error": "service_unavailable"})
+                if outer.failures.get(method) == "ratelimited":
+                    raw = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+                    self.send_response(429)
+                    self.send_header("Retry-After", str(outer.retry_after))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                    return None
+                delay, when = outer.delays.get(method, (0.0, ""))
+                if when == "before":
+                    time.sleep(delay)
                 with outer._lock:
                     outer.calls.append((method, body))
                     outer.received_at.append(time.perf_counter())
-                    outer._ts += 0.0001
+                    outer._ts = max(outer._ts + 0.0001, time.time())
                     ts = f"{outer._ts:.6f}"
-                self.send_json(200, outer.answer(method, body, ts))
+                    answer = outer.answer(method, body, ts)
+                if when == "after":
+                    time.sleep(delay)
+                # A client that gave up waiting (its timeout) is gone: Slack acted all the same.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_json(200, answer)
 
             def do_GET(self) -> None:  # some read methods (conversations.info) use GET
                 self.do_POST()
@@ -97,15 +127,48 @@ class SlackAPIServer(LocalServer):
             return {"ok": True, "channel": {"id": body["channel"], "is_member": True}}
         if method == "chat.postMessage":
             message = {"text": body.get("text", ""), "ts": ts, "bot_id": "BBOT"}
+            metadata = body.get("metadata")
+            if isinstance(metadata, str):  # a form-encoded call sends it as JSON text
+                metadata = json.loads(metadata)
+            if metadata:
+                message["metadata"] = metadata
+            if not body.get("thread_ts"):
+                self.history.setdefault(body["channel"], []).append(message)
             return {"ok": True, "channel": body["channel"], "ts": ts, "message": message}
+        if method == "chat.delete":
+            kept = self.history.get(body["channel"], [])
+            if not any(m["ts"] == body["ts"] for m in kept):
+                return {"ok": False, "error": "message_not_found"}
+            self.history[body["channel"]] = [m for m in kept if m["ts"] != body["ts"]]
+            return {"ok": True, "channel": body["channel"], "ts": body["ts"]}
+        if method == "conversations.history":
+            oldest = float(body.get("oldest") or 0)
+            found = [m for m in self.history.get(body["channel"], []) if float(m["ts"]) > oldest]
+            newest_first = found[::-1][: int(body.get("limit") or 100)]
+            if str(body.get("include_all_metadata")).lower() not in ("1", "true"):
+                newest_first = [
+                    {k: v for k, v in m.items() if k != "metadata"} for m in newest_first
+                ]
+            return {"ok": True, "messages": newest_first, "has_more": False}
         if method == "chat.update":
             return {"ok": True, "channel": body["channel"], "ts": body["ts"], "text": body["text"]}
-        if method in ("chat.postEphemeral", "reactions.add"):
+        if method == "reactions.add":
+            reaction = (body["channel"], body["timestamp"], body["name"])
+            if reaction in self.reactions:
+                return {"ok": False, "error": "already_reacted"}
+            self.reactions.add(reaction)
+            return {"ok": True}
+        if method == "chat.postEphemeral":
             return {"ok": True}
         return {"ok": False, "error": "unknown_method"}
 
     def posted(self, method: str) -> list[dict[str, Any]]:
         return [body for name, body in self.calls if name == method]
+
+    def cards(self, channel: str) -> list[dict[str, Any]]:
+        """The top-level messages a person sees in `channel` now (deleted ones gone)."""
+        with self._lock:
+            return list(self.history.get(channel, []))
 
     async def wait_for(
         self, method: str, count: int, timeout: float = 10.0

@@ -1,5 +1,24 @@
-"""Slack -> gigcx: the slack-bolt app behind /slack/events. Listeners ack first, then call
-`Escalations`; no business rule lives here."""
+"""Slack -> gigcx: the slack-bolt app behind /slack/events. Listeners call `Escalations`;
+no business rule lives here.
+
+Why the app answers Slack only after the work (`process_before_response=True`), on a
+long-running server too: Slack's redelivery is what makes an expert's thread reply safe.
+Slack sends an event again when it does not get a 2xx within 3 seconds; bolt answers 500
+when a listener raises (in Socket Mode it sends no ack then, to the same effect). Acking
+first (bolt's default, or lazy listeners) would tell Slack "done" before the reply is
+stored, so a database or Slack failure after the ack would lose the reply for good, unless
+we kept an inbox of our own. So the work is made idempotent instead, in the store: a
+relayed reply or note keeps its Slack identity (`slack:<channel>:<ts>`) under a unique key,
+so a redelivery after the work committed finds it and adds nothing, a redelivery after a
+failure does the work, and a redelivery racing a slow first try (`x-slack-retry-reason:
+http_timeout`) adds nothing either (one of the two inserts wins; a second reaction is
+refused as `already_reacted`). The seen-events set is only a cheap first filter, written
+once the work has committed.
+
+Buttons and `/gigcx` are answered after their work too (a guarded database update or two,
+well within the 3 seconds); Slack never redelivers those, and a repeated click changes
+nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,55 +27,74 @@ from typing import Any, Protocol
 
 import redis.asyncio as redis
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx.app import GigCX
+from gigcx.connectors.slack.bridge import CALL_TIMEOUT_SECONDS, slack_retry_handlers
 from gigcx.connectors.slack.text import mention
 from gigcx.escalation import ClaimRefused
+from gigcx.store import Handoff
 
 DELIVERED = "white_check_mark"
 KEPT_INTERNAL = "lock"
 
 
 class SeenEvents(Protocol):
-    async def first_sighting(self, event_id: str) -> bool:
-        """True the first time `event_id` is seen, False when Slack delivers it again."""
+    """Events whose work has committed: a cheap filter for Slack's redeliveries (the store's
+    unique keys are what make a repeat harmless)."""
+
+    async def handled(self, event_id: str) -> bool:
+        """True when the work for `event_id` has been done (see `remember`)."""
+        ...
+
+    async def remember(self, event_id: str) -> None:
+        """Note that the work for `event_id` is done; called only once it has committed."""
         ...
 
 
 class LocalSeenEvents:
-    """The event ids this one server process has acted on (the newest few thousand)."""
+    """The event ids this one server process has handled (the newest few thousand)."""
 
     def __init__(self, keep: int = 5000) -> None:
         self.keep = keep
         self._seen: OrderedDict[str, None] = OrderedDict()
 
-    async def first_sighting(self, event_id: str) -> bool:
-        if event_id in self._seen:
-            return False
+    async def handled(self, event_id: str) -> bool:
+        return event_id in self._seen
+
+    async def remember(self, event_id: str) -> None:
         self._seen[event_id] = None
         if len(self._seen) > self.keep:
             self._seen.popitem(last=False)
-        return True
 
 
 class RedisSeenEvents:
-    """The event ids any server process has acted on in the last day: Slack may deliver an
+    """The event ids any server process has handled in the last day: Slack may deliver an
     event again to another process."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = f"{prefix}:slack-event"
 
-    async def first_sighting(self, event_id: str) -> bool:
-        first = await self.client.set(f"{self.prefix}:{event_id}", 1, nx=True, ex=86_400)
-        return bool(first)
+    async def handled(self, event_id: str) -> bool:
+        return bool(await self.client.exists(f"{self.prefix}:{event_id}"))
+
+    async def remember(self, event_id: str) -> None:
+        await self.client.set(f"{self.prefix}:{event_id}", 1, ex=86_400)
 
 
-def slack_client(runtime: GigCX) -> AsyncWebClient:
+def slack_client(runtime: GigCX, timeout: float = CALL_TIMEOUT_SECONDS) -> AsyncWebClient:
+    """A Web API client whose calls give up after `timeout` seconds, retried once by
+    slack_sdk's handlers: an outbox delivery stays well within its lease."""
     slack = runtime.settings.slack
     assert slack.bot_token is not None
-    return AsyncWebClient(token=slack.bot_token.get_secret_value(), base_url=slack.api_url)
+    return AsyncWebClient(
+        token=slack.bot_token.get_secret_value(),
+        base_url=slack.api_url,
+        timeout=timeout,  # type: ignore[arg-type]  # seconds; aiohttp takes a float
+        retry_handlers=slack_retry_handlers(),
+    )
 
 
 def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> AsyncApp:
@@ -144,30 +182,49 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
 
     @app.event("message")
     async def thread_message(body: dict[str, Any], event: dict[str, Any]) -> None:
-        # Slack delivers an event again when it thinks we missed it, maybe to another
-        # server process: act once per event id.
-        event_id = body.get("event_id")
-        if event_id and not await seen.first_sighting(str(event_id)):
-            return
+        # Raising here makes bolt answer 500, and Slack delivers the event again: see the
+        # module docstring. Slack may deliver it again to another server process, too.
         if event.get("bot_id") or event.get("subtype") or not event.get("thread_ts"):
             return  # our own posts (no echo), edits and joins, and messages outside threads
+        event_id = str(body.get("event_id") or "")
+        if event_id and await seen.handled(event_id):
+            return
         handoff = await store.handoff_for_thread(event["channel"], event["thread_ts"])
         if handoff is None:
             return
+        delivered = await relay(handoff, event)
+        try:
+            await app.client.reactions_add(
+                channel=event["channel"],
+                timestamp=event["ts"],
+                name=DELIVERED if delivered else KEPT_INTERNAL,
+            )
+        except SlackApiError as error:
+            if error.response.get("error") != "already_reacted":  # an earlier try's reaction
+                raise
+        if event_id:
+            await seen.remember(event_id)
+
+    async def relay(handoff: Handoff, event: dict[str, Any]) -> bool:
+        """Store a thread message once, for the customer or as an internal note; whether
+        it went to the customer (also when an earlier try of this event stored it)."""
+        source = f"slack:{event['channel']}:{event['ts']}"
+        if await store.message_by_source(source) is not None:
+            return True
+        if await store.note_by_source(source) is not None:
+            return False
         text = str(event.get("text", "")).strip()
-        user = event.get("user")
+        user = str(event.get("user"))
         to_customer = (
             handoff.state == "assigned"
             and user == handoff.assignee
             and not text.lower().startswith("note:")
         )
-        delivered = to_customer and await escalations.send_reply(handoff.id, user, text)
-        if not delivered:
-            await store.add_internal_note(handoff.id, str(user), text)
-        await app.client.reactions_add(
-            channel=event["channel"],
-            timestamp=event["ts"],
-            name=DELIVERED if delivered else KEPT_INTERNAL,
-        )
+        if to_customer:
+            sent = await escalations.send_reply(handoff.id, user, text, source=source)
+            if sent is not None:
+                return True
+        await store.add_internal_note(handoff.id, user, text, source=source)
+        return False
 
     return app

@@ -6,6 +6,13 @@ change, so nothing is lost to a crash or a Slack outage: an item that fails stay
 tried again with backoff, and the items of one handoff go out in order. Events only wake
 the bridge up; a periodic look at the outbox catches anything an event did not announce.
 With several server processes, each item is delivered by the one that takes its lease.
+
+One delivery (at most `MAX_CALLS_PER_DELIVERY` Web API calls, each bounded by the client's
+timeout and one retry by slack_sdk's handlers) fits well within the lease, and the lease is
+fenced besides: a process whose lease ran out anyway (a stalled event loop, a slow database)
+cannot mark the item delivered or due again once another process has taken it over. A card
+remembers the outbox item that posted it, so a second delivery of one change neither posts
+a second card (it finds the first, recorded or in the channel) nor keeps one (it deletes it).
 """
 
 from __future__ import annotations
@@ -13,12 +20,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx import events, metrics
@@ -27,15 +45,29 @@ from gigcx.connectors.slack.cards import claimed_card, closed_card, handoff_card
 from gigcx.connectors.slack.text import SlackText
 from gigcx.events import Event, SubscriptionOverflow
 from gigcx.store import Handoff
-from gigcx.store.models import OutboxItem, as_utc, utcnow
+from gigcx.store.models import OutboxItem, SlackCard, as_utc, utcnow
 
 log = logging.getLogger(__name__)
-RETRIES = 3  # immediate tries of one Web API call when Slack is rate-limiting or failing
-# How long a process may hold an item while delivering it (its immediate retries included);
-# if the process dies meanwhile, another one takes the item over after this.
-LEASE = timedelta(seconds=30)
+# One Web API call: how long one try may take, and how long slack_sdk's handlers may wait
+# before the one retry they allow (a longer Retry-After goes back to the outbox instead).
+CALL_TIMEOUT_SECONDS = 4.0
+RETRY_INTERVAL_SECONDS = 0.5
+MAX_RETRY_AFTER_SECONDS = 1.0
+# The most calls one delivery makes: close the old card, look for a card an earlier try
+# posted, post the new card, delete it when another try's card was recorded first.
+MAX_CALLS_PER_DELIVERY = 4
+# How long a process may hold an item while delivering it; if the process dies meanwhile,
+# another one takes the item over after this. Longer than the slowest delivery (40 s).
+LEASE = timedelta(seconds=45)
 POLL_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 300.0
+# Marks the cards the bridge posts, with the outbox item that posted them, so a later try
+# can find a card whose answer never came back (timed out, or the process died).
+CARD_EVENT = "gigcx_handoff_card"
+
+# The item the running delivery is for (each delivery runs in its own task): cards are
+# posted and updated on its behalf.
+_delivering: ContextVar[OutboxItem | None] = ContextVar("delivering", default=None)
 
 # What an administrator can do about the Web API errors that do not go away by themselves.
 FIXES = {
@@ -54,12 +86,57 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(MAX_BACKOFF_SECONDS, 5.0 * 2 ** max(0, attempts - 1)))
 
 
-class SlackBridge:
-    """Delivers the outbox to Slack."""
+def slack_retry_handlers() -> list[AsyncRetryHandler]:
+    """One quick retry of a call that could not connect, that Slack answered with 500/503,
+    or that Slack rate-limited for a short while; anything longer is the outbox's to retry.
 
-    def __init__(self, runtime: GigCX, client: AsyncWebClient) -> None:
+    A connection that broke after the request went out is not retried here: Slack may have
+    acted on it, and a later outbox try first looks for the card it may have posted.
+    """
+    interval = FixedValueRetryIntervalCalculator(RETRY_INTERVAL_SECONDS)
+    return [
+        AsyncConnectionErrorRetryHandler(
+            max_retry_count=1,
+            interval_calculator=interval,
+            error_types=[aiohttp.ClientConnectorError],
+        ),
+        AsyncServerErrorRetryHandler(max_retry_count=1, interval_calculator=interval),
+        ShortRateLimitRetryHandler(max_retry_count=1),
+    ]
+
+
+class ShortRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's rate-limit retry, only when Slack asks for a short wait."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return (
+            response is not None
+            and response.status_code == 429
+            and _retry_after(response.headers) <= MAX_RETRY_AFTER_SECONDS
+        )
+
+
+def delivery_time_bound(call_timeout: float = CALL_TIMEOUT_SECONDS) -> float:
+    """The longest one delivery's Web API calls can take, in seconds: each call two tries
+    and the wait between them."""
+    one_call = 2 * call_timeout + max(RETRY_INTERVAL_SECONDS, MAX_RETRY_AFTER_SECONDS + 1)
+    return MAX_CALLS_PER_DELIVERY * one_call
+
+
+class SlackBridge:
+    """Delivers the outbox to Slack, holding each item for `lease` while it does."""
+
+    def __init__(self, runtime: GigCX, client: AsyncWebClient, *, lease: timedelta = LEASE) -> None:
         self.runtime = runtime
         self.client = client
+        self.lease = lease
         self.settings = runtime.settings
         escalation = runtime.settings.escalation
         self.say = SlackText(escalation.redact_personal_data, escalation.phone_regions)
@@ -106,7 +183,7 @@ class SlackBridge:
         """Deliver what is due now, each handoff's items in order; how many were delivered."""
         delivered = 0
         while True:
-            taken = await self.runtime.store.take_outbox(now or utcnow(), LEASE)
+            taken = await self.runtime.store.take_outbox(now or utcnow(), self.lease)
             if not taken:
                 return delivered
             results = await asyncio.gather(*(self._deliver(item) for item in taken))
@@ -116,20 +193,26 @@ class SlackBridge:
 
     async def _deliver(self, item: OutboxItem) -> bool:
         store = self.runtime.store
+        _delivering.set(item)  # this task's own context: concurrent deliveries don't mix
         try:
             await self.deliver(item)
         except Exception as error:
             attempts, problem = item.attempts, _describe(error)  # attempts: counted when taken
-            await store.outbox_retry(item.id, problem, utcnow() + backoff(attempts))
-            log.error(
-                "Slack did not get %s of handoff %s (try %d; will try again): %s",
-                item.kind,
-                item.handoff_id,
-                attempts,
-                problem,
-            )
+            wait = max(backoff(attempts), _slack_asks_to_wait(error))
+            if await store.outbox_retry(item, problem, utcnow() + wait):
+                log.error(
+                    "Slack did not get %s of handoff %s (try %d; will try again): %s",
+                    item.kind,
+                    item.handoff_id,
+                    attempts,
+                    problem,
+                )
+            else:
+                _lease_lost(item)
             return False
-        await store.outbox_delivered(item.id)
+        if not await store.outbox_delivered(item):
+            _lease_lost(item)
+            return False
         return True
 
     async def deliver(self, item: OutboxItem) -> None:
@@ -180,23 +263,68 @@ class SlackBridge:
         ]
 
     async def post_card(self, handoff: Handoff, urgent: bool = False) -> None:
+        """Post the handoff's card, once per outbox item however often it is tried."""
+        store = self.runtime.store
+        item = _delivering.get()
+        item_id = None if item is None else item.id
         channel = self._channel(handoff)
+        if item is not None:
+            if _posted_for(await store.card_for(handoff.id), item):
+                return  # an earlier try of this item posted and recorded it
+            if item.attempts > 1:  # an earlier try may have posted it without recording it
+                found = await self._find_card(channel, item)
+                if found is not None:
+                    await store.save_card(handoff.id, channel, found, item.id)
+                    return
         mentions = await self.mentions(handoff, wide=urgent)
-        notes = [
-            (note.author, note.text) for note in await self.runtime.store.internal_notes(handoff.id)
-        ]
+        notes = [(note.author, note.text) for note in await store.internal_notes(handoff.id)]
         text, blocks = await asyncio.to_thread(
             partial(handoff_card, urgent=urgent, notes=notes[-5:]), handoff, mentions, self.say
         )
-        posted = await self._call("chat_postMessage", channel=channel, text=text, blocks=blocks)
-        await self.runtime.store.save_card(handoff.id, posted["channel"], posted["ts"])
+        metadata = {
+            "event_type": CARD_EVENT,
+            "event_payload": {"handoff_id": handoff.id, "outbox_item_id": item_id},
+        }
+        posted = await self._call(
+            "chat_postMessage", channel=channel, text=text, blocks=blocks, metadata=metadata
+        )
+        recorded = await store.save_card(handoff.id, posted["channel"], posted["ts"], item_id)
+        if (recorded.channel, recorded.ts) != (posted["channel"], posted["ts"]):
+            # Another try of this item (this one's lease ran out) recorded its card first:
+            # replies in this one's thread would reach nobody.
+            await self._call("chat_delete", channel=posted["channel"], ts=posted["ts"])
 
     async def update_card(self, handoff: Handoff, text: str, blocks: list[dict[str, Any]]) -> None:
         card = await self.runtime.store.card_for(handoff.id)
-        if card is not None:
-            await self._call(
-                "chat_update", channel=card.channel, ts=card.ts, text=text, blocks=blocks
+        item = _delivering.get()
+        if card is None or (item is not None and _posted_for(card, item)):
+            return  # no card, or the one on record is the new card this very item posted
+        await self._call("chat_update", channel=card.channel, ts=card.ts, text=text, blocks=blocks)
+
+    async def _find_card(self, channel: str, item: OutboxItem) -> str | None:
+        """The ts of a card posted for `item` since it was written, if Slack has one."""
+        try:
+            history = await self._call(
+                "conversations_history",
+                channel=channel,
+                oldest=f"{as_utc(item.created_at).timestamp():.6f}",
+                include_all_metadata=True,
+                limit=200,
             )
+        except SlackApiError as error:
+            if _transient(error):
+                raise
+            # No history to read (the app lacks channels:history, say): better a card
+            # twice than none at all.
+            log.warning("cannot look for an earlier card in %s: %s", channel, _describe(error))
+            return None
+        for message in history.get("messages", []):
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            ours = metadata.get("event_type") == CARD_EVENT
+            if ours and payload.get("outbox_item_id") == item.id:
+                return str(message["ts"])
+        return None
 
     async def post_transcript(self, handoff: Handoff) -> None:
         messages = await self.runtime.store.messages_after(handoff.conversation_id)
@@ -219,18 +347,9 @@ class SlackBridge:
         return channel
 
     async def _call(self, method: str, **arguments: Any) -> Any:
-        """A Web API call, retried at once with backoff when Slack rate-limits or fails
-        (longer outages are the outbox's to retry)."""
-        for attempt in range(RETRIES):
-            try:
-                return await getattr(self.client, method)(**arguments)
-            except SlackApiError as error:
-                status = error.response.status_code
-                if (status != 429 and status < 500) or attempt == RETRIES - 1:
-                    raise
-                wait = float(error.response.headers.get("Retry-After", 0.5 * 2**attempt))
-                await asyncio.sleep(min(wait, 10.0))
-        raise AssertionError("unreachable")
+        """A Web API call (the client's retry handlers retry it once; see
+        `slack_retry_handlers`)."""
+        return await getattr(self.client, method)(**arguments)
 
 
 def _leaves_outbox_item(event: Event) -> bool:
@@ -252,10 +371,48 @@ HANDOFF_CHANGES = frozenset(
 )
 
 
+def _posted_for(card: SlackCard | None, item: OutboxItem) -> bool:
+    """Whether `card` was posted for `item` or a later change (items are told in order)."""
+    return card is not None and card.outbox_item_id is not None and card.outbox_item_id >= item.id
+
+
+def _lease_lost(item: OutboxItem) -> None:
+    log.warning(
+        "the lease on %s of handoff %s ran out before Slack answered: another process "
+        "has taken it over",
+        item.kind,
+        item.handoff_id,
+    )
+
+
+def _retry_after(headers: Any) -> float:
+    """Slack's Retry-After (seconds) from response headers, 0 when absent or unreadable."""
+    for name, value in dict(headers or {}).items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) else value
+            try:
+                return float(raw)
+            except (TypeError, ValueError):
+                return 0.0
+    return 0.0
+
+
+def _slack_asks_to_wait(error: Exception) -> timedelta:
+    """How long Slack asked us to wait (a 429's Retry-After), else nothing."""
+    if isinstance(error, SlackApiError) and error.response.status_code == 429:
+        return timedelta(seconds=_retry_after(error.response.headers))
+    return timedelta(0)
+
+
+def _transient(error: SlackApiError) -> bool:
+    status = error.response.status_code
+    return status == 429 or status >= 500
+
+
 def _describe(error: Exception) -> str:
     if isinstance(error, SlackApiError):
         status, code = error.response.status_code, str(error.response.get("error") or "")
-        if status == 429 or status >= 500:
+        if _transient(error):
             return f"Slack answered HTTP {status} {code}".rstrip()
         fix = FIXES.get(code)
         return f"Slack said {code}" + (f": {fix}" if fix else "")
