@@ -34,7 +34,8 @@ def utcnow() -> datetime:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """`moment` with its zone: SQLite hands timestamps back without one (they are UTC)."""
+    """`moment` with its zone: a naive time is taken as UTC (what SQLite held before the store
+    returned aware times; see UTCDateTime)."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
