@@ -3,6 +3,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gigcx-installed
 EXAMPLE := examples/kestrel/gigcx.yaml
+# The demo's index and conversations live here, at the repo root, not inside examples/kestrel
+# (whose gigcx.yaml would put them in examples/kestrel/.gigcx): copying the example to start
+# a brand copies no demo data. Absolute paths, since relative ones in GIGCX_* variables are
+# read against the config file's folder, as in gigcx.yaml.
+DATA ?= .gigcx/kestrel
+DATA_DIR := $(abspath $(DATA))
+DEMO_ENV := GIGCX_INDEX__PATH="$(DATA_DIR)/index" GIGCX_STORE__URL="sqlite:///$(DATA_DIR)/gigcx.db"
+PORT ?= 8080
 
 .PHONY: install browser demo ask test bench lint
 
@@ -17,18 +25,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The example brand's shop page with the chat widget: open http://127.0.0.1:8080
+# (`make demo PORT=8081` for another port).
 demo: install
-	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
-	$(BIN)/gigcx experts sync --config $(EXAMPLE)
-	@echo "Open http://127.0.0.1:8080 (the shop) and http://127.0.0.1:8080/console (the expert side, with the token printed below)"
-	$(BIN)/gigcx serve --config $(EXAMPLE) --console
+	$(DEMO_ENV) $(BIN)/gigcx knowledge sync --config $(EXAMPLE)
+	$(DEMO_ENV) $(BIN)/gigcx experts sync --config $(EXAMPLE)
+	$(DEMO_ENV) $(BIN)/gigcx serve --config $(EXAMPLE) --port $(PORT) --console
 
 # The same bot in the terminal, showing its decisions.
 ask: install
-	$(BIN)/gigcx knowledge sync --config $(EXAMPLE)
-	$(BIN)/gigcx ask --config $(EXAMPLE)
+	$(DEMO_ENV) $(BIN)/gigcx knowledge sync --config $(EXAMPLE)
+	$(DEMO_ENV) $(BIN)/gigcx ask --config $(EXAMPLE)
 
+# PostgreSQL and Redis first (GIGCX_TEST_POSTGRES_URL, GIGCX_TEST_REDIS_URL; see README):
+# a missing one is one clear message, not hundreds of failed tests.
 test: install browser
+	$(BIN)/python -m tests.helpers.check_services
 	$(BIN)/ruff check gigcx tests benchmarks
 	$(BIN)/python -m pytest
 

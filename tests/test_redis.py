@@ -21,9 +21,8 @@ from gigcx.connectors.web.ratelimit import Check, RedisLimiter
 from gigcx.events import Event, SubscriptionOverflow
 from gigcx.events.redis_bus import RedisEventBus
 from gigcx.store import ConversationStore
+from tests.helpers.check_services import REDIS_URL
 from tests.test_web_api import say, start_chat
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ from gigcx.config import Settings, StoreSettings, load_settings
 from gigcx.escalation.experts import sync_experts
 from gigcx.knowledge import open_index, sync_knowledge
 from gigcx.store import ConversationStore, create_engine, upgrade_database
+from tests.helpers.check_services import REDIS_URL
 from tests.helpers.processes import ServerProcess, chroma_server, postgres_database
 from tests.helpers.slack_server import SlackAPIServer
 from tests.test_slack import ALEX, KEY, SAMI, SECRET, click, thread_event
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 CONSOLE_TOKEN = "a-console-token-for-the-scale-out-test"
 
 

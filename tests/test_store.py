@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import csv
+import io
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from gigcx.config import StoreSettings
 from gigcx.store import (
@@ -17,7 +21,8 @@ from gigcx.store import (
     upgrade_database,
 )
 from gigcx.store.database import current_revision
-from gigcx.store.models import Expert, OutboxItem, utcnow
+from gigcx.store.models import Expert, Handoff, OutboxItem, utcnow
+from tests.test_cli import gigcx
 
 MINUTE = timedelta(minutes=1)
 
@@ -295,3 +300,51 @@ async def test_server_processes_starting_together_migrate_once(store_url: str):
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_a_message_read_back_serialises_in_utc_exactly_as_when_fresh(
+    store: ConversationStore,
+):
+    conversation = await store.create_conversation("kestrel")
+    fresh = await store.add_message(conversation.id, "customer", "hi")
+    assert fresh is not None
+    [read_back] = await store.messages_after(conversation.id)
+    assert read_back.to_dict() == fresh.to_dict()
+    assert read_back.to_dict()["created_at"].endswith("+00:00")
+    again = await store.get_conversation(conversation.id)
+    assert again.created_at.utcoffset() == timedelta(0)
+
+
+async def test_a_time_given_in_another_zone_is_kept_as_the_same_instant_in_utc(
+    store: ConversationStore,
+):
+    """SQLite keeps no zone: 12:00+02:00 must be written as 10:00 UTC, not as 12:00."""
+    conversation = await store.create_conversation("kestrel")
+    handoff_id = await open_handoff(store, conversation.id)
+    in_paris = datetime(2026, 11, 3, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            update(Handoff).where(Handoff.id == handoff_id).values(claim_deadline=in_paris)
+        )
+    handoff = await store.get_handoff(handoff_id)
+    assert handoff.claim_deadline.isoformat() == "2026-11-03T10:00:00+00:00"
+
+
+async def test_the_ledger_csv_shows_aware_utc_times(
+    store: ConversationStore, store_url: str, brand_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    conversation = await store.create_conversation("kestrel")
+    handoff_id = await open_handoff(store, conversation.id)
+    await register(store, "ana")
+    await store.claim_handoff("kestrel", handoff_id, "ana", MINUTE)
+    assert await store.resolve_handoff(handoff_id, "ana", Decimal("4.00")) is not None
+    monkeypatch.setenv("GIGCX_STORE__URL", store_url)
+    month = utcnow().strftime("%Y-%m")
+    config = str(brand_dir / "gigcx.yaml")
+    result = await asyncio.to_thread(
+        gigcx, "ledger", "export", "--month", month, "--detail", "--config", config
+    )
+    assert result.exit_code == 0, result.output
+    [row] = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert row["claimed_at"].endswith("+00:00") and row["resolved_at"].endswith("+00:00")
+    assert datetime.fromisoformat(row["resolved_at"]) >= datetime.fromisoformat(row["claimed_at"])

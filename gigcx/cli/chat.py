@@ -4,24 +4,26 @@ the terminal, bring the conversation store's schema up to date."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import re
 import secrets
+import socket
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import SecretStr
-from rich.markdown import Markdown
 from rich.markup import escape
 
-from gigcx.app import GigCX, RedisUnavailable, start
-from gigcx.bot.frontline import TurnResult
 from gigcx.cli.common import ConfigOption, err, fail, index_for, out, settings_from
 from gigcx.config import ENV_PREFIX, Settings, StoreSettings, find_config
-from gigcx.knowledge import KnowledgeIndexError
-from gigcx.store import StoreUnavailable, create_engine, upgrade_database
+
+if TYPE_CHECKING:
+    from gigcx.app import GigCX
+    from gigcx.bot.frontline import TurnResult
 
 
 def serve(
@@ -46,11 +48,15 @@ def serve(
     ] = False,
 ) -> None:
     """Run the chat API (and its docs at /docs) with uvicorn."""
+    settings = settings_from(config)
+    host = host or settings.web.host
+    port = port or settings.web.port
+    # Before anything slow (the index, the embedding model): a clash is said at once.
+    _check_port_free(host, port)
     import uvicorn
 
     from gigcx.connectors.web import create_app
 
-    settings = settings_from(config)
     made_token = None
     if console and settings.web.console_token is None:
         made_token = secrets.token_urlsafe(16)
@@ -74,18 +80,19 @@ def serve(
             "(store.url) for real scale."
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    address = f"http://{host or settings.web.host}:{port or settings.web.port}"
+    address = f"http://{host}:{port}"
     err.print(f"Demo shop with the widget: {address}/ · API docs: {address}/docs")
     if made_token is not None:
         err.print(f"Expert console: {address}/console · token for this run: {made_token}")
     elif settings.web.console_token is not None:
         err.print(f"Expert console: {address}/console · token: web.console_token")
     network = {
-        "host": host or settings.web.host,
-        "port": port or settings.web.port,
+        "host": host,
+        "port": port,
         "log_level": "info",
-        "proxy_headers": True,
-        "forwarded_allow_ips": ",".join(settings.web.trusted_proxies),
+        # create_app applies web.trusted_proxies itself, under any server: one place
+        # decides whose X-Forwarded-For is believed.
+        "proxy_headers": False,
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **network)
@@ -102,6 +109,46 @@ def serve(
             workers=workers,
             **network,
         )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in one line, naming the port and how to pick another, if `host:port` cannot be
+    listened on; uvicorn would say so only after the app has loaded the embedding model."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise fail(f"cannot listen on {host!r} (web.host or --host): {error.strerror}") from None
+    family, kind, proto, _name, address = addresses[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by a server just stopped is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                why = "is already in use (another gigcx serve or make demo still running?)"
+            elif error.errno == errno.EACCES:
+                why = "needs root (ports below 1024 are privileged)"
+            else:
+                why = f"cannot be listened on ({error.strerror})"
+            other = _suggested_port(port)
+            raise fail(
+                f"port {port} on {host} {why}. Pick another with --port, e.g. "
+                f"`gigcx serve --port {other}` (`make demo PORT={other}`), or set web.port "
+                "in gigcx.yaml."
+            ) from None
+
+
+def _suggested_port(port: int) -> int:
+    """The first port after `port` that nothing listens on (on this machine)."""
+    for candidate in range(port + 1, min(port + 50, 65535)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    return 8081
 
 
 def ask(
@@ -126,6 +173,9 @@ def ask(
 
 
 async def _chat(settings: Settings, scripted: list[str] | None) -> None:
+    from gigcx.app import start
+    from gigcx.store import StoreUnavailable
+
     try:
         runtime = await start(settings)
     except StoreUnavailable as error:
@@ -165,9 +215,17 @@ def _prompt() -> str | None:
 
 
 def _print_turn(runtime: GigCX, result: TurnResult) -> None:
+    from rich.markdown import Markdown
+
     for reply in result.replies:
         out.print("[bold cyan]bot>[/]")
-        out.print(Markdown(reply.text))
+        if (reply.meta or {}).get("kind") == "handover":
+            _print_handover_notice(reply.text)
+        elif out.is_terminal:
+            out.print(Markdown(reply.text))
+        else:
+            # Piped: the reply as written (Markdown is plain text), one paragraph a line.
+            out.print(reply.text, markup=False, highlight=False)
         for number, source in enumerate(reply.citations, start=1):
             where = source.get("url") or source["path"]
             out.print(f"  [dim][{number}] {escape(str(source['title']))} — {escape(str(where))}[/]")
@@ -192,8 +250,26 @@ def _print_turn(runtime: GigCX, result: TurnResult) -> None:
     out.print(f"[dim]→ {escape(line)}[/]\n")
 
 
+def _print_handover_notice(text: str) -> None:
+    """The handover notice up to who takes over; what it says next ("they'll reply right here
+    in this chat... keep this window open") is about the widget, and in this terminal nobody
+    takes over, so say that instead."""
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    handed = next(
+        (n for n, sentence in enumerate(sentences) if "passing our conversation" in sentence),
+        len(sentences) - 1,
+    )
+    out.print(" ".join(sentences[: handed + 1]), markup=False, highlight=False)
+    out.print(
+        "[dim](In the widget the customer now waits for the reply in the same chat. Here in "
+        "the terminal nobody takes over: `gigcx ask` reaches no expert and keeps nothing.)[/]"
+    )
+
+
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply the store's migrations (the server also does this when it starts)."""
+    from gigcx.store import StoreUnavailable, create_engine, upgrade_database
+
     settings = settings_from(config)
 
     async def upgrade() -> None:
@@ -213,6 +289,9 @@ def db_upgrade(config: ConfigOption = None) -> None:
 def _check_services(settings: Settings) -> None:
     """Fail now, in one line, if the store, Redis or the knowledge index cannot be used
     (rather than in each worker's start-up traceback); warn if the index is empty."""
+    from gigcx.app import RedisUnavailable, start
+    from gigcx.knowledge import KnowledgeIndexError
+    from gigcx.store import StoreUnavailable
 
     async def chunks_in_index() -> int:
         runtime = await start(settings)
@@ -230,6 +309,8 @@ def _check_services(settings: Settings) -> None:
 
 
 def _warn_if_not_synced(settings: Settings) -> None:
+    from gigcx.knowledge import KnowledgeIndexError
+
     try:
         count = index_for(settings).count()
     except KnowledgeIndexError as error:

@@ -1,19 +1,58 @@
 """What every `gigcx` command shares: the consoles, the --config option, exit codes and
-turning a user's mistake into one clear line on stderr."""
+turning a user's mistake into one clear line on stderr.
+
+The CLI's modules import the heavy parts (the knowledge index, the bot, the web app) inside
+the commands that use them, so `gigcx --help`, `gigcx experts sync` or `gigcx ledger export`
+start in about a second instead of loading chromadb, langchain and the bot first.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.padding import Padding
+from rich.table import Table
 
 from gigcx.config import ConfigError, Settings, load_settings
-from gigcx.knowledge import KnowledgeIndex, KnowledgeIndexError, open_index
 
-out = Console()
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from gigcx.knowledge import KnowledgeIndex
+
+# Wide enough for any table row or passage a command prints; only used when piped.
+PIPED_WIDTH = 100_000
+
+
+class CommandConsole(Console):
+    """A rich Console that wraps to the terminal's width, and does not wrap at all when the
+    output is piped or redirected: rich would otherwise hard-wrap at 80 columns, cutting
+    messages (and table rows) in the middle for `grep` and scripts."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if self.is_terminal:
+            super().print(*objects, **kwargs)
+            return
+        blocks = [o for o in objects if isinstance(o, Table | Padding)]
+        if not blocks:
+            kwargs.setdefault("soft_wrap", True)
+            super().print(*objects, **kwargs)
+            return
+        # A table or indented block at its natural width: one row, one line.
+        wide = self.options.update_width(PIPED_WIDTH)
+        natural = max(Measurement.get(self, wide, block).maximum for block in blocks)
+        kept = self._width
+        self.width = max(natural, 1)
+        try:
+            super().print(*objects, **kwargs)
+        finally:
+            self._width = kept
+
+
+out = CommandConsole()
+err = CommandConsole(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -50,6 +89,8 @@ def settings_from(config: Path | None, knowledge_dir: Path | None = None) -> Set
 
 
 def index_for(settings: Settings) -> KnowledgeIndex:
+    from gigcx.knowledge import KnowledgeIndexError, open_index
+
     try:
         return open_index(settings)
     except KnowledgeIndexError as error:

@@ -9,7 +9,7 @@ import io
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import typer
 from rich.markup import escape
@@ -17,9 +17,9 @@ from rich.table import Table
 
 from gigcx.cli.common import ConfigOption, JsonOption, fail, out, settings_from
 from gigcx.config import Settings
-from gigcx.escalation.experts import ExpertsFileError, sync_experts
-from gigcx.escalation.ledger import BadMonth, ledger_for_month, statements
-from gigcx.store import ConversationStore, StoreUnavailable, create_engine, upgrade_database
+
+if TYPE_CHECKING:
+    from gigcx.store import ConversationStore
 
 experts_app = typer.Typer(help="The brand's gig experts and staff.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The pay-per-resolution ledger.", no_args_is_help=True)
@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 
 def _with_store(settings: Settings, work: Callable[[ConversationStore], Awaitable[T]]) -> T:
+    from gigcx.store import ConversationStore, StoreUnavailable, create_engine, upgrade_database
+
     async def run() -> T:
         engine = create_engine(settings.store)
         try:
@@ -50,6 +52,8 @@ def experts_sync(
     as_json: JsonOption = False,
 ) -> None:
     """Make the registry match experts.yaml (availability is left as experts set it)."""
+    from gigcx.escalation.experts import ExpertsFileError, sync_experts
+
     settings = settings_from(config)
     path = file or settings.escalation.experts_file
     try:
@@ -99,6 +103,8 @@ def ledger_export(
     ] = False,
 ) -> None:
     """What each expert is owed for a month (or, with --detail, every paid resolution)."""
+    from gigcx.escalation.ledger import BadMonth, ledger_for_month, statements
+
     settings = settings_from(config)
     brand = settings.brand
     try:

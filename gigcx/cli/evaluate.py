@@ -6,30 +6,19 @@ import asyncio
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from gigcx.app import start
-from gigcx.bot.evaluation import (
-    METRICS,
-    CaseFileError,
-    EvalCase,
-    EvalReport,
-    explain_case,
-    read_cases,
-    run_eval,
-)
 from gigcx.cli.common import ConfigOption, JsonOption, err, fail, index_for, out, settings_from
 from gigcx.cli.knowledge import calibrate_brand
 from gigcx.config import IndexSettings, Settings, StoreSettings
-from gigcx.knowledge import KnowledgeFolderMissing, KnowledgeIndexError, sync_knowledge
-from gigcx.knowledge.documents import ChunkingOptions
-from gigcx.knowledge.embeddings import EmbeddingError
-from gigcx.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from gigcx.bot.evaluation import EvalCase, EvalReport
 
 FAILURES_SHOWN = 50
 
@@ -56,6 +45,8 @@ def evaluate(
     The knowledge is synced into a scratch index and conversations go to a scratch store,
     so the brand's own index and conversations are not touched.
     """
+    from gigcx.bot.evaluation import CaseFileError, read_cases
+
     settings = settings_from(config, knowledge)
     try:
         case_list = read_cases(cases, settings.knowledge.path)
@@ -80,6 +71,10 @@ def evaluate(
 
 
 def _sync_scratch_index(settings: Settings) -> None:
+    from gigcx.knowledge import KnowledgeFolderMissing, KnowledgeIndexError, sync_knowledge
+    from gigcx.knowledge.documents import ChunkingOptions
+    from gigcx.knowledge.embeddings import EmbeddingError
+
     options = ChunkingOptions(settings.knowledge.chunk_size, settings.knowledge.chunk_overlap)
     index = index_for(settings)
     try:
@@ -100,6 +95,10 @@ def _sync_scratch_index(settings: Settings) -> None:
 
 
 async def _run(settings: Settings, cases: list[EvalCase], *, show_progress: bool) -> EvalReport:
+    from gigcx.app import start
+    from gigcx.bot.evaluation import run_eval
+    from gigcx.store import StoreUnavailable
+
     try:
         runtime = await start(settings)
     except StoreUnavailable as error:
@@ -121,6 +120,8 @@ async def _run(settings: Settings, cases: list[EvalCase], *, show_progress: bool
 
 
 def _print_explained(report: EvalReport) -> None:
+    from gigcx.bot.evaluation import explain_case
+
     for result in report.results:
         case = explain_case(result)
         mark = "[green]pass[/]" if case["passed"] else "[red]FAIL[/]"
@@ -139,6 +140,8 @@ def _print_explained(report: EvalReport) -> None:
 
 
 def _print_report(report: EvalReport) -> None:
+    from gigcx.bot.evaluation import METRICS
+
     metrics = report.metrics()
     table = Table(title=f"{metrics['cases']} cases", title_justify="left")
     table.add_column("metric")

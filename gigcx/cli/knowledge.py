@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -14,9 +14,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from gigcx.bot.answerability import AnswerabilityModelError, load_model
-from gigcx.bot.calibration import Calibration, calibrate
-from gigcx.bot.decision import FrontLineBot
 from gigcx.cli.common import (
     EXIT_INPUT_PROBLEMS,
     ConfigOption,
@@ -28,16 +25,10 @@ from gigcx.cli.common import (
     settings_from,
 )
 from gigcx.config import Settings
-from gigcx.knowledge import (
-    ChunkingOptions,
-    KnowledgeFolderMissing,
-    KnowledgeIndex,
-    KnowledgeIndexError,
-    SearchHit,
-    SyncReport,
-    sync_knowledge,
-)
-from gigcx.knowledge.embeddings import EmbeddingError
+
+if TYPE_CHECKING:
+    from gigcx.bot.calibration import Calibration
+    from gigcx.knowledge import ChunkingOptions, KnowledgeIndex, SearchHit, SyncReport
 
 knowledge_app = typer.Typer(help="Sync and search a brand's knowledge files.", no_args_is_help=True)
 # Files listed per kind of change in the terminal; --json lists them all. Failures: always all.
@@ -65,6 +56,8 @@ def knowledge_sync(
     as_json: JsonOption = False,
 ) -> None:
     """Bring the index in line with the knowledge files: only changed files are embedded."""
+    from gigcx.knowledge import ChunkingOptions
+
     settings = settings_from(config, folder)
     index = index_for(settings)
     options = ChunkingOptions(settings.knowledge.chunk_size, settings.knowledge.chunk_overlap)
@@ -94,6 +87,9 @@ def _run_sync(
     rebuild: bool,
     as_json: bool,
 ) -> SyncReport:
+    from gigcx.knowledge import KnowledgeFolderMissing, KnowledgeIndexError, sync_knowledge
+    from gigcx.knowledge.embeddings import EmbeddingError
+
     progress = Progress(
         TextColumn("Embedding chunks"),
         BarColumn(),
@@ -129,6 +125,12 @@ def _run_sync(
 
 def calibrate_brand(settings: Settings, index: KnowledgeIndex) -> Calibration | None:
     """Check the answer decision on the brand's own wordings (see gigcx.bot.calibration)."""
+    from gigcx.bot.answerability import AnswerabilityModelError, load_model
+    from gigcx.bot.calibration import calibrate
+    from gigcx.bot.decision import FrontLineBot
+    from gigcx.knowledge import KnowledgeIndexError
+    from gigcx.knowledge.embeddings import EmbeddingError
+
     try:
         bot = FrontLineBot(settings, index, load_model())
         return calibrate(bot)
@@ -204,6 +206,9 @@ def knowledge_search(
     as_json: JsonOption = False,
 ) -> None:
     """Search the knowledge index the way the bot does: best passages, with their source."""
+    from gigcx.knowledge import KnowledgeIndexError
+    from gigcx.knowledge.embeddings import EmbeddingError
+
     settings = settings_from(config)
     index = index_for(settings)
 

@@ -5,13 +5,15 @@ the customer to repeat themselves. Personal data is masked by default.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from gigcx.escalation.redaction import DEFAULT_REGIONS, redact
-from gigcx.knowledge import SearchHit
 from gigcx.store import Conversation, Message
+
+if TYPE_CHECKING:  # only a type here: `gigcx experts sync` need not load the index's chromadb
+    from gigcx.knowledge import SearchHit
 
 QUOTE_CHARS = 200
 REASON_TEXT: dict[str, str] = {

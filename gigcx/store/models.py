@@ -16,6 +16,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -33,12 +34,33 @@ def utcnow() -> datetime:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """`moment` with its zone: SQLite hands timestamps back without one (they are UTC)."""
+    """`moment` with its zone: a naive time is taken as UTC (what SQLite held before the store
+    returned aware times; see UTCDateTime)."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always an aware UTC datetime, in and out, on every database.
+
+    SQLite keeps no zone, so without this a message read back serialises without `+00:00`
+    while the same message fresh from Python has it. The column type stays
+    `DateTime(timezone=True)`, so no migration is needed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        # A naive value is taken as UTC; an aware one in another zone is converted, so
+        # SQLite (which stores the wall time as given) never holds a non-UTC time.
+        return None if value is None else as_utc(value).astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else as_utc(value).astimezone(UTC)
+
+
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+    type_annotation_map: ClassVar = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
 
 class Conversation(Base):

@@ -20,7 +20,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.helpers.check_services import POSTGRES_ADMIN_URL, postgres_url
+
 BIN = Path(sys.executable).parent
 
 
@@ -40,7 +41,7 @@ async def postgres_database() -> AsyncIterator[str]:
     finally:
         await admin.close()
     try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        yield postgres_url(name, driver="postgresql+asyncpg")
     finally:
         admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
         try:

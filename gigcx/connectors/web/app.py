@@ -13,7 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import gigcx
 from gigcx import metrics
@@ -60,7 +62,9 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
                 await slack.stop()
             await started.close()
 
-    app = FastAPI(
+    # /docs and /redoc from files installed with the package (fastapi-offline ships Swagger
+    # UI and ReDoc), not from a CDN: the docs work on a machine with no internet.
+    app = FastAPIOffline(
         title=f"gigcx chat API — {settings.display_name}",
         version=gigcx.__version__,
         description="Conversations between a brand's customers, its AI front line and its experts.",
@@ -86,6 +90,10 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     # Starlette's class, so FastAPI's own errors (its 400 for an unreadable body) come here too.
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    # Outermost, so the per-address limits and the logs see the customer's address when a
+    # trusted load balancer says it (X-Forwarded-For), whatever server runs the app: uvicorn
+    # would otherwise trust only 127.0.0.1, and `gigcx serve` turns uvicorn's copy off.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.web.trusted_proxies)
 
     if settings.slack.enabled and not settings.slack.socket_mode:
 
