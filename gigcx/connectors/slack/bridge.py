@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from gigcx import events, metrics
 from gigcx.app import GigCX
 from gigcx.connectors.slack.cards import claimed_card, closed_card, handoff_card
-from gigcx.connectors.slack.text import SlackText
+from gigcx.connectors.slack.text import SlackText, mention
 from gigcx.events import Event, SubscriptionOverflow
 from gigcx.store import Handoff
 from gigcx.store.models import OutboxItem, as_utc, utcnow
@@ -154,6 +154,20 @@ class SlackBridge:
         elif kind in ("resolved", "returned"):
             how = "Resolved" if kind == "resolved" else "Handed back"
             await self.update_card(handoff, *closed_card(handoff, how, self.say))
+        elif kind == "timed_out":
+            # Whose it was is in the customer's notice (the handoff no longer names them).
+            notice = None if item.message_id is None else await store.message_by_id(item.message_id)
+            expert = str((notice.meta if notice is not None else {}).get("expert") or "")
+            hours = self.settings.escalation.resolve_timeout_seconds / 3600
+            if expert:
+                await self.post_in_thread(
+                    handoff,
+                    f"{mention(expert)} this conversation was not resolved within {hours:g} h, "
+                    "so it has been offered to other experts again. Claim it from the new card "
+                    "if you are still on it.",
+                )
+            await self.update_card(handoff, *closed_card(handoff, "Timed out", self.say))
+            await self.post_card(handoff, urgent=True)  # the customer has waited already
         elif kind == "customer_message" and item.message_id is not None:
             message = await store.message_by_id(item.message_id)
             if message is not None:
