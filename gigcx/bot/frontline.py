@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockNotOwnedError, RedisError
 
 from gigcx import events, metrics
 from gigcx.bot.decision import Decision, FrontLineBot, Turn
@@ -40,6 +41,10 @@ from gigcx.store import Conversation, ConversationStore, Message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# How long a worker's hold on a conversation's turn lasts unless it renews it (it does, a
+# few times a lease, while the turn runs): a worker that dies holding it delays that
+# conversation's next message by at most this long.
+TURN_LEASE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class FrontLine:
         llm: LLMAnswerer | None = None,
         turn_locks: redis.Redis | None = None,
         turn_lock_prefix: str = "",
+        turn_lease_seconds: float = TURN_LEASE_SECONDS,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -85,8 +91,11 @@ class FrontLine:
         self.llm = llm
         self.turn_locks = turn_locks
         self.turn_lock_prefix = turn_lock_prefix
-        # Longer than any bot turn can take (an LLM answer gives up after its timeout).
-        self._turn_lock_seconds = 60.0 + settings.bot.llm.timeout_seconds
+        self.turn_lease_seconds = turn_lease_seconds
+        # How long a message waits for another worker's turn on its conversation: longer
+        # than any bot turn can take (an LLM answer gives up after its timeout). A dead
+        # worker's hold runs out long before, after one lease.
+        self._turn_wait_seconds = 60.0 + settings.bot.llm.timeout_seconds
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # Embedding and search are CPU work, kept off the event loop. Many threads, so that
         # in a surge many queries reach the embedder together and go to the model as one
@@ -164,25 +173,56 @@ class FrontLine:
             if self.turn_locks is None:
                 yield
                 return
-            shared = self.turn_locks.lock(
-                f"{self.turn_lock_prefix}:turn:{conversation_id}",
-                timeout=self._turn_lock_seconds,  # a worker that dies holding it frees it
-                blocking_timeout=self._turn_lock_seconds,
-                sleep=0.01,
-            )
-            try:
-                held = await shared.acquire()
-                if not held:
-                    log.warning("turn lock of %s still held; answering anyway", conversation_id)
-            except (RedisError, OSError) as error:
-                held = False
-                log.warning("turn lock unavailable, answering anyway: %s", error)
-            try:
+            async with self._turn_lease(self.turn_locks, conversation_id):
                 yield
-            finally:
-                if held:
-                    with contextlib.suppress(RedisError, OSError):
-                        await shared.release()
+
+    @contextlib.asynccontextmanager
+    async def _turn_lease(self, client: redis.Redis, conversation_id: str) -> AsyncIterator[None]:
+        """The conversation's turn across workers: a short lease in Redis, renewed in the
+        background while the turn runs and released after it. A worker that dies stops
+        renewing, so its hold runs out after one lease instead of after the longest turn."""
+        shared = client.lock(
+            f"{self.turn_lock_prefix}:turn:{conversation_id}",
+            timeout=self.turn_lease_seconds,
+            blocking_timeout=self._turn_wait_seconds,
+            sleep=0.05,
+        )
+        try:
+            held = bool(await shared.acquire())
+            if not held:
+                log.warning("turn lock of %s still held; answering anyway", conversation_id)
+        except (RedisError, OSError) as error:
+            held = False
+            log.warning("turn lock unavailable, answering anyway: %s", error)
+        if not held:
+            yield
+            return
+        renewing = asyncio.create_task(self._renew(shared, conversation_id))
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            with contextlib.suppress(RedisError, OSError):
+                await shared.release()
+
+    async def _renew(self, shared: Lock, conversation_id: str) -> None:
+        """Renew the turn lease three times a lease until cancelled (the turn is over)."""
+        while True:
+            await asyncio.sleep(self.turn_lease_seconds / 3)
+            try:
+                await shared.reacquire()
+            except LockNotOwnedError:
+                # This process stalled for longer than a lease. Nobody else took the turn
+                # meanwhile: it is this turn's again; else another worker answers beside it.
+                with contextlib.suppress(RedisError, OSError):
+                    if await shared.acquire(blocking=False):
+                        continue
+                log.warning("turn lease of %s ran out before the turn ended", conversation_id)
+                return
+            except (RedisError, OSError) as error:
+                log.warning("could not renew the turn lease of %s: %s", conversation_id, error)
 
     async def _bot_turn(self, conversation_id: str, message: Message) -> TurnResult:
         conversation = await self.store.get_conversation(conversation_id)
