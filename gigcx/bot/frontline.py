@@ -36,7 +36,7 @@ from gigcx.bot.replies import (
 from gigcx.config import Settings
 from gigcx.escalation import Escalations, build_packet
 from gigcx.events import Event, EventBus
-from gigcx.knowledge import KnowledgeIndexError, SearchHit
+from gigcx.knowledge import SearchHit
 from gigcx.store import Conversation, ConversationStore, Message
 
 log = logging.getLogger(__name__)
@@ -232,8 +232,31 @@ class FrontLine:
         await self._publish(conversation_id, events.TYPING, author="bot", active=True)
         try:
             return await self._answer_or_escalate(conversation, message, result)
+        except Exception:
+            # The embedding endpoint or the index failed, or a bug: the customer is not left
+            # without a reply; a person takes over, and the log has the traceback.
+            log.exception(
+                "the bot could not answer message %d of conversation %s; escalating (bot_error)",
+                message.seq,
+                conversation_id,
+            )
+            return await self._escalate_after_error(conversation, message, result)
         finally:
             await self._publish(conversation_id, events.TYPING, author="bot", active=False)
+
+    async def _escalate_after_error(
+        self, conversation: Conversation, message: Message, result: TurnResult
+    ) -> TurnResult:
+        decision = Decision(
+            action="escalate",
+            reason="bot_error",
+            route=self.settings.routing.default_route,
+            query=message.text,
+        )
+        result.decision = decision
+        # No search for the expert's packet: what failed would most likely fail again.
+        handover = await self._escalate(conversation, decision, message.text, search=False)
+        return self._handed_over(result, handover)
 
     async def _answer_or_escalate(
         self, conversation: Conversation, message: Message, result: TurnResult
@@ -299,15 +322,8 @@ class FrontLine:
         )
 
     async def _decide(self, text: str, history: list[Turn]) -> Decision:
-        try:
-            return await self._in_thread(self.bot.decide, text, history)
-        except KnowledgeIndexError as error:
-            log.error("knowledge index unavailable, escalating: %s", error)
-            return Decision(
-                action="escalate",
-                reason="low_confidence",
-                route=self.settings.routing.default_route,
-            )
+        """What to do with the message; raises when the search fails (see `_bot_turn`)."""
+        return await self._in_thread(self.bot.decide, text, history)
 
     async def _llm_answer(
         self,
@@ -376,8 +392,10 @@ class FrontLine:
         return result
 
     async def _escalate(
-        self, conversation: Conversation, decision: Decision, text: str
+        self, conversation: Conversation, decision: Decision, text: str, *, search: bool = True
     ) -> Handover:
+        """Open the handoff with its packet; with `search`, the packet gets the passages
+        found for the question if the decision has none."""
         messages = await self.store.messages_after(conversation.id)
         # The summary starts from the latest real question: not "thanks", not "that didn't
         # help", not "a person please" (unless that is all the customer said).
@@ -394,11 +412,14 @@ class FrontLine:
         ]
         query = decision.query or (str(earlier[-1]["query"]) if earlier else text)
         product = decision.product or (earlier[-1].get("product") if earlier else None)
-        hits = decision.hits or tuple(await self._passages(query, product))
+        if search:
+            hits = decision.hits or tuple(await self._passages(query, product))
+            internal_hits = await self._internal_passages(query)
+        else:
+            hits, internal_hits = decision.hits, []
         route = decision.route or self.settings.routing.default_route
         nobody_available = await self.escalations.nobody_available(route)
         # Masking personal data in a long conversation takes CPU time: off the event loop.
-        internal_hits = await self._internal_passages(query)
         packet = await asyncio.to_thread(
             build_packet,
             reason=decision.reason or "low_confidence",
@@ -436,14 +457,16 @@ class FrontLine:
         """What the bot found for `query`, for the expert's packet."""
         try:
             return await self._in_thread(self.bot.search, query, product)
-        except KnowledgeIndexError:
+        except Exception as error:  # the packet goes without passages, not the handoff
+            log.warning("no passages for the handover packet: %s", error)
             return []
 
     async def _internal_passages(self, query: str) -> list[SearchHit]:
         """Internal passages for the expert's packet; never shown to the customer."""
         try:
             hits = await self._in_thread(self.bot.index.search, query, 3, include_internal=True)
-        except KnowledgeIndexError:
+        except Exception as error:
+            log.warning("no internal passages for the handover packet: %s", error)
             return []
         return [hit for hit in hits if hit.audience == "internal"]
 
