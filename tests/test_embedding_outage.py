@@ -1,9 +1,12 @@
 """The embeddings endpoint (an OpenAI-compatible one, stood in locally) goes down: a
-customer's question is handed to a person instead of failing."""
+customer's question is handed to a person instead of failing, and a server started during
+the outage starts, says it is not ready and why, and is ready once the endpoint is back."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from gigcx.config import Settings, load_settings
 from gigcx.connectors.web import create_app
 from gigcx.knowledge import open_index, sync_knowledge
 from gigcx.knowledge.embeddings import EmbeddingError
+from tests.helpers.live_server import live_server
 from tests.helpers.openai_server import OpenAIEmbeddingsServer
 from tests.test_embedding_backends import use_openai
 
@@ -82,3 +86,42 @@ async def test_a_question_the_bot_cannot_search_for_goes_to_a_person(
     assert "could not search the knowledge base" in handoff.packet["reason_text"]
     [logged] = [r for r in caplog.records if "bot_error" in r.getMessage()]
     assert logged.exc_info is not None and isinstance(logged.exc_info[1], EmbeddingError)
+
+
+async def ready_status(http: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
+    response = await http.get("/readyz")
+    return response.status_code, response.json()
+
+
+async def test_a_server_starts_during_an_outage_and_is_ready_when_the_endpoint_is_back(
+    remote_embeddings: Settings, endpoint: OpenAIEmbeddingsServer
+):
+    endpoint.fail_with = 503
+    async with (
+        live_server(remote_embeddings) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as http,
+    ):
+        status, body = await ready_status(http)
+        assert status == 503 and body["status"] == "not ready"
+        problem = body["checks"]["embeddings"]
+        assert problem.startswith("failed: EmbeddingError: embeddings endpoint failed")
+        assert "openai:test-embed-1" in problem
+        assert body["checks"]["store"] == "ok"
+
+        endpoint.fail_with = None
+        deadline = time.monotonic() + 30
+        while status != 200:
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.2)
+            status, body = await ready_status(http)
+        assert body["checks"]["embeddings"] == "ok"
+        assert body["knowledge"]["chunks"] > 0 and body["knowledge"]["generation"]
+
+        # And it answers.
+        cid, auth = await start_chat(http)
+        turn = await http.post(
+            f"/v1/conversations/{cid}/messages",
+            json={"text": "do you ship to canada?"},
+            headers=auth,
+        )
+        assert turn.status_code == 201 and turn.json()["replies"]
