@@ -13,10 +13,13 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gigcx.config import Settings
 from gigcx.escalation.experts import sync_experts
-from gigcx.store.models import as_utc
+from gigcx.store import ConversationStore
+from gigcx.store.models import Expert, OutboxItem, as_utc
 from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.slack_server import SlackAPIServer
 from tests.test_slack import ALEX, SAMI, SECRET, click, escalate
@@ -142,3 +145,63 @@ async def test_a_conversation_resolved_in_time_is_left_alone(
         assert state["state"] == "resolved"
         messages = (await http.get(f"/v1/conversations/{cid}/messages", headers=auth)).json()
         assert all(m["author"] != "system" for m in messages["messages"])
+
+
+async def test_a_time_out_is_one_guarded_update_on_either_database(store: ConversationStore):
+    outboxed = ConversationStore(store.engine, outbox=True)  # as with Slack configured
+    alex = Expert(
+        slack_user_id=ALEX, name="Alex", skills=[], languages=["en"], tier="gig", capacity=1
+    )
+    await outboxed.sync_experts("kestrel", [alex])
+    conversation = await outboxed.create_conversation("kestrel")
+    opened = await outboxed.open_handoff(
+        conversation.id,
+        reason="human_requested",
+        route="expert",
+        tags=[],
+        packet={},
+        notice="A person will help.",
+        notice_meta={},
+        claim_timeout=timedelta(minutes=5),
+    )
+    assert opened is not None
+    handoff_id = opened[0].id
+    claimed = await outboxed.claim_handoff("kestrel", handoff_id, ALEX, timedelta(hours=4))
+    assert claimed is not None and claimed.resolve_deadline is not None
+    deadline = as_utc(claimed.resolve_deadline)
+
+    def time_out(due_by: Any, expert: str = ALEX) -> Any:
+        return outboxed.time_out_handoff(
+            handoff_id,
+            expert,
+            timedelta(minutes=5),
+            due_by=due_by,
+            notice="Sorry, Alex is no longer available.",
+            notice_meta={"expert": expert},
+        )
+
+    assert await time_out(deadline - timedelta(seconds=1)) is None  # not due yet
+    assert await time_out(deadline, SAMI) is None  # not Sami's
+    # Two server processes at once: one of them times it out.
+    results = await asyncio.gather(time_out(deadline), time_out(deadline))
+    [(handoff, notice)] = [result for result in results if result is not None]
+    assert (handoff.state, handoff.assignee, handoff.offers) == ("waiting", None, 2)
+    assert as_utc(handoff.claim_deadline) == deadline + timedelta(minutes=5)
+    assert (notice.seq, notice.author) == (2, "system")
+    assert (await outboxed.get_conversation(conversation.id)).state == "waiting"
+    async with AsyncSession(store.engine) as session:
+        items = list(
+            await session.scalars(
+                select(OutboxItem)
+                .where(OutboxItem.handoff_id == handoff_id)
+                .order_by(OutboxItem.id)
+            )
+        )
+    assert [(i.kind, i.message_id) for i in items] == [
+        ("requested", None),
+        ("claimed", None),
+        ("timed_out", notice.id),
+    ]
+    # Alex's capacity (one) is free again: he may claim it back.
+    again = await outboxed.claim_handoff("kestrel", handoff_id, ALEX, timedelta(hours=4))
+    assert again is not None and again.assignee == ALEX
