@@ -158,11 +158,12 @@ class SlackBridge:
             # Whose it was is in the customer's notice (the handoff no longer names them).
             notice = None if item.message_id is None else await store.message_by_id(item.message_id)
             expert = str((notice.meta if notice is not None else {}).get("expert") or "")
-            hours = self.settings.escalation.resolve_timeout_seconds / 3600
+            seconds = self.settings.escalation.resolve_timeout_seconds
+            within = f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
             if expert:
                 await self.post_in_thread(
                     handoff,
-                    f"{mention(expert)} this conversation was not resolved within {hours:g} h, "
+                    f"{mention(expert)} this conversation was not resolved within {within}, "
                     "so it has been offered to other experts again. Claim it from the new card "
                     "if you are still on it.",
                 )
