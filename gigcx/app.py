@@ -4,6 +4,8 @@ escalations) built from its settings, for the web server, the CLI and the tests.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 
 import redis.asyncio as redis
@@ -18,6 +20,9 @@ from gigcx.events import EventBus, InProcessEventBus
 from gigcx.events.redis_bus import RedisEventBus
 from gigcx.knowledge import KnowledgeIndex, open_index
 from gigcx.store import ConversationStore, create_engine, upgrade_database
+
+log = logging.getLogger(__name__)
+WARM_UP_SECONDS = 60.0
 
 
 @dataclass
@@ -36,6 +41,22 @@ class GigCX:
     @property
     def redis_prefix(self) -> str:
         return redis_prefix(self.settings)
+
+    async def warm_up(self) -> None:
+        """Load the embedding model now, not on the first customer's question.
+
+        A failing embedding backend (an endpoint that is down) does not stop the server: it
+        starts, /readyz says it is not ready and why, and it is ready once the backend
+        answers again.
+        """
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(self.index.embedder.embed_query, "warm up"), WARM_UP_SECONDS
+            )
+        except TimeoutError:
+            log.error("the embedding backend did not answer within %g s", WARM_UP_SECONDS)
+        except Exception as error:
+            log.error("the embedding backend failed; not ready until it answers: %s", error)
 
     async def close(self) -> None:
         self.front_line.close()

@@ -306,7 +306,7 @@ class EscalationSettings(_Section):
         5.0, ge=0.1, le=60, description="How often waiting handoffs' claim deadlines are checked."
     )
     resolve_timeout_seconds: int = Field(
-        86400, ge=60, description="Claimed but not resolved for this long: flagged as late."
+        86400, ge=60, description="Claimed but not resolved this long: offered again, expert told."
     )
     fallback_after_seconds: int = Field(
         900,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from gigcx.config import Settings, StoreSettings, load_settings
 from gigcx.escalation.experts import sync_experts
 from gigcx.knowledge import open_index, sync_knowledge
 from gigcx.store import ConversationStore, create_engine, upgrade_database
+from tests.helpers.chat_server import OpenAIChatServer, last_user_text
 from tests.helpers.check_services import REDIS_URL
 from tests.helpers.processes import ServerProcess, chroma_server, postgres_database
 from tests.helpers.slack_server import SlackAPIServer
@@ -325,7 +327,7 @@ async def test_a_worker_killed_mid_conversation_and_mid_handoff_loses_nothing(
                 assert claimed.status_code == 200, claimed.text
             assert (await store.get_handoff(handoff.id)).offers == 2
             # Slack hears of it all, in order; an item A held when it died is taken over by
-            # B when A's lease on it runs out (30 s).
+            # B when A's lease on it runs out (55 s).
             await settle(lambda: _outbox_empty(store), timeout=90)
         assert await _urgent_cards(deployment.slack, 1)
 
@@ -338,6 +340,59 @@ async def test_a_worker_killed_mid_conversation_and_mid_handoff_loses_nothing(
         assert [m["seq"] for m in listed.json()["messages"]] == seqs
     finally:
         await customer.close()
+
+
+class HangingModel:
+    """A language model that never finishes answering questions about Canada (until the
+    test lets it go) and answers others at once."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.hanging = threading.Event()
+
+    def reply(self, body: dict[str, Any]) -> str:
+        if "canada" in last_user_text(body).lower():
+            self.hanging.set()
+            self.release.wait(60)
+        text = "We ship to the United States, Canada and the United Kingdom [1]."
+        return json.dumps({"escalate": False, "answer": text, "citations": [1]})
+
+
+async def test_a_worker_killed_in_the_middle_of_a_turn_holds_up_the_next_one_briefly(
+    deployment: Deployment,
+):
+    """A dies while its bot turn holds the conversation's turn lease; the customer's next
+    message, to B, is answered within 5 s (one lease), not after the longest turn."""
+    model = HangingModel()
+    with OpenAIChatServer(model.reply) as llm:
+        slow_llm = {
+            "GIGCX_BOT__MODE": "llm",
+            "GIGCX_BOT__ANSWER_THRESHOLD": "0.05",  # every shipping question reaches the model
+            "GIGCX_BOT__LLM__BASE_URL": llm.base_url,
+            "GIGCX_BOT__LLM__MODEL": "local-test",
+            "GIGCX_BOT__LLM__TIMEOUT_SECONDS": "60",
+        }
+        a, b = deployment.worker(**slow_llm), deployment.worker(**slow_llm)
+        await asyncio.gather(a.ready(), b.ready())
+        customer = Customer(a, b)
+        await customer.start()
+        try:
+            asking = asyncio.create_task(customer.say("do you ship to canada?"))
+            assert await asyncio.to_thread(model.hanging.wait, 30), "A's turn never started"
+            a.kill()
+            with contextlib.suppress(httpx.HTTPError):
+                await asking  # A died before it answered
+
+            await customer.http.aclose()
+            customer.http = httpx.AsyncClient(base_url=b.url, timeout=30)
+            started = time.monotonic()
+            turn = await customer.say("and do you ship to the UK?")
+            waited = time.monotonic() - started
+            assert [r["author"] for r in turn["replies"]] == ["bot"]
+            assert waited < 5, f"the next message waited {waited:.1f} s for a dead worker"
+        finally:
+            model.release.set()
+            await customer.close()
 
 
 async def _outbox_empty(store: ConversationStore) -> bool:

@@ -67,7 +67,8 @@ async def chat(served: Settings) -> AsyncIterator[httpx.AsyncClient]:
     await runtime.close()
 
 
-async def bot_reply(chat: httpx.AsyncClient, text: str) -> str:
+async def bot_turn(chat: httpx.AsyncClient, text: str) -> dict[str, Any]:
+    """The bot's reply to `text`, the first message of a new conversation."""
     created = await chat.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
     assert created.status_code == 201, created.text
     cid, token = created.json()["conversation_id"], created.json()["token"]
@@ -78,7 +79,44 @@ async def bot_reply(chat: httpx.AsyncClient, text: str) -> str:
     )
     assert turn.status_code == 201, turn.text
     [reply] = turn.json()["replies"]
-    return str(reply["text"])
+    return dict(reply)
+
+
+async def bot_reply(chat: httpx.AsyncClient, text: str) -> str:
+    return str((await bot_turn(chat, text))["text"])
+
+
+def cited(reply: dict[str, Any]) -> list[str]:
+    return [citation["path"] for citation in reply["citations"]]
+
+
+async def test_changed_added_and_removed_files_are_answered_at_once_and_readyz_says_so(
+    brand_dir: Path, served: Settings, chat: httpx.AsyncClient
+) -> None:
+    knowledge = served.knowledge.path
+    ready = await chat.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    synced_first = ready.json()["knowledge"]["generation"]
+    assert synced_first
+    assert cited(await bot_turn(chat, "how do I clean my ear cushions?")) == [
+        "general/cleaning-and-care.md"
+    ]
+
+    (knowledge / "general" / "shipping.md").write_text(SHIPPING.format(country="Japan"))
+    (knowledge / "gift-cards.md").write_text("# Gift cards\n\nGift cards never expire.\n")
+    (knowledge / "general" / "cleaning-and-care.md").unlink()
+    sync_in_another_process(brand_dir / "gigcx.yaml")
+
+    # The next questions, at once: changed, added, removed.
+    assert "Canada and Japan" in await bot_reply(chat, "do you ship to canada?")
+    gift_cards = await bot_turn(chat, "do gift cards expire?")
+    assert cited(gift_cards) == ["gift-cards.md"] and "never expire" in gift_cards["text"]
+    cushions = await bot_turn(chat, "how do I clean my ear cushions?")
+    assert "general/cleaning-and-care.md" not in cited(cushions)
+    assert "protein leather" not in cushions["text"]
+    ready = await chat.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["knowledge"]["generation"] not in ("", synced_first)
 
 
 async def test_a_customer_gets_the_new_answer_after_a_sync_in_another_terminal(

@@ -16,6 +16,7 @@ import websockets
 
 from gigcx.app import GigCX
 from gigcx.config import Settings
+from gigcx.events import MESSAGE_CREATED, Event
 from tests.helpers.experts import ALEX, register_experts
 from tests.helpers.live_server import live_server
 from tests.helpers.processes import ServerProcess
@@ -146,6 +147,47 @@ async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[s
 
         listed = await http.get(f"/v1/conversations/{cid}/messages", headers=auth)
         assert [m["seq"] for m in listed.json()["messages"]] == list(range(1, 9))
+
+
+async def test_messages_published_out_of_order_reach_the_widget_in_order_each_once(
+    server: tuple[str, Any],
+):
+    """Two workers commit seq 2 and seq 3 one after the other, but seq 3's event is
+    published first (publish order is not commit order): the widget still shows 1, 2, 3."""
+    address, app = server
+    runtime: GigCX = app.state.gigcx
+    async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+        cid, token = created.json()["conversation_id"], created.json()["token"]
+    async with widget_socket(address, cid, token) as live:
+        [state] = await receive(live, 1)
+        assert state == {"type": "conversation.state", "state": "bot"}
+
+        async def publish(message: Any) -> None:
+            event = Event(MESSAGE_CREATED, "kestrel", cid, {"message": message.to_dict()})
+            await runtime.bus.publish(event)
+
+        stored = [
+            await runtime.store.add_message(cid, "customer", text)
+            for text in ("my X2 won't pair", "it blinks red", "hello?")
+        ]
+        first, second, third = stored
+        await publish(first)
+        await publish(third)  # overtakes the second
+        await publish(second)
+        fourth = await runtime.store.add_message(cid, "customer", "anyone?")
+        await publish(fourth)
+
+        pushed = await messages_only(live, 4)
+        assert [(m["seq"], m["text"]) for m in pushed] == [
+            (1, "my X2 won't pair"),
+            (2, "it blinks red"),
+            (3, "hello?"),
+            (4, "anyone?"),
+        ]
+        # The late event of seq 2 is not shown a second time.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(live.recv(), 0.5)
 
 
 async def test_a_socket_with_a_wrong_token_or_unknown_conversation_is_closed(

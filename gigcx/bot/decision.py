@@ -32,6 +32,7 @@ Reason = Literal[
     "staff_topic",
     "expert_needed",
     "llm_escalated",
+    "bot_error",  # searching or deciding failed (an embedding endpoint or index down)
 ]
 RouteName = Literal["expert", "staff"]
 

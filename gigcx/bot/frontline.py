@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockNotOwnedError, RedisError
 
 from gigcx import events, metrics
 from gigcx.bot.decision import Decision, FrontLineBot, Turn
@@ -35,11 +36,15 @@ from gigcx.bot.replies import (
 from gigcx.config import Settings
 from gigcx.escalation import Escalations, build_packet
 from gigcx.events import Event, EventBus
-from gigcx.knowledge import KnowledgeIndexError, SearchHit
+from gigcx.knowledge import SearchHit
 from gigcx.store import Conversation, ConversationStore, Message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# How long a worker's hold on a conversation's turn lasts unless it renews it (it does, a
+# few times a lease, while the turn runs): a worker that dies holding it delays that
+# conversation's next message by at most this long.
+TURN_LEASE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class FrontLine:
         llm: LLMAnswerer | None = None,
         turn_locks: redis.Redis | None = None,
         turn_lock_prefix: str = "",
+        turn_lease_seconds: float = TURN_LEASE_SECONDS,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -85,8 +91,11 @@ class FrontLine:
         self.llm = llm
         self.turn_locks = turn_locks
         self.turn_lock_prefix = turn_lock_prefix
-        # Longer than any bot turn can take (an LLM answer gives up after its timeout).
-        self._turn_lock_seconds = 60.0 + settings.bot.llm.timeout_seconds
+        self.turn_lease_seconds = turn_lease_seconds
+        # How long a message waits for another worker's turn on its conversation: longer
+        # than any bot turn can take (an LLM answer gives up after its timeout). A dead
+        # worker's hold runs out long before, after one lease.
+        self._turn_wait_seconds = 60.0 + settings.bot.llm.timeout_seconds
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # Embedding and search are CPU work, kept off the event loop. Many threads, so that
         # in a surge many queries reach the embedder together and go to the model as one
@@ -164,25 +173,56 @@ class FrontLine:
             if self.turn_locks is None:
                 yield
                 return
-            shared = self.turn_locks.lock(
-                f"{self.turn_lock_prefix}:turn:{conversation_id}",
-                timeout=self._turn_lock_seconds,  # a worker that dies holding it frees it
-                blocking_timeout=self._turn_lock_seconds,
-                sleep=0.01,
-            )
-            try:
-                held = await shared.acquire()
-                if not held:
-                    log.warning("turn lock of %s still held; answering anyway", conversation_id)
-            except (RedisError, OSError) as error:
-                held = False
-                log.warning("turn lock unavailable, answering anyway: %s", error)
-            try:
+            async with self._turn_lease(self.turn_locks, conversation_id):
                 yield
-            finally:
-                if held:
-                    with contextlib.suppress(RedisError, OSError):
-                        await shared.release()
+
+    @contextlib.asynccontextmanager
+    async def _turn_lease(self, client: redis.Redis, conversation_id: str) -> AsyncIterator[None]:
+        """The conversation's turn across workers: a short lease in Redis, renewed in the
+        background while the turn runs and released after it. A worker that dies stops
+        renewing, so its hold runs out after one lease instead of after the longest turn."""
+        shared = client.lock(
+            f"{self.turn_lock_prefix}:turn:{conversation_id}",
+            timeout=self.turn_lease_seconds,
+            blocking_timeout=self._turn_wait_seconds,
+            sleep=0.05,
+        )
+        try:
+            held = bool(await shared.acquire())
+            if not held:
+                log.warning("turn lock of %s still held; answering anyway", conversation_id)
+        except (RedisError, OSError) as error:
+            held = False
+            log.warning("turn lock unavailable, answering anyway: %s", error)
+        if not held:
+            yield
+            return
+        renewing = asyncio.create_task(self._renew(shared, conversation_id))
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            with contextlib.suppress(RedisError, OSError):
+                await shared.release()
+
+    async def _renew(self, shared: Lock, conversation_id: str) -> None:
+        """Renew the turn lease three times a lease until cancelled (the turn is over)."""
+        while True:
+            await asyncio.sleep(self.turn_lease_seconds / 3)
+            try:
+                await shared.reacquire()
+            except LockNotOwnedError:
+                # This process stalled for longer than a lease. Nobody else took the turn
+                # meanwhile: it is this turn's again; else another worker answers beside it.
+                with contextlib.suppress(RedisError, OSError):
+                    if await shared.acquire(blocking=False):
+                        continue
+                log.warning("turn lease of %s ran out before the turn ended", conversation_id)
+                return
+            except (RedisError, OSError) as error:
+                log.warning("could not renew the turn lease of %s: %s", conversation_id, error)
 
     async def _bot_turn(self, conversation_id: str, message: Message) -> TurnResult:
         conversation = await self.store.get_conversation(conversation_id)
@@ -192,8 +232,31 @@ class FrontLine:
         await self._publish(conversation_id, events.TYPING, author="bot", active=True)
         try:
             return await self._answer_or_escalate(conversation, message, result)
+        except Exception:
+            # The embedding endpoint or the index failed, or a bug: the customer is not left
+            # without a reply; a person takes over, and the log has the traceback.
+            log.exception(
+                "the bot could not answer message %d of conversation %s; escalating (bot_error)",
+                message.seq,
+                conversation_id,
+            )
+            return await self._escalate_after_error(conversation, message, result)
         finally:
             await self._publish(conversation_id, events.TYPING, author="bot", active=False)
+
+    async def _escalate_after_error(
+        self, conversation: Conversation, message: Message, result: TurnResult
+    ) -> TurnResult:
+        decision = Decision(
+            action="escalate",
+            reason="bot_error",
+            route=self.settings.routing.default_route,
+            query=message.text,
+        )
+        result.decision = decision
+        # No search for the expert's packet: what failed would most likely fail again.
+        handover = await self._escalate(conversation, decision, message.text, search=False)
+        return self._handed_over(result, handover)
 
     async def _answer_or_escalate(
         self, conversation: Conversation, message: Message, result: TurnResult
@@ -259,15 +322,8 @@ class FrontLine:
         )
 
     async def _decide(self, text: str, history: list[Turn]) -> Decision:
-        try:
-            return await self._in_thread(self.bot.decide, text, history)
-        except KnowledgeIndexError as error:
-            log.error("knowledge index unavailable, escalating: %s", error)
-            return Decision(
-                action="escalate",
-                reason="low_confidence",
-                route=self.settings.routing.default_route,
-            )
+        """What to do with the message; raises when the search fails (see `_bot_turn`)."""
+        return await self._in_thread(self.bot.decide, text, history)
 
     async def _llm_answer(
         self,
@@ -336,8 +392,10 @@ class FrontLine:
         return result
 
     async def _escalate(
-        self, conversation: Conversation, decision: Decision, text: str
+        self, conversation: Conversation, decision: Decision, text: str, *, search: bool = True
     ) -> Handover:
+        """Open the handoff with its packet; with `search`, the packet gets the passages
+        found for the question if the decision has none."""
         messages = await self.store.messages_after(conversation.id)
         # The summary starts from the latest real question: not "thanks", not "that didn't
         # help", not "a person please" (unless that is all the customer said).
@@ -354,11 +412,14 @@ class FrontLine:
         ]
         query = decision.query or (str(earlier[-1]["query"]) if earlier else text)
         product = decision.product or (earlier[-1].get("product") if earlier else None)
-        hits = decision.hits or tuple(await self._passages(query, product))
+        if search:
+            hits = decision.hits or tuple(await self._passages(query, product))
+            internal_hits = await self._internal_passages(query)
+        else:
+            hits, internal_hits = decision.hits, []
         route = decision.route or self.settings.routing.default_route
         nobody_available = await self.escalations.nobody_available(route)
         # Masking personal data in a long conversation takes CPU time: off the event loop.
-        internal_hits = await self._internal_passages(query)
         packet = await asyncio.to_thread(
             build_packet,
             reason=decision.reason or "low_confidence",
@@ -396,14 +457,16 @@ class FrontLine:
         """What the bot found for `query`, for the expert's packet."""
         try:
             return await self._in_thread(self.bot.search, query, product)
-        except KnowledgeIndexError:
+        except Exception as error:  # the packet goes without passages, not the handoff
+            log.warning("no passages for the handover packet: %s", error)
             return []
 
     async def _internal_passages(self, query: str) -> list[SearchHit]:
         """Internal passages for the expert's packet; never shown to the customer."""
         try:
             hits = await self._in_thread(self.bot.index.search, query, 3, include_internal=True)
-        except KnowledgeIndexError:
+        except Exception as error:
+            log.warning("no internal passages for the handover packet: %s", error)
             return []
         return [hit for hit in hits if hit.audience == "internal"]
 

@@ -95,6 +95,7 @@ _LEADS = {
     "low_confidence": "I'm not sure I understood that well enough to answer.",
     "expert_needed": "I don't have a good answer to that in our help articles.",
     "llm_escalated": "I'd rather not guess on this one.",
+    "bot_error": "Sorry, I can't look that up right now.",
 }
 
 

@@ -167,7 +167,8 @@ class Escalations:
         return handoff
 
     async def sweep(self, now: datetime | None = None) -> list[Handoff]:
-        """Re-offer every handoff nobody claimed in time, oldest first.
+        """Re-offer every handoff nobody claimed in time, oldest first, and every one its
+        expert did not resolve in time (`resolve_timeout_seconds`; the expert is told).
 
         One that gig experts have left unclaimed for `fallback_after_seconds` since the
         escalation moves to the staff route. Deadlines live in the database, so a restart
@@ -182,7 +183,48 @@ class Escalations:
             changed = await self.reoffer(handoff.id, "staff" if to_staff else None, due_by=now)
             if changed is not None:
                 reoffered.append(changed)
+        for handoff in await self.store.overdue_handoffs(self.settings.brand, now):
+            changed = await self.time_out(handoff, now)
+            if changed is not None:
+                reoffered.append(changed)
         return reoffered
+
+    async def time_out(self, handoff: Handoff, now: datetime) -> Handoff | None:
+        """assigned -> waiting for a handoff its expert left unresolved past its resolve
+        deadline: the customer is told and waits for someone else, the expert's capacity is
+        freed, and (through the outbox) the expert is told and the handoff offered again.
+
+        None when it changed meanwhile (resolved, released) or another process did it.
+        """
+        if handoff.assignee is None:
+            return None
+        name = handoff.assignee_name or "your expert"
+        timed_out = await self.store.time_out_handoff(
+            handoff.id,
+            handoff.assignee,
+            self.claim_timeout,
+            due_by=now,
+            notice=(
+                f"Sorry, {name} is no longer available. We're finding someone else to help "
+                "you; they'll reply right here in this chat."
+            ),
+            notice_meta={"kind": "timed_out", "handoff_id": handoff.id, "expert": handoff.assignee},
+        )
+        if timed_out is None:
+            return None
+        changed, notice = timed_out
+        log.info("handoff %s timed out with %s: offered again", changed.id, handoff.assignee)
+        await self._publish(
+            changed.conversation_id, events.MESSAGE_CREATED, message=notice.to_dict()
+        )
+        await self._changed(
+            changed,
+            events.HANDOFF_REOFFERED,
+            "waiting",
+            route=changed.route,
+            reason="resolve_timeout",
+        )
+        return changed
 
     async def run_sweeps(self, stop: asyncio.Event, every_seconds: float = 5.0) -> None:
         """Sweep until `stop` is set (the server runs this in the background).
@@ -197,7 +239,7 @@ class Escalations:
                 if await self.store.hold_lease(lease, holder, timedelta(seconds=3 * every_seconds)):
                     await self.sweep()
             except Exception:  # a failed sweep must not end the loop; the next one retries
-                log.exception("claim-timeout sweep failed")
+                log.exception("handoff sweep (claim and resolve timeouts) failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_seconds)
 

@@ -23,6 +23,7 @@ REASON_TEXT: dict[str, str] = {
     "staff_topic": "it needs the customer's records (orders, refunds, billing, account)",
     "expert_needed": "a product question the knowledge base does not answer",
     "llm_escalated": "the language model judged the passages not enough to answer",
+    "bot_error": "the bot could not search the knowledge base (see the server log)",
 }
 
 

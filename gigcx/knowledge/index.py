@@ -238,6 +238,13 @@ class KnowledgeIndex:
     def count(self) -> int:
         return sum(collection.count() for collection in self._all_existing())
 
+    def serving_generation(self) -> str:
+        """The generation (one per sync that changed something) of the chunks searches are
+        answered from, after following any sync run by another process; "" before any."""
+        with self._tables_lock:
+            self._table(("public",))
+            return self._generation_seen or ""
+
     # ------------------------------------------------------------ files
 
     def file_versions(self) -> dict[str, set[str]]:

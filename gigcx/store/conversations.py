@@ -424,6 +424,71 @@ class ConversationStore:
             )
             return list(rows)
 
+    async def overdue_handoffs(self, brand: str, now: datetime) -> list[Handoff]:
+        """The brand's assigned handoffs whose resolve deadline has passed, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Handoff)
+                .join(Conversation, Conversation.id == Handoff.conversation_id)
+                .where(
+                    Conversation.brand == brand,
+                    Handoff.state == "assigned",
+                    Handoff.resolve_deadline <= now,
+                )
+                .order_by(Handoff.created_at)
+            )
+            return list(rows)
+
+    async def time_out_handoff(
+        self,
+        handoff_id: str,
+        assignee: str,
+        claim_timeout: timedelta,
+        *,
+        due_by: datetime,
+        notice: str,
+        notice_meta: dict[str, Any],
+    ) -> tuple[Handoff, Message] | None:
+        """assigned -> waiting when `assignee` has not resolved it by its resolve deadline
+        (passed by `due_by`): offered again, with `notice` to the customer, at once.
+
+        None when it was resolved, released or taken by someone else meanwhile, or another
+        server process timed it out first. The outbox item ("timed_out") points at the
+        notice, whose meta names the expert to tell.
+        """
+        values: dict[str, Any] = {
+            "assignee": None,
+            "assignee_name": None,
+            "claimed_at": None,
+            "claim_deadline": due_by + claim_timeout,
+            "resolve_deadline": None,
+        }
+        try:
+            async with self._sessions.begin() as session:
+                handoff = await _apply_transition(
+                    session,
+                    False,  # its outbox item is added below, with the notice
+                    handoff_id,
+                    "assigned",
+                    "waiting",
+                    values,
+                    assignee=assignee,
+                    offered_again=True,
+                    guard=[Handoff.resolve_deadline <= due_by],
+                    notify="timed_out",
+                )
+                if handoff is None:
+                    return None
+                message = await _append(
+                    session, handoff.conversation_id, "system", notice, (), notice_meta, "waiting"
+                )
+                assert message is not None  # moved to waiting in this transaction
+                if self.outbox:
+                    session.add(_outbox_item(handoff_id, "timed_out", message.id))
+        except _ConversationMovedOn:
+            return None
+        return handoff, message
+
     async def hand_back(self, handoff_id: str, assignee: str) -> Handoff | None:
         """assigned -> bot: the expert gives the conversation back to the bot."""
         return await self._transition(

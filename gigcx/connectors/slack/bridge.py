@@ -42,7 +42,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from gigcx import events, metrics
 from gigcx.app import GigCX
 from gigcx.connectors.slack.cards import claimed_card, closed_card, handoff_card
-from gigcx.connectors.slack.text import SlackText
+from gigcx.connectors.slack.text import SlackText, mention
 from gigcx.events import Event, SubscriptionOverflow
 from gigcx.store import Handoff
 from gigcx.store.models import OutboxItem, SlackCard, as_utc, utcnow
@@ -53,12 +53,13 @@ log = logging.getLogger(__name__)
 CALL_TIMEOUT_SECONDS = 4.0
 RETRY_INTERVAL_SECONDS = 0.5
 MAX_RETRY_AFTER_SECONDS = 1.0
-# The most calls one delivery makes: close the old card, look for a card an earlier try
-# posted, post the new card, delete it when another try's card was recorded first.
-MAX_CALLS_PER_DELIVERY = 4
+# The most calls one delivery makes (a resolve timeout): tell the expert in the old thread,
+# close the old card, look for a card an earlier try posted, post the new card, delete it
+# when another try's card was recorded first.
+MAX_CALLS_PER_DELIVERY = 5
 # How long a process may hold an item while delivering it; if the process dies meanwhile,
-# another one takes the item over after this. Longer than the slowest delivery (40 s).
-LEASE = timedelta(seconds=45)
+# another one takes the item over after this. Longer than the slowest delivery (50 s).
+LEASE = timedelta(seconds=55)
 POLL_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 300.0
 # Marks the cards the bridge posts, with the outbox item that posted them, so a later try
@@ -237,6 +238,21 @@ class SlackBridge:
         elif kind in ("resolved", "returned"):
             how = "Resolved" if kind == "resolved" else "Handed back"
             await self.update_card(handoff, *closed_card(handoff, how, self.say))
+        elif kind == "timed_out":
+            # Whose it was is in the customer's notice (the handoff no longer names them).
+            notice = None if item.message_id is None else await store.message_by_id(item.message_id)
+            expert = str((notice.meta if notice is not None else {}).get("expert") or "")
+            seconds = self.settings.escalation.resolve_timeout_seconds
+            within = f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
+            if expert:
+                await self.post_in_thread(
+                    handoff,
+                    f"{mention(expert)} this conversation was not resolved within {within}, "
+                    "so it has been offered to other experts again. Claim it from the new card "
+                    "if you are still on it.",
+                )
+            await self.update_card(handoff, *closed_card(handoff, "Timed out", self.say))
+            await self.post_card(handoff, urgent=True)  # the customer has waited already
         elif kind == "customer_message" and item.message_id is not None:
             message = await store.message_by_id(item.message_id)
             if message is not None:

@@ -45,8 +45,7 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
             yield
             return
         started = await start(settings)
-        # Load the embedding model now, not on the first customer's question.
-        await asyncio.to_thread(started.index.embedder.embed_query, "warm up")
+        await started.warm_up()  # a failing embedding endpoint leaves it not ready, not down
         app.state.gigcx = started
         stop = asyncio.Event()
         sweeps = asyncio.create_task(

@@ -29,21 +29,26 @@ async def healthz(request: Request) -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """200 when the store, the event bus and the knowledge index all answer; else 503,
-    naming what failed."""
+    """200 when the store, the event bus, the knowledge index and the embedding backend all
+    answer; else 503, naming what failed. `knowledge` tells which index generation (which
+    sync) the answers come from."""
     gigcx: GigCX | None = getattr(request.app.state, "gigcx", None)
     if gigcx is None:
         return JSONResponse({"status": "starting"}, status_code=503)
+    served: dict[str, Any] = {}
     checks = {
         "store": gigcx.store.ping,
         "events": gigcx.bus.check,
-        "knowledge": lambda: _count_chunks(gigcx),
+        "knowledge": lambda: _knowledge(gigcx, served),
+        "embeddings": lambda: _embed(request.app.state, gigcx),
     }
     results = dict(
         zip(checks, await asyncio.gather(*(_run(check) for check in checks.values())), strict=True)
     )
     ready = all(result.startswith("ok") for result in results.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": results}
+    if served:
+        body["knowledge"] = served
     if gigcx.settings.slack.enabled:
         pending, oldest = await gigcx.store.outbox_backlog()
         body["slack_outbox"] = {
@@ -66,9 +71,32 @@ async def prometheus_metrics(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-async def _count_chunks(gigcx: GigCX) -> str:
-    chunks = await asyncio.to_thread(gigcx.index.count)
+async def _knowledge(gigcx: GigCX, served: dict[str, Any]) -> str:
+    """The index answers; `served` gets the generation searches are answered from now (a
+    sync run by another process is picked up here too) and how many chunks it has."""
+    index = gigcx.index
+    generation, chunks = await asyncio.to_thread(
+        lambda: (index.serving_generation(), index.count())
+    )
+    served.update(generation=generation, chunks=chunks)
     return f"ok ({chunks} chunks)" if chunks else "ok (empty: run gigcx knowledge sync)"
+
+
+async def _embed(state: Any, gigcx: GigCX) -> str:
+    """The embedding backend turns a question into a vector (an endpoint may be down).
+
+    One probe at a time: while an endpoint hangs, each call waits on the same probe rather
+    than leaving another thread behind.
+    """
+    probe: asyncio.Future[list[float]] | None = getattr(state, "embedding_probe", None)
+    if probe is None or probe.done():
+        if probe is not None and not probe.cancelled():
+            probe.exception()  # seen: its result was reported, or it ran past a check
+        embedder = gigcx.index.embedder
+        probe = asyncio.ensure_future(asyncio.to_thread(embedder.embed_query, "readiness"))
+        state.embedding_probe = probe
+    await asyncio.shield(probe)
+    return "ok"
 
 
 async def _run(check: Callable[[], Awaitable[Any]]) -> str:

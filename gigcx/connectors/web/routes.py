@@ -425,7 +425,9 @@ async def conversation_socket(websocket: WebSocket, conversation_id: str) -> Non
         with contextlib.suppress(WebSocketDisconnect):
             sent = await _send_backlog(websocket, gigcx, conversation.id, after)
             # Push until the client goes away: a push loop alone would never notice.
-            pushing = asyncio.create_task(_push(websocket, subscription, sent))
+            pushing = asyncio.create_task(
+                _push(websocket, gigcx, conversation.id, subscription, sent)
+            )
             listening = asyncio.create_task(_until_disconnect(websocket))
             done, pending = await asyncio.wait(
                 {pushing, listening}, return_when=asyncio.FIRST_COMPLETED
@@ -490,20 +492,47 @@ async def state_snapshot(gigcx: GigCX, conversation_id: str) -> dict[str, Any]:
     return snapshot
 
 
-async def _push(websocket: WebSocket, subscription: Subscription, sent: int) -> None:
+async def _push(
+    websocket: WebSocket, gigcx: GigCX, conversation_id: str, subscription: Subscription, sent: int
+) -> None:
+    """Send the conversation's events as they come, its messages in sequence order, each once.
+
+    Events arrive in publish order, which is not commit order: when a message's event comes
+    before that of an earlier message, the ones in between are read from the store and sent
+    first, and their own events, coming later, are dropped.
+    """
     try:
         async for event in subscription:
             if event.type not in CUSTOMER_EVENTS:
                 continue
             if event.type == events.MESSAGE_CREATED:
-                if event.data["message"]["seq"] <= sent:
-                    continue  # already in the backlog
-                sent = event.data["message"]["seq"]
+                seq = event.data["message"]["seq"]
+                if seq <= sent:
+                    continue  # already sent: in the backlog, or to fill a gap
+                if seq > sent + 1:
+                    sent = await _send_missed(websocket, gigcx, conversation_id, sent, seq)
+                sent = seq
             await websocket.send_json({"type": event.type, **event.data})
             if event.type == events.MESSAGE_CREATED:
                 _observe_relay(event.data["message"])
     except SubscriptionOverflow:
         await websocket.close(code=WS_TRY_AGAIN, reason="reconnect with ?after=")
+
+
+async def _send_missed(
+    websocket: WebSocket, gigcx: GigCX, conversation_id: str, sent: int, before: int
+) -> int:
+    """Send the stored messages after `sent` and before `before`; the last seq sent.
+
+    A message is committed before its event is published, and sequence numbers are handed
+    out in commit order, so every message below one whose event has come is in the store.
+    """
+    for message in await gigcx.store.messages_after(conversation_id, sent, before - sent - 1):
+        if message.seq >= before:
+            break
+        await websocket.send_json({"type": events.MESSAGE_CREATED, "message": message.to_dict()})
+        sent = message.seq
+    return sent
 
 
 def _observe_relay(message: dict[str, Any]) -> None:
