@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -55,6 +56,12 @@ async def test_the_console_claims_replies_and_resolves_with_one_winner(
     assert (await client.get("/v1/console/handoffs")).status_code == 401
     [waiting] = (await client.get("/v1/console/handoffs", headers=expert)).json()
     assert (waiting["conversation_id"], waiting["reason"]) == (cid, "human_requested")
+    assert (waiting["reason_label"], waiting["route_label"]) == (
+        "The customer asked for a person",
+        "Gig experts",
+    )
+    # Read back from SQLite, which keeps no zone: still said with its offset, as UTC.
+    assert datetime.fromisoformat(waiting["created_at"]).utcoffset() == timedelta(0)
     path = f"/v1/console/handoffs/{waiting['id']}"
     won = await client.post(
         f"{path}/claim", json={"expert_id": ALEX, "name": "Alex"}, headers=expert
@@ -75,6 +82,8 @@ async def test_the_console_claims_replies_and_resolves_with_one_winner(
     assert kept.status_code == 201
     detail = (await client.get(path, headers=expert)).json()
     assert [m["author"] for m in detail["messages"]] == ["customer", "bot", "expert"]
+    for moment in (m["created_at"] for m in detail["messages"] + detail["internal_notes"]):
+        assert datetime.fromisoformat(moment).utcoffset() == timedelta(0)
     assert [(n["author"], n["text"]) for n in detail["internal_notes"]] == [
         (ALEX, "asked twice already")
     ]
@@ -179,10 +188,12 @@ async def test_a_newcomer_plays_both_sides_in_two_browser_tabs(
 
         console = await browser.new_page()
         await console.goto(f"{server.url}/console")
-        await expect(console.get_by_role("note")).to_contain_text("for trying gigcx without Slack")
+        await expect(console.get_by_role("note")).to_contain_text("without Slack")
         await console.get_by_label("Console token").fill(TOKEN)
         await console.get_by_role("button", name="Show handoffs").click()
-        await console.get_by_role("button", name="waiting · human_requested").click()
+        await console.get_by_role(
+            "button", name="Waiting for a gig expert just now · The customer asked for a person"
+        ).click()
         await console.get_by_role("button", name="Claim").click()
         await expect(customer.get_by_role("status")).to_contain_text("Alex, product expert, joined")
         await console.get_by_label("Reply to the customer").fill("Hi! Alex here, how can I help?")

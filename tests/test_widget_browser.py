@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -187,3 +187,112 @@ async def test_nobody_available_offers_an_email_reply(browser: Browser, server: 
     await email.press("Enter")
     await expect(bubbles(page).last).to_contain_text("We'll answer by e-mail at jo@example.com")
     await expect(email).to_be_hidden()
+
+
+async def escalated_and_claimed(page: Page, server: LiveServer) -> str:
+    """The customer asks for a person in the widget and Alex claims; the handoff's id."""
+    await open_widget(page, server)
+    await say(page, "can I talk to a person?")
+    await expect(page.get_by_role("status")).to_contain_text("Waiting for a product expert")
+    [conversation_id] = await conversation_ids(server)
+    handoff = await server.runtime.store.open_handoff_for(conversation_id)
+    assert handoff is not None
+    await register_experts(server.runtime)
+    assert await server.runtime.escalations.claim(handoff.id, ALEX, "Alex") is not None
+    await expect(page.get_by_role("status")).to_contain_text("Alex, product expert, joined")
+    return handoff.id
+
+
+async def test_a_reply_while_the_panel_is_closed_is_counted_on_the_launcher_until_opened(
+    browser: Browser, server: LiveServer
+):
+    page = await browser.new_page()
+    handoff_id = await escalated_and_claimed(page, server)
+    await page.get_by_role("button", name="Close chat").click()
+    launcher = page.get_by_role("button", name="Chat with us")
+    badge = page.locator("[data-gigcx] .launcher .badge")
+    await expect(badge).to_be_hidden()
+
+    await server.runtime.escalations.send_reply(handoff_id, ALEX, "Hi, Alex here.")
+    await expect(badge).to_have_text("1")
+    await expect(launcher).to_have_attribute("aria-label", "Chat with us, 1 unread message")
+    await server.runtime.escalations.send_reply(handoff_id, ALEX, "Which phone do you have?")
+    await expect(badge).to_have_text("2")
+    await expect(launcher).to_have_attribute("aria-label", "Chat with us, 2 unread messages")
+    # Said to a screen reader politely, without a second status role for the banner's tests.
+    announce = page.locator("[data-gigcx] .announce")
+    await expect(announce).to_have_attribute("aria-live", "polite")
+    await expect(announce).to_have_text("2 new messages in the chat")
+
+    # A reload does not forget what the customer has not read yet.
+    await page.reload()
+    await expect(badge).to_have_text("2")
+    await launcher.click()
+    await expect(bubbles(page).last).to_contain_text("Which phone do you have?")
+    await expect(badge).to_be_hidden()
+    await expect(launcher).to_have_attribute("aria-label", "Chat with us")
+    # Read now: closing and reloading brings no badge back.
+    await page.get_by_role("button", name="Close chat").click()
+    await page.reload()
+    await expect(launcher).to_be_visible()
+    await expect(bubbles(page)).to_have_count(4)
+    await expect(badge).to_be_hidden()
+
+
+async def test_after_a_reload_the_log_shows_the_newest_message_not_the_greeting(
+    browser: Browser, server: LiveServer
+):
+    page = await browser.new_page()
+    handoff_id = await escalated_and_claimed(page, server)
+    for number in range(1, 13):
+        await server.runtime.escalations.send_reply(handoff_id, ALEX, f"Step {number} of 12.")
+    await expect(bubbles(page).last).to_contain_text("Step 12 of 12.")
+
+    await page.reload()
+    await page.get_by_role("button", name="Chat with us").click()
+    newest = bubbles(page).last
+    await expect(newest).to_contain_text("Step 12 of 12.")
+    await expect(newest).to_be_in_viewport()
+    await expect(page.locator("[data-gigcx] .log .msg").first).not_to_be_in_viewport()
+
+    # Closed, a reply comes in; reopened, the log is at that reply.
+    await page.get_by_role("button", name="Close chat").click()
+    await server.runtime.escalations.send_reply(handoff_id, ALEX, "One more thing.")
+    await expect(page.locator("[data-gigcx] .badge")).to_have_text("1")
+    await page.get_by_role("button", name="Chat with us").click()
+    await expect(bubbles(page).last).to_contain_text("One more thing.")
+    await expect(bubbles(page).last).to_be_in_viewport()
+
+
+async def test_an_expert_handing_back_to_the_bot_is_said_in_the_chat(
+    browser: Browser, server: LiveServer
+):
+    page = await browser.new_page()
+    handoff_id = await escalated_and_claimed(page, server)
+    assert await server.runtime.escalations.hand_back(handoff_id, ALEX) is not None
+    notice = page.locator("[data-gigcx] .log .notice")
+    await expect(notice).to_have_text(
+        "Alex handed you back to the assistant. Ask it anything, or ask for a person again."
+    )
+    await expect(page.get_by_role("button", name="Talk to a person")).to_be_visible()
+    await expect(page.get_by_role("status")).to_be_hidden()
+    # The bot answers again.
+    await say(page, "are the buds waterproof?")
+    await expect(bubbles(page).last).to_contain_text("IPX4")
+
+
+async def test_the_rating_error_is_gone_once_the_rating_is_sent(
+    browser: Browser, server: LiveServer
+):
+    page = await browser.new_page()
+    handoff_id = await escalated_and_claimed(page, server)
+    assert await server.runtime.escalations.resolve(handoff_id, ALEX) is not None
+    await expect(page.get_by_role("status")).to_contain_text("Resolved")
+    await page.get_by_role("button", name="Send rating").click()
+    error = page.locator("[data-gigcx] .error")
+    await expect(error).to_have_text("Choose a rating from 1 to 5 first.")
+    await page.get_by_role("button", name="5 out of 5").click()
+    await page.get_by_role("button", name="Send rating").click()
+    await expect(page.get_by_text("Thank you for your rating!")).to_be_visible()
+    await expect(error).to_have_text("")
+    await expect(error).to_be_hidden()

@@ -1,13 +1,14 @@
 """The local expert console's API: a stand-in for Slack, to try both sides on one machine.
 
-It drives exactly the calls the Slack connector does (`Escalations.claim/send_reply/
-release/hand_back/resolve`, internal notes like a `note:` in a Slack thread). Enabled only when
-`web.console_token` is set; every call needs that token in `X-Console-Token`, and an address
+It drives exactly the calls the Slack connector does (`Escalations.claim/send_reply/release/
+move_to_staff/hand_back/resolve`, internal notes like a `note:` in a Slack thread). Enabled only
+when `web.console_token` is set; every call needs that token in `X-Console-Token`, and an address
 that sends too many wrong ones must wait (`web.console_failures_per_minute_per_ip`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
@@ -20,6 +21,19 @@ from gigcx.connectors.web.routes import client_ip, limiter, runtime, too_many
 from gigcx.connectors.web.schemas import ErrorOut, MessageText, Text
 from gigcx.escalation import ClaimRefused
 from gigcx.store import Handoff
+from gigcx.store.models import as_utc
+
+# What an expert reads for the codes the bot and the router write (`expert_needed`, `staff`).
+REASON_LABELS: dict[str, str] = {
+    "low_confidence": "Nothing close in the help articles",
+    "human_requested": "The customer asked for a person",
+    "frustration": "The customer is unhappy with the answers",
+    "staff_topic": "Needs the customer's records",
+    "expert_needed": "The bot had no answer",
+    "llm_escalated": "The language model judged the articles not enough",
+    "bot_error": "The bot could not search its articles",
+}
+ROUTE_LABELS: dict[str, str] = {"expert": "Gig experts", "staff": "Staff"}
 
 
 class ExpertAction(BaseModel):
@@ -69,13 +83,28 @@ def _summary(handoff: Handoff) -> dict[str, Any]:
         "conversation_id": handoff.conversation_id,
         "state": handoff.state,
         "reason": handoff.reason,
+        "reason_label": REASON_LABELS.get(handoff.reason, _words(handoff.reason)),
         "route": handoff.route,
+        "route_label": ROUTE_LABELS.get(handoff.route, _words(handoff.route)),
         "tags": handoff.tags,
         "summary": handoff.packet.get("summary", ""),
         "assignee": handoff.assignee,
         "assignee_name": handoff.assignee_name,
-        "created_at": handoff.created_at.isoformat(),
+        "offers": handoff.offers,
+        "created_at": _when(handoff.created_at),
+        "claimed_at": _when(handoff.claimed_at),
+        "closed_at": _when(handoff.closed_at),
     }
+
+
+def _words(code: str) -> str:
+    """A code with no label yet, readable rather than hidden ("new_reason" -> "New reason")."""
+    return code.replace("_", " ").capitalize()
+
+
+def _when(moment: datetime | None) -> str | None:
+    """ISO 8601 with its UTC offset, whatever the database handed back (SQLite drops it)."""
+    return as_utc(moment).isoformat() if moment is not None else None
 
 
 @router.get("/handoffs", summary="Handoffs waiting or assigned, oldest first")
@@ -91,10 +120,9 @@ async def show_handoff(handoff_id: Text, gigcx: Console) -> dict[str, Any]:
     return {
         **_summary(handoff),
         "packet": handoff.packet,
-        "messages": [m.to_dict() for m in messages],
+        "messages": [{**m.to_dict(), "created_at": _when(m.created_at)} for m in messages],
         "internal_notes": [
-            {"author": n.author, "text": n.text, "created_at": n.created_at.isoformat()}
-            for n in notes
+            {"author": n.author, "text": n.text, "created_at": _when(n.created_at)} for n in notes
         ],
     }
 
@@ -130,19 +158,24 @@ async def reply(handoff_id: Text, body: ExpertReply, gigcx: Console) -> dict[str
 async def note(handoff_id: Text, body: ExpertReply, gigcx: Console) -> dict[str, Any]:
     await _handoff(gigcx, handoff_id)
     kept = await gigcx.store.add_internal_note(handoff_id, body.expert_id, body.text.strip())
-    return {"author": kept.author, "text": kept.text, "created_at": kept.created_at.isoformat()}
+    return {"author": kept.author, "text": kept.text, "created_at": _when(kept.created_at)}
 
 
-@router.post("/handoffs/{handoff_id}/{action}", summary="release, handback or resolve")
+@router.post(
+    "/handoffs/{handoff_id}/{action}", summary="release, move_to_staff, handback or resolve"
+)
 async def act(handoff_id: Text, action: Text, body: ExpertAction, gigcx: Console) -> dict[str, Any]:
     await _handoff(gigcx, handoff_id)
     steps = {
         "release": gigcx.escalations.release,
+        "move_to_staff": gigcx.escalations.move_to_staff,
         "handback": gigcx.escalations.hand_back,
         "resolve": gigcx.escalations.resolve,
     }
     if action not in steps:
-        raise HTTPException(404, f"no action {action!r}: use release, handback or resolve")
+        raise HTTPException(
+            404, f"no action {action!r}: use release, move_to_staff, handback or resolve"
+        )
     handoff = await steps[action](handoff_id, body.expert_id)
     if handoff is None:
         raise HTTPException(409, f"cannot {action}: it is not assigned to {body.expert_id!r}")

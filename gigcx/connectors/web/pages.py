@@ -32,6 +32,16 @@ async def console_page() -> FileResponse:
     return FileResponse(STATIC / "console.html", media_type="text/html")
 
 
+@router.get("/console.js")
+async def console_script() -> FileResponse:
+    return FileResponse(STATIC / "console.js", media_type="application/javascript")
+
+
+@router.get("/console.css")
+async def console_style() -> FileResponse:
+    return FileResponse(STATIC / "console.css", media_type="text/css")
+
+
 @router.get("/")
 async def home() -> RedirectResponse:
     return RedirectResponse("/demo")

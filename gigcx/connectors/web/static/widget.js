@@ -37,7 +37,10 @@
     retry: 0,
     closing: false,
     convState: "bot",
+    agent: null, // who holds the conversation while it is assigned: {name, role}
     contactLeft: false,
+    seen: 0, // the newest message the customer has had in front of them (the panel open)
+    unread: 0,
   };
 
   // ------------------------------------------------------------------ DOM
@@ -55,6 +58,9 @@
     '.launcher{position:fixed;right:16px;bottom:16px;z-index:2147483000;border:0;border-radius:999px;' +
     'padding:12px 18px;color:#fff;background:var(--brand);font-size:15px;font-weight:600;cursor:pointer;' +
     'box-shadow:0 4px 14px rgba(0,0,0,.25)}' +
+    '.badge{display:inline-block;min-width:20px;margin-left:8px;padding:1px 6px;border-radius:999px;' +
+    'background:#fff;color:#b42318;font-size:12px;line-height:18px;text-align:center}' +
+    '.badge[hidden]{display:none}' +
     '.launcher:focus-visible,button:focus-visible,textarea:focus-visible,a:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}' +
     '.panel{position:fixed;right:16px;bottom:76px;z-index:2147483000;width:min(380px,calc(100vw - 16px));' +
     'height:min(600px,calc(100vh - 96px));display:flex;flex-direction:column;background:#fff;color:#1b1f24;' +
@@ -75,6 +81,7 @@
     '.sources{margin:6px 0 0;padding:0;list-style:none;font-size:12px}' +
     '.sources a{color:var(--brand)}' +
     '.draft{opacity:.75}' +
+    '.msg.notice{align-self:center;max-width:95%;background:transparent;border:0;color:#57606a;font-size:12px;text-align:center;padding:2px 8px}' +
     '.typing{padding:0 14px 6px;font-size:12px;color:#57606a;background:#f6f7f9}' +
     '.typing[hidden]{display:none}' +
     '.csat{padding:10px 14px;border-top:1px solid #dde1e6;background:#fff}' +
@@ -99,7 +106,9 @@
     '.error:empty{display:none}' +
     '.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}' +
     '</style>' +
-    '<button class="launcher" type="button" aria-expanded="false" aria-controls="gigcx-panel">Chat with us</button>' +
+    '<button class="launcher" type="button" aria-expanded="false" aria-controls="gigcx-panel">' +
+    '<span class="label">Chat with us</span><span class="badge" aria-hidden="true" hidden></span></button>' +
+    '<div class="sr-only announce" aria-live="polite"></div>' +
     '<section class="panel" id="gigcx-panel" role="dialog" aria-modal="false" aria-labelledby="gigcx-title" hidden>' +
     '  <header><h2 id="gigcx-title">Support</h2><button class="close" type="button" aria-label="Close chat">×</button></header>' +
     '  <div class="banner" role="status" hidden></div>' +
@@ -125,7 +134,7 @@
   var launcher = $(".launcher"), panel = $(".panel"), log = $(".log"), banner = $(".banner");
   var typing = $(".typing"), input = $("#gigcx-input"), form = $(".compose"), errorBox = $(".error");
   var personButton = $(".person"), csat = $(".csat"), stars = $(".stars");
-  var contact = $(".contact");
+  var contact = $(".contact"), badge = $(".badge"), announce = $(".announce");
   var rating = 0;
 
   // ------------------------------------------------------------------ HTTP
@@ -217,7 +226,48 @@
     // A reply to a POST can arrive before an earlier message the socket has not delivered
     // yet: only advance over an unbroken run, so a reconnect fetches what is missing.
     while (state.messages[state.lastSeq + 1]) state.lastSeq += 1;
-    log.scrollTop = log.scrollHeight;
+    if (panel.hidden) {
+      if (message.author !== "customer" && message.seq > state.seen) countUnread();
+    } else {
+      markSeen(message.seq);
+    }
+    scrollToNewest();
+  }
+
+  function scrollToNewest() { log.scrollTop = log.scrollHeight; }
+
+  // ------------------------------------------------------------------ unread
+
+  // A reply that arrives while the panel is closed is counted on the launcher (and said once,
+  // politely, to a screen reader); opening the panel clears it. `seen` is kept with the
+  // conversation, so a reload counts only what the customer has not had in front of them.
+  function countUnread() {
+    state.unread += 1;
+    showUnread();
+  }
+
+  function showUnread() {
+    var count = state.unread;
+    badge.textContent = count ? String(count) : "";
+    badge.hidden = !count;
+    launcher.setAttribute("aria-label", count
+      ? "Chat with us, " + count + (count === 1 ? " unread message" : " unread messages")
+      : "Chat with us");
+    if (count) announce.textContent = count === 1 ? "1 new message in the chat" : count + " new messages in the chat";
+  }
+
+  function markSeen(seq) {
+    if (seq <= state.seen) return;
+    state.seen = seq;
+    saveConversation();
+  }
+
+  function clearUnread() {
+    markSeen(state.lastSeq);
+    if (!state.unread) return;
+    state.unread = 0;
+    showUnread();
+    announce.textContent = "";
   }
 
   function renderDraft(event) {
@@ -230,7 +280,7 @@
       log.appendChild(item);
     }
     item.textContent = event.text;
-    log.scrollTop = log.scrollHeight;
+    scrollToNewest();
   }
 
   function dropDraft(draftId) {
@@ -238,7 +288,22 @@
     if (item) { item.remove(); delete state.drafts[draftId]; }
   }
 
+  function renderNotice(text) {
+    var item = document.createElement("div");
+    item.className = "msg system notice";
+    item.textContent = text;
+    log.appendChild(item);
+    if (panel.hidden) countUnread();
+    scrollToNewest();
+  }
+
   function renderState(event) {
+    if (state.convState === "assigned" && event.state === "bot") {
+      var who = state.agent && state.agent.name ? state.agent.name : "The " + (state.agent ? state.agent.role : "product expert");
+      renderNotice(who + " handed you back to the assistant. Ask it anything, or ask for a person again.");
+    }
+    if (event.state === "assigned" && event.agent) state.agent = event.agent;
+    else if (event.state !== "assigned") state.agent = null;
     state.convState = event.state;
     var minutes = state.config ? state.config.expert_wait_minutes : 5;
     var text = "";
@@ -284,7 +349,8 @@
   function saveConversation() {
     if (!state.conversation) return;
     try {
-      localStorage.setItem(storageKey, JSON.stringify(state.conversation));
+      var saved = { id: state.conversation.id, token: state.conversation.token, seen: state.seen };
+      localStorage.setItem(storageKey, JSON.stringify(saved));
     } catch (ignored) { /* private mode: the conversation lasts for this page only */ }
   }
 
@@ -314,7 +380,8 @@
   }
 
   function restore(saved) {
-    state.conversation = saved;
+    state.conversation = { id: saved.id, token: saved.token };
+    state.seen = Number(saved.seen) || 0;
     return api("GET", "/v1/conversations/" + saved.id + "/messages?after=0").then(
       function (data) {
         data.messages.forEach(renderMessage);
@@ -417,6 +484,7 @@
       star.setAttribute("aria-label", value + " out of 5");
       star.addEventListener("click", function () {
         rating = value;
+        showError("");
         Array.prototype.forEach.call(stars.children, function (other, index) {
           other.setAttribute("aria-pressed", String(index + 1 === value));
         });
@@ -446,6 +514,7 @@
       comment: $("#gigcx-comment").value,
     }).then(
       function () {
+        showError("");
         csat.innerHTML = "";
         var thanks = document.createElement("p");
         thanks.textContent = "Thank you for your rating!";
@@ -460,6 +529,9 @@
   function open() {
     panel.hidden = false;
     launcher.setAttribute("aria-expanded", "true");
+    // Messages restored or received while the panel was hidden could not scroll it.
+    scrollToNewest();
+    clearUnread();
     input.focus();
   }
 
