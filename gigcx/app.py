@@ -56,7 +56,9 @@ class GigCX:
         except TimeoutError:
             log.error("the embedding backend did not answer within %g s", WARM_UP_SECONDS)
         except Exception as error:
-            log.error("the embedding backend failed; not ready until it answers: %s", error)
+            log.error(
+                "the embedding backend failed; not ready until it answers: %s", error, exc_info=True
+            )
 
     async def close(self) -> None:
         self.front_line.close()

@@ -184,11 +184,19 @@ async def test_markdown_is_rendered_and_markup_in_a_message_stays_text(
         "[this](javascript:alert(1)).\n- hold the button\n- pick X2\n"
         "<script>alert(2)</script><img src=x onerror=alert(3)>",
     )
+    handoff = await server.runtime.store.get_handoff(handoff_id)
+    await server.runtime.store.add_message(
+        handoff.conversation_id, "customer", "It says **[Your order #123](https://evil.example)**"
+    )
     page = await browser.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     await sign_in(page, server)
     await page.get_by_role("button", name="Claimed by you (Alex)").click()
+    # A customer's text is shown as typed: no link that could pass for a trusted one.
+    said = page.locator("#messages .line.customer").last
+    await expect(said).to_contain_text("It says **[Your order #123](https://evil.example)**")
+    assert await said.get_by_role("link").count() == 0
     reply = page.locator("#messages .line.expert")
     await expect(reply.locator("strong")).to_have_text("Pairing")
     await expect(reply.locator("em")).to_have_text("a minute")

@@ -13,11 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as redis
 from sqlalchemy import text
 
 from gigcx.connectors.slack import SlackConnector
-from gigcx.connectors.slack.app import slack_client
-from gigcx.connectors.slack.bridge import LEASE, SlackBridge, delivery_time_bound
+from gigcx.connectors.slack.app import RedisSeenEvents, slack_client
+from gigcx.connectors.slack.bridge import (
+    CALL_TIMEOUT_SECONDS,
+    LEASE,
+    SlackBridge,
+    delivery_time_bound,
+)
 from gigcx.escalation.experts import sync_experts
 from gigcx.store import ConversationStore
 from gigcx.store.models import as_utc, utcnow
@@ -146,6 +152,41 @@ async def test_slacks_timeout_retry_arriving_while_the_first_try_still_works_rel
         assert await first == 200
         assert await customer_sees(http, cid, auth) == ["On it!"]
         assert len(slack.reactions) == 1
+
+
+async def test_a_reaction_slack_refuses_for_good_does_not_hold_the_reply_up(
+    server: LiveServer, slack: SlackAPIServer
+):
+    """The expert deleted their message before we reacted (or a scope is missing): the
+    reply is kept and Slack is told so, rather than asked to deliver it again forever."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        cid, auth, _handoff, thread = await claimed_thread(http, server, slack)
+        slack.failures["reactions.add"] = "message_not_found"
+        event = thread_payload("C0EXPERTS", thread, ALEX, "Back in a minute", "EvGone1")
+        assert await deliver(http, event) == 200
+        assert await deliver(http, event) == 200  # a redelivery all the same: nothing new
+        assert await customer_sees(http, cid, auth) == ["Back in a minute"]
+
+
+async def test_the_seen_events_filter_steps_aside_when_redis_is_down():
+    """With Redis down the filter answers "not seen" (the store's unique keys keep a
+    redelivered reply single), instead of refusing every expert reply with a 500."""
+    seen = RedisSeenEvents(redis.Redis.from_url("redis://127.0.0.1:1/0"), "gigcx-test")
+    assert await seen.handled("Ev1") is False
+    await seen.remember("Ev1")  # does not raise
+
+
+async def test_slack_too_slow_to_answer_at_start_does_not_stop_delivery(
+    brand_settings: Any, slack: SlackAPIServer
+):
+    """Slack is slow when the server starts (its setup check times out): the server logs
+    it and delivers the outbox as soon as Slack answers, instead of never."""
+    slack.delays["auth.test"] = (CALL_TIMEOUT_SECONDS + 2.0, "before")
+    settings = brand_settings.model_copy(update={"slack": slack.settings(SECRET)})
+    async with live_server(settings) as live, httpx.AsyncClient(base_url=live.url) as http:
+        await escalate(http, "my X2 crackles, can I talk to a person?")
+        await slack.wait_for("chat.postMessage", 1, timeout=30)
+        assert len(expert_channel_cards(slack)) == 1
 
 
 # ---------------------------------------------------------------- gigcx -> Slack

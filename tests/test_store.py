@@ -189,8 +189,11 @@ async def test_hand_back_returns_the_conversation_to_the_bot(store: Conversation
     handoff_id = await open_handoff(store, conversation.id)
     await register(store, "ana")
     await store.claim_handoff("kestrel", handoff_id, "ana", MINUTE)
-    returned = await store.hand_back(handoff_id, "ana")
-    assert returned is not None and returned.state == "returned"
+    returned = await store.hand_back(handoff_id, "ana", notice="Ana handed you back.")
+    assert returned is not None
+    handoff, notice = returned
+    assert handoff.state == "returned"
+    assert notice is not None and (notice.author, notice.text) == ("system", "Ana handed you back.")
     assert (await store.get_conversation(conversation.id)).state == "bot"
     assert await store.open_handoff_for(conversation.id) is None
     assert await store.add_message(conversation.id, "bot", "back", only_in_state="bot")

@@ -15,10 +15,10 @@ from typing import Any
 from gigcx.app import start
 from gigcx.config import Settings
 from tests.helpers.chat_server import OpenAIChatServer
+from tests.helpers.check_services import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-LEASE_SECONDS = 0.5
-TURN_SECONDS = 2.5  # five leases
+LEASE_SECONDS = 1.0
+TURN_SECONDS = 4.0  # four leases
 
 
 class SlowModel:

@@ -270,12 +270,14 @@ async def test_an_expert_handing_back_to_the_bot_is_said_in_the_chat(
     page = await browser.new_page()
     handoff_id = await escalated_and_claimed(page, server)
     assert await server.runtime.escalations.hand_back(handoff_id, ALEX) is not None
-    notice = page.locator("[data-gigcx] .log .notice")
-    await expect(notice).to_have_text(
-        "Alex handed you back to the assistant. Ask it anything, or ask for a person again."
-    )
+    said = "Alex handed you back to the assistant. Ask it anything, or ask for a person again."
+    await expect(bubbles(page).last).to_contain_text(said)
     await expect(page.get_by_role("button", name="Talk to a person")).to_be_visible()
     await expect(page.get_by_role("status")).to_be_hidden()
+    # It is part of the conversation: still there after a reload.
+    await page.reload()
+    await page.get_by_role("button", name="Chat with us").click()
+    await expect(page.locator("[data-gigcx] .log .msg.system").last).to_contain_text(said)
     # The bot answers again.
     await say(page, "are the buds waterproof?")
     await expect(bubbles(page).last).to_contain_text("IPX4")

@@ -202,8 +202,9 @@ class FrontLine:
             yield
         finally:
             renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            # The renewal's own cancellation is returned, not raised; a cancellation of this
+            # turn that lands while waiting for it still propagates.
+            await asyncio.gather(renewing, return_exceptions=True)
             with contextlib.suppress(RedisError, OSError):
                 await shared.release()
 
@@ -458,7 +459,7 @@ class FrontLine:
         try:
             return await self._in_thread(self.bot.search, query, product)
         except Exception as error:  # the packet goes without passages, not the handoff
-            log.warning("no passages for the handover packet: %s", error)
+            log.warning("no passages for the handover packet: %s", error, exc_info=True)
             return []
 
     async def _internal_passages(self, query: str) -> list[SearchHit]:
@@ -466,7 +467,7 @@ class FrontLine:
         try:
             hits = await self._in_thread(self.bot.index.search, query, 3, include_internal=True)
         except Exception as error:
-            log.warning("no internal passages for the handover packet: %s", error)
+            log.warning("no internal passages for the handover packet: %s", error, exc_info=True)
             return []
         return [hit for hit in hits if hit.audience == "internal"]
 

@@ -161,9 +161,23 @@ class Escalations:
         return handoff
 
     async def hand_back(self, handoff_id: str, assignee: str) -> Handoff | None:
-        handoff = await self.store.hand_back(handoff_id, assignee)
-        if handoff is not None:
-            await self._changed(handoff, events.HANDOFF_RETURNED, "bot")
+        """assigned -> bot; the customer reads who handed them back (kept in the
+        conversation, so it is there after a reload and in a later handoff's transcript)."""
+        holder = await self.store.find_handoff(handoff_id)
+        name = holder.assignee_name if holder is not None else None
+        who = name or ("Our support team" if holder and holder.route == "staff" else "Our expert")
+        returned = await self.store.hand_back(
+            handoff_id,
+            assignee,
+            notice=f"{who} handed you back to the assistant. Ask it anything, "
+            "or ask for a person again.",
+        )
+        if returned is None:
+            return None
+        handoff, notice = returned
+        if notice is not None:
+            await self.announce(notice)
+        await self._changed(handoff, events.HANDOFF_RETURNED, "bot")
         return handoff
 
     async def sweep(self, now: datetime | None = None) -> list[Handoff]:
@@ -308,6 +322,13 @@ class Escalations:
                 handoff.conversation_id, events.MESSAGE_CREATED, message=message.to_dict()
             )
         return message
+
+    async def announce(self, message: Message) -> None:
+        """Tell the conversation's listeners about a stored message; saying it again is
+        harmless (the widget and its socket drop a sequence number they have shown)."""
+        await self._publish(
+            message.conversation_id, events.MESSAGE_CREATED, message=message.to_dict()
+        )
 
     async def rate(self, conversation_id: str, score: int, comment: str = "") -> Csat | None:
         """The customer's CSAT for the conversation's last resolution; None if already rated.

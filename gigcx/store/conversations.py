@@ -489,17 +489,38 @@ class ConversationStore:
             return None
         return handoff, message
 
-    async def hand_back(self, handoff_id: str, assignee: str) -> Handoff | None:
-        """assigned -> bot: the expert gives the conversation back to the bot."""
-        return await self._transition(
-            handoff_id,
-            "assigned",
-            "returned",
-            {"closed_at": utcnow()},
-            assignee=assignee,
-            conversation_state="bot",
-            notify="returned",
-        )
+    async def hand_back(
+        self, handoff_id: str, assignee: str, notice: str | None = None
+    ) -> tuple[Handoff, Message | None] | None:
+        """assigned -> bot: the expert gives the conversation back to the bot, with `notice`
+        (a system message saying so) in the same transaction.
+
+        None unless `assignee` holds it.
+        """
+        try:
+            async with self._sessions.begin() as session:
+                handoff = await _apply_transition(
+                    session,
+                    self.outbox,
+                    handoff_id,
+                    "assigned",
+                    "returned",
+                    {"closed_at": utcnow()},
+                    assignee=assignee,
+                    conversation_state="bot",
+                    notify="returned",
+                )
+                if handoff is None:
+                    return None
+                message = None
+                if notice is not None:
+                    meta = {"kind": "handed_back", "handoff_id": handoff_id}
+                    message = await _append(
+                        session, handoff.conversation_id, "system", notice, (), meta, "bot"
+                    )
+        except _ConversationMovedOn:
+            return None
+        return handoff, message
 
     async def resolve_handoff(
         self, handoff_id: str, assignee: str, payout: Decimal = Decimal(0), currency: str = "EUR"

@@ -44,8 +44,13 @@ class SlackConnector:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        for problem in await self.check():
-            # Customers are still served and handoffs kept; Slack just can't see them yet.
+        try:
+            problems = await self.check()
+        except Exception as error:  # Slack unreachable or slow at start: deliver anyway
+            problems = [f"could not check the setup ({type(error).__name__}: {error})"]
+        for problem in problems:
+            # Customers are still served and handoffs kept; Slack just can't see them yet,
+            # and the outbox goes on trying.
             log.error("Slack: %s", problem)
         if self.socket_mode is not None:
             # Connects, and keeps reconnecting, in the background (slack_sdk logs failures).

@@ -22,10 +22,12 @@ nothing.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from typing import Any, Protocol
 
 import redis.asyncio as redis
+from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -36,6 +38,7 @@ from gigcx.connectors.slack.text import mention
 from gigcx.escalation import ClaimRefused
 from gigcx.store import Handoff
 
+log = logging.getLogger(__name__)
 DELIVERED = "white_check_mark"
 KEPT_INTERNAL = "lock"
 
@@ -78,10 +81,19 @@ class RedisSeenEvents:
         self.prefix = f"{prefix}:slack-event"
 
     async def handled(self, event_id: str) -> bool:
-        return bool(await self.client.exists(f"{self.prefix}:{event_id}"))
+        # Only a first filter: with Redis down, the store's unique keys still keep a
+        # redelivered reply from being added twice, so the reply is not refused.
+        try:
+            return bool(await self.client.exists(f"{self.prefix}:{event_id}"))
+        except (RedisError, OSError) as error:
+            log.warning("Slack events seen: Redis unavailable (%s)", error)
+            return False
 
     async def remember(self, event_id: str) -> None:
-        await self.client.set(f"{self.prefix}:{event_id}", 1, ex=86_400)
+        try:
+            await self.client.set(f"{self.prefix}:{event_id}", 1, ex=86_400)
+        except (RedisError, OSError) as error:
+            log.warning("Slack events seen: Redis unavailable (%s)", error)
 
 
 def slack_client(runtime: GigCX, timeout: float = CALL_TIMEOUT_SECONDS) -> AsyncWebClient:
@@ -200,8 +212,14 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
                 name=DELIVERED if delivered else KEPT_INTERNAL,
             )
         except SlackApiError as error:
-            if error.response.get("error") != "already_reacted":  # an earlier try's reaction
+            # The reply is stored: only a failure that may pass (rate limit, Slack down) is
+            # worth Slack's redelivery. An earlier try's reaction, a message deleted since,
+            # a missing scope would fail on every redelivery, so they are logged instead.
+            status = error.response.status_code
+            if status == 429 or status >= 500:
                 raise
+            if error.response.get("error") != "already_reacted":
+                log.warning("Slack: could not react to %s: %s", event["ts"], error)
         if event_id:
             await seen.remember(event_id)
 
@@ -209,7 +227,11 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
         """Store a thread message once, for the customer or as an internal note; whether
         it went to the customer (also when an earlier try of this event stored it)."""
         source = f"slack:{event['channel']}:{event['ts']}"
-        if await store.message_by_source(source) is not None:
+        stored = await store.message_by_source(source)
+        if stored is not None:
+            # Said again: the try that stored it may have died before telling the widget
+            # (which drops a sequence number it has shown already).
+            await escalations.announce(stored)
             return True
         if await store.note_by_source(source) is not None:
             return False

@@ -65,6 +65,7 @@ MAX_BACKOFF_SECONDS = 300.0
 # Marks the cards the bridge posts, with the outbox item that posted them, so a later try
 # can find a card whose answer never came back (timed out, or the process died).
 CARD_EVENT = "gigcx_handoff_card"
+CLOCK_SKEW_SECONDS = 600.0
 
 # The item the running delivery is for (each delivery runs in its own task): cards are
 # posted and updated on its behalf.
@@ -243,8 +244,15 @@ class SlackBridge:
             notice = None if item.message_id is None else await store.message_by_id(item.message_id)
             expert = str((notice.meta if notice is not None else {}).get("expert") or "")
             seconds = self.settings.escalation.resolve_timeout_seconds
-            within = f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
-            if expert:
+            within = (
+                f"{seconds // 3600} h"
+                if seconds % 3600 == 0
+                else f"{seconds // 60} min"
+                if seconds % 60 == 0
+                else f"{seconds} s"
+            )
+            told = _posted_for(await store.card_for(handoff.id), item)  # a retry's new card
+            if expert and not told:
                 await self.post_in_thread(
                     handoff,
                     f"{mention(expert)} this conversation was not resolved within {within}, "
@@ -323,7 +331,8 @@ class SlackBridge:
             history = await self._call(
                 "conversations_history",
                 channel=channel,
-                oldest=f"{as_utc(item.created_at).timestamp():.6f}",
+                # Slack stamps the card by its clock, a little off ours: look a while back.
+                oldest=f"{as_utc(item.created_at).timestamp() - CLOCK_SKEW_SECONDS:.6f}",
                 include_all_metadata=True,
                 limit=200,
             )

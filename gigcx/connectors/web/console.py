@@ -103,7 +103,7 @@ def _words(code: str) -> str:
 
 
 def _when(moment: datetime | None) -> str | None:
-    """ISO 8601 with its UTC offset, whatever the database handed back (SQLite drops it)."""
+    """ISO 8601 with its UTC offset (the store hands back aware UTC times)."""
     return as_utc(moment).isoformat() if moment is not None else None
 
 

@@ -467,9 +467,7 @@ async def _send_backlog(
     while True:
         backlog = await gigcx.store.messages_after(conversation_id, sent)
         for message in backlog:
-            await websocket.send_json(
-                {"type": events.MESSAGE_CREATED, "message": message.to_dict()}
-            )
+            await websocket.send_json(_stored_message_event(message))
             sent = message.seq
         if not backlog:
             break
@@ -530,9 +528,19 @@ async def _send_missed(
     for message in await gigcx.store.messages_after(conversation_id, sent, before - sent - 1):
         if message.seq >= before:
             break
-        await websocket.send_json({"type": events.MESSAGE_CREATED, "message": message.to_dict()})
+        await websocket.send_json(_stored_message_event(message))
         sent = message.seq
     return sent
+
+
+def _stored_message_event(message: Message) -> dict[str, Any]:
+    """A stored message as its `message.created` event: with the id of the draft streamed
+    before it (LLM mode), so the widget replaces the draft however the message reached it."""
+    event: dict[str, Any] = {"type": events.MESSAGE_CREATED, "message": message.to_dict()}
+    draft_id = message.meta.get("draft_id") if message.meta else None
+    if draft_id:
+        event["draft_id"] = draft_id
+    return event
 
 
 def _observe_relay(message: dict[str, Any]) -> None:

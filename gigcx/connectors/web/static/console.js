@@ -329,7 +329,9 @@
       if (time) line.appendChild(time);
       var body = document.createElement("div");
       body.className = "body";
-      body.appendChild(markdown(message.text));
+      // The bot's and the experts' text is Markdown; a customer's "[label](link)" stays as
+      // typed, so it cannot pass for a trusted link.
+      body.appendChild(message.author === "customer" ? text("p", message.text) : markdown(message.text));
       line.appendChild(body);
       box.appendChild(line);
     });

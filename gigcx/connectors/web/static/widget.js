@@ -288,20 +288,7 @@
     if (item) { item.remove(); delete state.drafts[draftId]; }
   }
 
-  function renderNotice(text) {
-    var item = document.createElement("div");
-    item.className = "msg system notice";
-    item.textContent = text;
-    log.appendChild(item);
-    if (panel.hidden) countUnread();
-    scrollToNewest();
-  }
-
   function renderState(event) {
-    if (state.convState === "assigned" && event.state === "bot") {
-      var who = state.agent && state.agent.name ? state.agent.name : "The " + (state.agent ? state.agent.role : "product expert");
-      renderNotice(who + " handed you back to the assistant. Ask it anything, or ask for a person again.");
-    }
     if (event.state === "assigned" && event.agent) state.agent = event.agent;
     else if (event.state !== "assigned") state.agent = null;
     state.convState = event.state;
@@ -381,10 +368,16 @@
 
   function restore(saved) {
     state.conversation = { id: saved.id, token: saved.token };
-    state.seen = Number(saved.seen) || 0;
+    // A conversation saved before unread counts were kept: what it holds counts as seen.
+    var countedBefore = saved.seen !== undefined;
+    state.seen = countedBefore ? Number(saved.seen) || 0 : Number.MAX_SAFE_INTEGER;
     return api("GET", "/v1/conversations/" + saved.id + "/messages?after=0").then(
       function (data) {
         data.messages.forEach(renderMessage);
+        if (!countedBefore) {
+          state.seen = state.lastSeq;
+          saveConversation();
+        }
         connect();
       },
       function (error) {
