@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Locator, Page, expect
 
 from gigcx.config import Settings
 from tests.conftest import REPO
-from tests.helpers.experts import ALEX, SAMI, register_experts
+from tests.helpers.experts import ALEX, JORDAN, register_experts
 from tests.helpers.live_server import LiveServer, live_server
 from tests.test_console import KEY, TOKEN, with_console
 
@@ -126,14 +126,19 @@ async def test_release_move_to_staff_and_another_experts_claim_as_each_expert_se
     await expect(state_line(page)).to_have_text("Moved to staff — waiting for staff")
     await expect(page.locator("#queue")).to_contain_text("Staff")
 
-    # Sami claims it elsewhere (in Slack, say): Alex's console shows who, and nothing to press.
-    assert await server.runtime.escalations.claim(handoff_id, SAMI, "Sami") is not None
-    await expect(state_line(page)).to_have_text("Claimed by Sami")
+    # Alex, a gig expert, cannot take it back: it is the staff's now.
+    await page.get_by_role("button", name="Claim", exact=True).click()
+    await expect(page.get_by_role("alert")).to_contain_text("this conversation is for staff")
+    await page.get_by_role("button", name="Dismiss error").click()
+    # Jordan (staff) claims it elsewhere (in Slack, say): Alex's console shows who, and
+    # nothing to press.
+    assert await server.runtime.escalations.claim(handoff_id, JORDAN, "Jordan") is not None
+    await expect(state_line(page)).to_have_text("Claimed by Jordan")
     assert await enabled_actions(page) == ["Keep as internal note"]
     await expect(page.locator("#hint")).to_contain_text("only they can reply")
-    # The same page as Sami: their buttons (staff already, so no move to staff).
-    await page.get_by_label("Your expert id").fill(SAMI)
-    await expect(state_line(page)).to_have_text("Claimed by you (Sami)")
+    # The same page as Jordan: their buttons (staff already, so no move to staff).
+    await page.get_by_label("Your expert id").fill(JORDAN)
+    await expect(state_line(page)).to_have_text("Claimed by you (Jordan)")
     assert await enabled_actions(page) == [
         "Send reply",
         "Resolve",
@@ -177,14 +182,15 @@ async def test_markdown_is_rendered_and_markup_in_a_message_stays_text(
     handoff_id = await escalate(server)
     escalations = server.runtime.escalations
     assert await escalations.claim(handoff_id, ALEX, "Alex") is not None
-    await escalations.send_reply(
-        handoff_id,
-        ALEX,
+    handoff = await server.runtime.store.get_handoff(handoff_id)
+    # The bot's answers quote the brand's Markdown knowledge.
+    await server.runtime.store.add_message(
+        handoff.conversation_id,
+        "bot",
         "**Pairing** takes _a minute_: see [the guide](https://example.com/pair) or "
         "[this](javascript:alert(1)).\n- hold the button\n- pick X2\n"
         "<script>alert(2)</script><img src=x onerror=alert(3)>",
     )
-    handoff = await server.runtime.store.get_handoff(handoff_id)
     await server.runtime.store.add_message(
         handoff.conversation_id, "customer", "It says **[Your order #123](https://evil.example)**"
     )
@@ -197,7 +203,11 @@ async def test_markdown_is_rendered_and_markup_in_a_message_stays_text(
     said = page.locator("#messages .line.customer").last
     await expect(said).to_contain_text("It says **[Your order #123](https://evil.example)**")
     assert await said.get_by_role("link").count() == 0
-    reply = page.locator("#messages .line.expert")
+    # A long unbroken word wraps instead of pushing the page (and its buttons) off screen.
+    await server.runtime.store.add_message(handoff.conversation_id, "customer", "W" * 3000)
+    await expect(page.locator("#messages .line.customer").last).to_contain_text("WWWW")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    reply = page.locator("#messages .line.bot").last
     await expect(reply.locator("strong")).to_have_text("Pairing")
     await expect(reply.locator("em")).to_have_text("a minute")
     await expect(reply.get_by_role("link", name="the guide")).to_have_attribute(

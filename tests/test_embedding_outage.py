@@ -103,9 +103,9 @@ async def test_a_server_starts_during_an_outage_and_is_ready_when_the_endpoint_i
     ):
         status, body = await ready_status(http)
         assert status == 503 and body["status"] == "not ready"
-        problem = body["checks"]["embeddings"]
-        assert problem.startswith("failed: EmbeddingError: embeddings endpoint failed")
-        assert "openai:test-embed-1" in problem
+        # What failed, not the upstream's words (they may echo a key or name a host): those
+        # are in the server's log.
+        assert body["checks"]["embeddings"] == "failed: EmbeddingError"
         assert body["checks"]["store"] == "ok"
 
         endpoint.fail_with = None

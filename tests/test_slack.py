@@ -26,6 +26,7 @@ from tests.helpers.slack_server import SlackAPIServer, SocketModeServer
 SECRET = "slack-signing-secret"
 KEY = "kestrel-demo-widget-key"
 ALEX, SAMI = "U04ALEXM", "U04SAMIK"
+JORDAN = "U04JORDN"  # staff
 
 
 @pytest.fixture
@@ -430,7 +431,8 @@ async def claim_first(
 ) -> list[dict[str, Any]]:
     handoff = await server.runtime.store.open_handoff_for(cid)
     assert handoff is not None
-    await click(http, slack, "claim", handoff.id, ALEX)
+    # Account and billing handoffs are the staff's to claim.
+    await click(http, slack, "claim", handoff.id, JORDAN if handoff.route == "staff" else ALEX)
     return await slack.wait_for("chat.postMessage", 2)  # the card, then the transcript
 
 

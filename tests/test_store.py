@@ -42,9 +42,11 @@ async def open_handoff(store: ConversationStore, conversation_id: str) -> str:
     return opened[0].id
 
 
-async def register(store: ConversationStore, *ids: str, brand: str = "kestrel") -> None:
+async def register(
+    store: ConversationStore, *ids: str, brand: str = "kestrel", tier: str = "gig"
+) -> None:
     """Experts in the brand's registry, as `gigcx experts sync` writes them."""
-    experts = [Expert(slack_user_id=i, name=i, tier="gig", capacity=3, active=True) for i in ids]
+    experts = [Expert(slack_user_id=i, name=i, tier=tier, capacity=3, active=True) for i in ids]
     await store.sync_experts(brand, experts)
 
 
@@ -162,7 +164,7 @@ async def test_release_reoffer_hand_back_and_resolve_follow_the_state_machine(
 ):
     conversation = await store.create_conversation("kestrel")
     handoff_id = await open_handoff(store, conversation.id)
-    await register(store, "ana", "bob")
+    await register(store, "ana", "bob", tier="staff")
 
     reoffered = await store.reoffer_handoff(handoff_id, MINUTE, route="staff")
     assert reoffered is not None and reoffered.route == "staff" and reoffered.offers == 2
@@ -351,3 +353,24 @@ async def test_the_ledger_csv_shows_aware_utc_times(
     [row] = list(csv.DictReader(io.StringIO(result.stdout)))
     assert row["claimed_at"].endswith("+00:00") and row["resolved_at"].endswith("+00:00")
     assert datetime.fromisoformat(row["resolved_at"]) >= datetime.fromisoformat(row["claimed_at"])
+
+
+async def test_a_handoff_routed_to_staff_is_claimed_by_staff_only(store: ConversationStore):
+    """Account and billing questions go to the brand's staff: a gig expert can neither claim
+    one nor take back one they moved to staff (and be paid for it)."""
+    conversation = await store.create_conversation("kestrel")
+    handoff_id = await open_handoff(store, conversation.id)
+    await store.sync_experts(
+        "kestrel",
+        [
+            Expert(slack_user_id="gig", name="Gig", tier="gig", capacity=3, active=True),
+            Expert(slack_user_id="desk", name="Desk", tier="staff", capacity=3, active=True),
+        ],
+    )
+    assert await store.claim_handoff("kestrel", handoff_id, "gig", MINUTE) is not None
+    assert await store.release_handoff(handoff_id, "gig", MINUTE, to_staff=True) is not None
+    with pytest.raises(ClaimerNotEligible) as refused:
+        await store.claim_handoff("kestrel", handoff_id, "gig", MINUTE)
+    assert refused.value.reason == "not_staff"
+    claimed = await store.claim_handoff("kestrel", handoff_id, "desk", MINUTE)
+    assert claimed is not None and claimed.assignee == "desk"

@@ -298,3 +298,53 @@ async def test_the_rating_error_is_gone_once_the_rating_is_sent(
     await expect(page.get_by_text("Thank you for your rating!")).to_be_visible()
     await expect(error).to_have_text("")
     await expect(error).to_be_hidden()
+
+
+async def test_a_second_resolution_is_rated_afresh_and_a_rating_sent_twice_just_thanks(
+    browser: Browser, server: LiveServer
+):
+    page = await browser.new_page()
+    first = await escalated_and_claimed(page, server)
+    assert await server.runtime.escalations.resolve(first, ALEX) is not None
+    await page.get_by_role("button", name="5 out of 5").click()
+    await page.get_by_role("button", name="Send rating").click()
+    await expect(page.get_by_text("Thank you for your rating!")).to_be_visible()
+
+    # The customer comes back, and a second expert conversation is resolved: a new form.
+    await say(page, "can I talk to a person again?")
+    await expect(page.get_by_role("status")).to_contain_text("Waiting for a product expert")
+    [conversation_id] = await conversation_ids(server)
+    second = await server.runtime.store.open_handoff_for(conversation_id)
+    assert second is not None
+    assert await server.runtime.escalations.claim(second.id, ALEX, "Alex") is not None
+    assert await server.runtime.escalations.resolve(second.id, ALEX) is not None
+    await expect(page.get_by_role("button", name="Send rating")).to_be_visible()
+    await expect(page.get_by_text("Thank you for your rating!")).to_be_hidden()
+    await page.get_by_role("button", name="4 out of 5").click()
+    await page.get_by_role("button", name="Send rating").click()
+    await expect(page.get_by_text("Thank you for your rating!")).to_be_visible()
+    # The newest message is not hidden behind the rating box.
+    await expect(bubbles(page).last).to_be_in_viewport()
+
+    # After a reload the form is offered again; sending it once more just thanks.
+    await page.reload()
+    await page.get_by_role("button", name="Chat with us").click()
+    await page.get_by_role("button", name="3 out of 5").click()
+    await page.get_by_role("button", name="Send rating").click()
+    await expect(page.get_by_text("Thank you for your rating!")).to_be_visible()
+    await expect(page.locator("[data-gigcx] .error")).to_be_hidden()
+
+
+async def test_two_tabs_opened_before_the_first_message_share_one_conversation(
+    browser: Browser, server: LiveServer
+):
+    context = await browser.new_context()
+    first, second = await context.new_page(), await context.new_page()
+    await open_widget(first, server)
+    await open_widget(second, server)  # both opened before any conversation existed
+    await say(first, "hello, are the buds waterproof?")
+    await expect(bubbles(first).first).to_contain_text("are the buds waterproof?")
+    await say(second, "and do they have a microphone?")
+    await expect(bubbles(second).first).to_contain_text("are the buds waterproof?")
+    assert len(await conversation_ids(server)) == 1
+    await context.close()

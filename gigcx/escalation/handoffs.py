@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import unicodedata
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,10 +27,21 @@ log = logging.getLogger(__name__)
 
 def agent_of(handoff: Handoff) -> dict[str, str]:
     """Who the customer is talking to, as the widget shows it."""
+    # A name they gave, never their channel id (a claim without a name stores the id).
+    name = handoff.assignee_name if handoff.assignee_name != handoff.assignee else None
     return {
-        "name": handoff.assignee_name or handoff.assignee or "",
+        "name": name or "",
         "role": "support team" if handoff.route == "staff" else "product expert",
     }
+
+
+def _shown_name(name: str | None) -> str | None:
+    """The name the customer will see, without invisible or reading-order characters (a
+    right-to-left override in a name would reverse the words around it)."""
+    if name is None:
+        return None
+    shown = "".join(c for c in name if unicodedata.category(c) != "Cf")
+    return " ".join(shown.split())[:80] or None
 
 
 class NothingToRate(Exception):
@@ -108,12 +120,16 @@ class Escalations:
                 handoff_id,
                 assignee,
                 self.resolve_timeout,
-                display_name or assignee,
+                _shown_name(display_name) or assignee,
             )
         except ClaimerNotEligible as refused:
             if refused.reason == "full":
                 raise ClaimRefused(
                     f"you already have {refused.capacity} open conversations (your capacity)"
+                ) from None
+            if refused.reason == "not_staff":
+                raise ClaimRefused(
+                    "this conversation is for staff (an account or billing question)"
                 ) from None
             raise ClaimRefused(
                 f"you are not registered as an expert for {self.settings.display_name}"

@@ -59,10 +59,13 @@ class _ConversationMovedOn(Exception):
 
 
 class ClaimerNotEligible(Exception):
-    """Who tried to claim is not an active expert of the brand ("unregistered"), or already
-    holds as many of its handoffs as their capacity ("full")."""
+    """Who tried to claim is not an active expert of the brand ("unregistered"), already
+    holds as many of its handoffs as their capacity ("full"), or is a gig expert claiming a
+    handoff routed to staff ("not_staff")."""
 
-    def __init__(self, reason: Literal["unregistered", "full"], capacity: int = 0) -> None:
+    def __init__(
+        self, reason: Literal["unregistered", "full", "not_staff"], capacity: int = 0
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.capacity = capacity
@@ -320,6 +323,7 @@ class ConversationStore:
             .scalar_subquery()
         )
         capacity = select(Expert.capacity).where(registration).scalar_subquery()
+        tier = select(Expert.tier).where(registration).scalar_subquery()
         of_brand = select(Conversation.id).where(Conversation.brand == brand)
         try:
             async with self._sessions.begin() as session:
@@ -345,7 +349,12 @@ class ConversationStore:
                         "resolve_deadline": now + resolve_timeout,
                     },
                     # No registration: capacity is NULL and the comparison is not true.
-                    guard=[Handoff.conversation_id.in_(of_brand), held_count < capacity],
+                    # Handoffs routed to staff (accounts, billing) are for staff only.
+                    guard=[
+                        Handoff.conversation_id.in_(of_brand),
+                        held_count < capacity,
+                        or_(Handoff.route != "staff", tier == "staff"),
+                    ],
                     notify="claimed",
                 )
                 if handoff is not None:
@@ -355,6 +364,14 @@ class ConversationStore:
                     raise ClaimerNotEligible("unregistered")
                 if (await session.scalar(select(held_count)) or 0) >= expert.capacity:
                     raise ClaimerNotEligible("full", expert.capacity)
+                wanted = await session.get(Handoff, handoff_id)
+                if (
+                    wanted is not None
+                    and wanted.state == "waiting"
+                    and wanted.route == "staff"
+                    and expert.tier != "staff"
+                ):
+                    raise ClaimerNotEligible("not_staff")
                 return None  # claimed by someone else, or no longer waiting
         except _ConversationMovedOn:
             return None

@@ -8,6 +8,7 @@ Slack must be told (its size is in the answer and in /metrics).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from gigcx import metrics
 from gigcx.app import GigCX
 
+log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 CHECK_SECONDS = 3.0
 
@@ -105,5 +107,8 @@ async def _run(check: Callable[[], Awaitable[Any]]) -> str:
     except TimeoutError:
         return f"failed: no answer within {CHECK_SECONDS:g} s"
     except Exception as error:
-        return f"failed: {type(error).__name__}: {error}"
+        # /readyz is public: an upstream's words (an API key echoed back, a host, a
+        # database user) go to the log, and only the kind of failure to the caller.
+        log.warning("readiness check failed: %s: %s", type(error).__name__, error)
+        return f"failed: {type(error).__name__}"
     return result if isinstance(result, str) else "ok"

@@ -329,9 +329,10 @@
       if (time) line.appendChild(time);
       var body = document.createElement("div");
       body.className = "body";
-      // The bot's and the experts' text is Markdown; a customer's "[label](link)" stays as
-      // typed, so it cannot pass for a trusted link.
-      body.appendChild(message.author === "customer" ? text("p", message.text) : markdown(message.text));
+      // Only the bot's text (from the brand's knowledge) is rendered as Markdown. A customer's
+      // "[https://brand/account](https://evil)" stays as typed, so it cannot pass for a
+      // trusted link, and an expert sees their text as the customer does.
+      body.appendChild(message.author === "bot" ? markdown(message.text) : text("p", message.text));
       line.appendChild(body);
       box.appendChild(line);
     });

@@ -119,7 +119,7 @@
     '    <label class="sr-only" for="gigcx-comment">Comment (optional)</label>' +
     '    <textarea id="gigcx-comment" placeholder="Anything to add? (optional)"></textarea>' +
     '    <button class="submit" type="button" style="margin-top:6px;padding:8px 14px">Send rating</button>' +
-    '  </fieldset></div>' +
+    '  </fieldset><p class="thanks" hidden>Thank you for your rating!</p></div>' +
     '  <form class="contact" hidden><label for="gigcx-email">Your e-mail for a reply</label>' +
     '    <div class="row"><input id="gigcx-email" type="email" autocomplete="email" required>' +
     '    <button type="submit">Send</button></div></form>' +
@@ -289,6 +289,7 @@
   }
 
   function renderState(event) {
+    if (event.state === "resolved" && state.convState !== "resolved") resetRating();
     if (event.state === "assigned" && event.agent) state.agent = event.agent;
     else if (event.state !== "assigned") state.agent = null;
     state.convState = event.state;
@@ -298,7 +299,9 @@
       var who = event.route === "staff" ? "our support team" : "a product expert";
       text = "Waiting for " + who + " — usually under " + minutes + " minutes";
     } else if (event.state === "assigned" && event.agent) {
-      text = event.agent.name + ", " + event.agent.role + ", joined";
+      text = event.agent.name
+        ? event.agent.name + ", " + event.agent.role + ", joined"
+        : "A " + event.agent.role + " joined";
     } else if (event.state === "resolved") {
       text = "Resolved";
     }
@@ -309,6 +312,7 @@
     contact.hidden = !(event.state === "waiting" && event.nobody_available && !state.contactLeft);
     csat.hidden = event.state !== "resolved";
     if (event.state !== "bot") typing.hidden = true;
+    scrollToNewest(); // the rating box, a banner or a form took room from the log
   }
 
   function renderTyping(event) {
@@ -336,7 +340,11 @@
   function saveConversation() {
     if (!state.conversation) return;
     try {
-      var saved = { id: state.conversation.id, token: state.conversation.token, seen: state.seen };
+      // Another tab of this conversation may have shown more: never save less than it did.
+      var stored = loadConversation();
+      var seen = stored && stored.id === state.conversation.id
+        ? Math.max(Number(stored.seen) || 0, state.seen) : state.seen;
+      var saved = { id: state.conversation.id, token: state.conversation.token, seen: seen };
       localStorage.setItem(storageKey, JSON.stringify(saved));
     } catch (ignored) { /* private mode: the conversation lasts for this page only */ }
   }
@@ -351,6 +359,13 @@
 
   function ensureConversation() {
     if (state.conversation) return Promise.resolve(state.conversation);
+    // Another tab may have started one since this page loaded: join it, not a second one.
+    var started = loadConversation();
+    if (started) {
+      return restore(started).then(function () {
+        return state.conversation || ensureConversation();
+      });
+    }
     var attributes = {};
     ["name", "email", "plan"].forEach(function (field) { if (user[field]) attributes[field] = user[field]; });
     attributes.page = location.pathname.slice(0, 200);  // attribute values are limited in length
@@ -500,6 +515,24 @@
     );
   });
 
+  function showRated() {
+    showError("");
+    $(".csat fieldset").hidden = true;
+    $(".csat .thanks").hidden = false;
+    scrollToNewest();
+  }
+
+  // A new resolution (the conversation came back and was resolved again) is rated afresh.
+  function resetRating() {
+    rating = 0;
+    $("#gigcx-comment").value = "";
+    Array.prototype.forEach.call(stars.children, function (star) {
+      star.setAttribute("aria-pressed", "false");
+    });
+    $(".csat fieldset").hidden = false;
+    $(".csat .thanks").hidden = true;
+  }
+
   $(".csat .submit").addEventListener("click", function () {
     if (!rating) { showError("Choose a rating from 1 to 5 first."); return; }
     api("POST", "/v1/conversations/" + state.conversation.id + "/csat", {
@@ -507,13 +540,13 @@
       comment: $("#gigcx-comment").value,
     }).then(
       function () {
-        showError("");
-        csat.innerHTML = "";
-        var thanks = document.createElement("p");
-        thanks.textContent = "Thank you for your rating!";
-        csat.appendChild(thanks);
+        showRated();
       },
-      function (error) { showError(error.message); }
+      function (error) {
+        // Rated already (in another tab, or before a reload): nothing is wrong.
+        if (error.status === 409 && /already been rated/.test(error.message)) showRated();
+        else showError(error.message);
+      }
     );
   });
 
