@@ -7,6 +7,7 @@ import random
 from gigcx.app import GigCX
 from gigcx.bot.frontline import TurnResult
 from gigcx.escalation import redact
+from gigcx.escalation.handoffs import agent_of
 from gigcx.events import MESSAGE_CREATED
 from tests.helpers.experts import ALEX, register_experts
 
@@ -128,12 +129,27 @@ async def test_the_bot_is_silent_once_escalated_and_speaks_again_after_hand_back
     handoff = await gigcx_runtime.store.open_handoff_for(cid)
     assert handoff is not None
     await register_experts(gigcx_runtime)
-    await gigcx_runtime.escalations.claim(handoff.id, ALEX)
+    claimed = await gigcx_runtime.escalations.claim(handoff.id, ALEX)  # no name given
+    assert claimed is not None
+    assert agent_of(claimed) == {"name": "", "role": "product expert"}, "never the Slack id"
     silent = await gigcx_runtime.front_line.handle_customer_message(cid, "do you ship to canada?")
     assert silent.replies == [] and silent.state == "assigned"
     await gigcx_runtime.escalations.hand_back(handoff.id, ALEX)
+    [*_, notice] = await gigcx_runtime.store.messages_after(cid)
+    assert notice.author == "system" and notice.text.startswith("Our expert handed you back")
     back = await gigcx_runtime.front_line.handle_customer_message(cid, "do you ship to canada?")
     assert back.replies and back.replies[0].citations[0]["path"] == "general/shipping.md"
+
+
+async def test_the_name_a_customer_sees_cannot_reorder_the_words_around_it(
+    gigcx_runtime: GigCX,
+):
+    cid, _ = await chat(gigcx_runtime, "I need a human")
+    handoff = await gigcx_runtime.store.open_handoff_for(cid)
+    assert handoff is not None
+    await register_experts(gigcx_runtime)
+    claimed = await gigcx_runtime.escalations.claim(handoff.id, ALEX, "\u202eAlex\u200b  M.")
+    assert claimed is not None and agent_of(claimed)["name"] == "Alex M."
 
 
 async def test_every_message_is_committed_before_its_event_is_published(gigcx_runtime: GigCX):

@@ -180,7 +180,7 @@ class Escalations:
         """assigned -> bot; the customer reads who handed them back (kept in the
         conversation, so it is there after a reload and in a later handoff's transcript)."""
         holder = await self.store.find_handoff(handoff_id)
-        name = holder.assignee_name if holder is not None else None
+        name = agent_of(holder)["name"] if holder is not None else None
         who = name or ("Our support team" if holder and holder.route == "staff" else "Our expert")
         returned = await self.store.hand_back(
             handoff_id,
@@ -228,7 +228,7 @@ class Escalations:
         """
         if handoff.assignee is None:
             return None
-        name = handoff.assignee_name or "your expert"
+        name = agent_of(handoff)["name"] or "your expert"
         timed_out = await self.store.time_out_handoff(
             handoff.id,
             handoff.assignee,
