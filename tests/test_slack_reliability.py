@@ -30,6 +30,7 @@ from gigcx.store.models import as_utc, utcnow
 from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.slack_server import SlackAPIServer
 from tests.test_slack import ALEX, SAMI, SECRET, click, escalate, signed, thread_payload
+from tests.test_store import open_handoff
 
 SHORT_LEASE = timedelta(seconds=0.5)
 SLOWER_THAN_THE_LEASE = 1.5  # seconds Slack takes to answer a card post
@@ -344,43 +345,22 @@ async def test_one_slack_message_is_stored_once_however_many_deliveries_race(
     assert [m.text for m in await store.messages_after(conversation.id)] == ["Hi!"]
     assert (await store.get_conversation(conversation.id)).last_seq == 1  # no gap either
 
-    handoff = await store.open_handoff(
-        conversation.id,
-        reason="human_requested",
-        route="expert",
-        tags=[],
-        packet={},
-        notice="Getting a person",
-        notice_meta={},
-        claim_timeout=timedelta(minutes=5),
-    )
-    assert handoff is not None
+    handoff_id = await open_handoff(store, conversation.id)
     notes = await asyncio.gather(
         *(
-            store.add_internal_note(handoff[0].id, "U1", "note: hm", source="slack:C0EXPERTS:2")
+            store.add_internal_note(handoff_id, "U1", "note: hm", source="slack:C0EXPERTS:2")
             for _ in range(5)
         )
     )
     assert len({n.id for n in notes}) == 1
-    assert len(await store.internal_notes(handoff[0].id)) == 1
+    assert len(await store.internal_notes(handoff_id)) == 1
 
 
 async def test_a_card_posted_for_an_older_change_never_replaces_a_newer_one(
     store: ConversationStore,
 ):
     conversation = await store.create_conversation("kestrel")
-    opened = await store.open_handoff(
-        conversation.id,
-        reason="human_requested",
-        route="expert",
-        tags=[],
-        packet={},
-        notice="Getting a person",
-        notice_meta={},
-        claim_timeout=timedelta(minutes=5),
-    )
-    assert opened is not None
-    handoff_id = opened[0].id
+    handoff_id = await open_handoff(store, conversation.id)
     first = await store.save_card(handoff_id, "C0EXPERTS", "1.000100", outbox_item_id=7)
     assert first.ts == "1.000100"
     # The same change posted twice: the card recorded first stays.

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from gigcx.store.models import (
     Author,
@@ -36,6 +36,7 @@ from gigcx.store.models import (
     Csat,
     Expert,
     Handoff,
+    HandoffState,
     InternalNote,
     Lease,
     LedgerEntry,
@@ -428,30 +429,24 @@ class ConversationStore:
 
     async def due_handoffs(self, brand: str, now: datetime) -> list[Handoff]:
         """The brand's waiting handoffs whose claim deadline has passed, oldest first."""
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(Handoff)
-                .join(Conversation, Conversation.id == Handoff.conversation_id)
-                .where(
-                    Conversation.brand == brand,
-                    Handoff.state == "waiting",
-                    Handoff.claim_deadline <= now,
-                )
-                .order_by(Handoff.created_at)
-            )
-            return list(rows)
+        return await self._past_deadline(brand, "waiting", Handoff.claim_deadline, now)
 
     async def overdue_handoffs(self, brand: str, now: datetime) -> list[Handoff]:
         """The brand's assigned handoffs whose resolve deadline has passed, oldest first."""
+        return await self._past_deadline(brand, "assigned", Handoff.resolve_deadline, now)
+
+    async def _past_deadline(
+        self,
+        brand: str,
+        state: HandoffState,
+        deadline: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None],
+        now: datetime,
+    ) -> list[Handoff]:
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(Handoff)
                 .join(Conversation, Conversation.id == Handoff.conversation_id)
-                .where(
-                    Conversation.brand == brand,
-                    Handoff.state == "assigned",
-                    Handoff.resolve_deadline <= now,
-                )
+                .where(Conversation.brand == brand, Handoff.state == state, deadline <= now)
                 .order_by(Handoff.created_at)
             )
             return list(rows)
