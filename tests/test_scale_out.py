@@ -27,7 +27,7 @@ from tests.helpers.chat_server import OpenAIChatServer, last_user_text
 from tests.helpers.check_services import REDIS_URL
 from tests.helpers.processes import ServerProcess, chroma_server, postgres_database
 from tests.helpers.slack_server import SlackAPIServer
-from tests.test_slack import ALEX, KEY, SAMI, SECRET, click, thread_event
+from tests.test_slack import ALEX, JORDAN, KEY, SAMI, SECRET, click, thread_event
 
 CONSOLE_TOKEN = "a-console-token-for-the-scale-out-test"
 
@@ -190,28 +190,30 @@ async def test_two_workers_deliver_every_message_exactly_once_to_the_right_place
                 # Slack's buttons and thread replies arrive at whichever worker.
                 worker = (a, b)[n % 2]
                 async with httpx.AsyncClient(base_url=worker.url) as http:
-                    claimed = await click(http, slack, "claim", handoff.id, expert_for(n))
+                    claimer = expert_for(n, handoff.route)
+                    claimed = await click(http, slack, "claim", handoff.id, claimer)
                     assert claimed.status_code == 200
             await settle(
                 lambda: _all_claimed(store, [h.id for h in handoffs.values() if h is not None])
             )
             cards_at = {c.cid: await store.card_for(handoffs[c.cid].id) for c in customers}  # type: ignore[union-attr]
+            routes = [handoffs[c.cid].route for c in customers]  # type: ignore[union-attr]
 
         for n, customer in enumerate(customers):
             card = cards_at[customer.cid]
             assert card is not None
             worker = (b, a)[n % 2]
             async with httpx.AsyncClient(base_url=worker.url) as http:
-                reply = f"Expert here for {customer.cid}"
+                reply, expert = f"Expert here for {customer.cid}", expert_for(n, routes[n])
                 response = await thread_event(
-                    http, card.channel, card.ts, expert_for(n), reply, f"Ev-{customer.cid}"
+                    http, card.channel, card.ts, expert, reply, f"Ev-{customer.cid}"
                 )
                 assert response.status_code == 200
                 # Slack retries the same event at the other worker: acted on once.
                 other = (a, b)[n % 2]
                 async with httpx.AsyncClient(base_url=other.url) as again:
                     await thread_event(
-                        again, card.channel, card.ts, expert_for(n), reply, f"Ev-{customer.cid}"
+                        again, card.channel, card.ts, expert, reply, f"Ev-{customer.cid}"
                     )
         for customer in customers:
             await customer.wait_for_pushed(f"Expert here for {customer.cid}")
@@ -255,8 +257,11 @@ async def test_two_workers_deliver_every_message_exactly_once_to_the_right_place
             await customer.close()
 
 
-def expert_for(n: int) -> str:
-    """Alex takes three conversations (his capacity), Sami the other two."""
+def expert_for(n: int, route: str) -> str:
+    """Alex takes three conversations (his capacity), Sami the other two; Jordan (staff)
+    any the bot routed to staff, which gig experts may not claim."""
+    if route == "staff":
+        return JORDAN
     return ALEX if n < 3 else SAMI
 
 
