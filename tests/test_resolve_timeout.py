@@ -23,6 +23,7 @@ from gigcx.store.models import Expert, OutboxItem, as_utc
 from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.slack_server import SlackAPIServer
 from tests.test_slack import ALEX, SAMI, SECRET, click, escalate
+from tests.test_web_live import receive
 
 RESOLVE_TIMEOUT = 4 * 3600
 
@@ -44,16 +45,6 @@ async def server(brand_settings: Settings, slack: SlackAPIServer) -> AsyncIterat
     async with live_server(settings) as live:
         await sync_experts(live.runtime.store, "kestrel", settings.escalation.experts_file)
         yield live
-
-
-async def next_events(socket_: Any, count: int) -> list[dict[str, Any]]:
-    """The widget's next `count` events, typing indicators left out."""
-    found: list[dict[str, Any]] = []
-    while len(found) < count:
-        event = json.loads(await asyncio.wait_for(socket_.recv(), 10))
-        if event["type"] != "typing":
-            found.append(event)
-    return found
 
 
 async def test_an_abandoned_conversation_goes_back_to_the_queue_and_everyone_is_told(
@@ -82,7 +73,7 @@ async def test_an_abandoned_conversation_goes_back_to_the_queue_and_everyone_is_
             f"ws://{server.address}/v1/conversations/{cid}/ws?after={last_seq}",
             subprotocols=["gigcx.v1", f"token.{token}"],
         ) as widget:
-            [state] = await next_events(widget, 1)
+            [state] = await receive(widget, 1)
             assert state["state"] == "assigned"
 
             # Not yet due: nothing happens.
@@ -92,7 +83,7 @@ async def test_an_abandoned_conversation_goes_back_to_the_queue_and_everyone_is_
             assert sum(len(r) for r in results) == 1
 
             # The customer is told, and the widget shows the conversation waiting again.
-            notice, waiting = await next_events(widget, 2)
+            notice, waiting = await receive(widget, 2)
             assert notice["type"] == "message.created"
             assert notice["message"]["author"] == "system"
             assert notice["message"]["text"].startswith("Sorry, Alex is no longer available.")
