@@ -78,7 +78,7 @@ async def measure(rounds: int) -> dict[str, list[float]]:
             handoff = await server.runtime.store.open_handoff_for(cid)
             assert handoff is not None
             await click(http, slack, "claim", handoff.id, ALEX)
-            card = await server.runtime.store.card_for(handoff.id)
+            card = await server.runtime.store.card_for("slack", handoff.id)
             assert card is not None
             to_slack: list[float] = []
             to_customer: list[float] = []

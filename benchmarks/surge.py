@@ -88,7 +88,7 @@ async def register_bench_experts(store_url: str) -> None:
     try:
         await upgrade_database(engine)
         pool = [
-            Expert(slack_user_id=expert_id, name=expert_id, tier="gig", capacity=3, active=True)
+            Expert(key=expert_id, name=expert_id, tier="gig", capacity=3, active=True)
             for expert_id in BENCH_EXPERTS
         ]
         await ConversationStore(engine).sync_experts("kestrel", pool)

@@ -19,7 +19,7 @@ from gigcx.escalation import Escalations
 from gigcx.events import EventBus, InProcessEventBus
 from gigcx.events.redis_bus import RedisEventBus
 from gigcx.knowledge import KnowledgeIndex, open_index
-from gigcx.store import ConversationStore, create_engine, upgrade_database
+from gigcx.store import EXPERT_CHANNEL_KINDS, ConversationStore, create_engine, upgrade_database
 
 log = logging.getLogger(__name__)
 WARM_UP_SECONDS = 60.0
@@ -107,7 +107,9 @@ async def start(
         await engine.dispose()
         raise
     # Only a deployment that tells Slack keeps an outbox for it.
-    store = ConversationStore(engine, outbox=settings.slack.enabled)
+    store = ConversationStore(
+        engine, consumers={"slack": EXPERT_CHANNEL_KINDS} if settings.slack.enabled else {}
+    )
     shared: redis.Redis | None = None
     if bus is None and settings.redis.url is not None:
         try:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gigcx.config import Settings
 from gigcx.escalation.experts import sync_experts
-from gigcx.store import ConversationStore
+from gigcx.store import EXPERT_CHANNEL_KINDS, ConversationStore
 from gigcx.store.models import Expert, OutboxItem, as_utc
 from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.slack_server import SlackAPIServer
@@ -139,9 +139,17 @@ async def test_a_conversation_resolved_in_time_is_left_alone(
 
 
 async def test_a_time_out_is_one_guarded_update_on_either_database(store: ConversationStore):
-    outboxed = ConversationStore(store.engine, outbox=True)  # as with Slack configured
+    outboxed = ConversationStore(
+        store.engine, consumers={"slack": EXPERT_CHANNEL_KINDS}
+    )  # as with Slack configured
     alex = Expert(
-        slack_user_id=ALEX, name="Alex", skills=[], languages=["en"], tier="gig", capacity=1
+        key=ALEX,
+        handles={"slack": ALEX},
+        name="Alex",
+        skills=[],
+        languages=["en"],
+        tier="gig",
+        capacity=1,
     )
     await outboxed.sync_experts("kestrel", [alex])
     conversation = await outboxed.create_conversation("kestrel")

@@ -196,7 +196,7 @@ async def test_two_workers_deliver_every_message_exactly_once_to_the_right_place
             await settle(
                 lambda: _all_claimed(store, [h.id for h in handoffs.values() if h is not None])
             )
-            cards_at = {c.cid: await store.card_for(handoffs[c.cid].id) for c in customers}  # type: ignore[union-attr]
+            cards_at = {c.cid: await store.card_for("slack", handoffs[c.cid].id) for c in customers}  # type: ignore[union-attr]
             routes = [handoffs[c.cid].route for c in customers]  # type: ignore[union-attr]
 
         for n, customer in enumerate(customers):
@@ -401,7 +401,7 @@ async def test_a_worker_killed_in_the_middle_of_a_turn_holds_up_the_next_one_bri
 
 
 async def _outbox_empty(store: ConversationStore) -> bool:
-    return (await store.outbox_backlog())[0] == 0
+    return (await store.outbox_backlog("slack"))[0] == 0
 
 
 async def _urgent_cards(slack: SlackAPIServer, count: int) -> bool:

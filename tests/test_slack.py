@@ -193,7 +193,8 @@ async def test_fifty_simultaneous_claims_have_one_winner(server: LiveServer, sla
         "kestrel",
         [
             Expert(
-                slack_user_id=e,
+                key=e,
+                handles={"slack": e},
                 name=f"Gig {e}",
                 skills=[],
                 languages=["en"],
@@ -340,19 +341,19 @@ async def test_slack_failing_loses_nothing_and_the_outbox_delivers_in_order_late
 
         async def first_error() -> str:
             for _ in range(200):
-                [item] = await store.outbox_heads(utcnow() + timedelta(hours=1))
+                [item] = await store.outbox_heads("slack", utcnow() + timedelta(hours=1))
                 if item.last_error:
                     return item.last_error
                 await asyncio.sleep(0.05)
             raise AssertionError("the bridge never tried")
 
         assert "HTTP 503" in await first_error()
-        assert (await store.outbox_backlog())[0] == 2  # the card and the customer's message
+        assert (await store.outbox_backlog("slack"))[0] == 2  # the card and the customer's message
 
         # Now a configuration problem: said in words an administrator can act on.
         slack.failures["chat.postMessage"] = "not_in_channel"
         await bridge.deliver_due(utcnow() + timedelta(hours=1))
-        [item] = await store.outbox_heads(utcnow() + timedelta(hours=2))
+        [item] = await store.outbox_heads("slack", utcnow() + timedelta(hours=2))
         assert item.last_error == "Slack said not_in_channel: invite the app to the channel"
 
         slack.failures.clear()  # Slack is back: the card first, then the thread, in order
@@ -360,7 +361,7 @@ async def test_slack_failing_loses_nothing_and_the_outbox_delivers_in_order_late
         card, hello = (await slack.wait_for("chat.postMessage", 2))[-2:]
         assert card["channel"] == "C0EXPERTS" and "thread_ts" not in card
         assert hello["thread_ts"] and hello["text"] == "*Customer:*\n>hello?"
-        assert await store.outbox_backlog() == (0, None)
+        assert await store.outbox_backlog("slack") == (0, None)
 
 
 async def test_socket_mode_claims_and_relays_without_a_public_endpoint(
@@ -389,7 +390,7 @@ async def test_socket_mode_claims_and_relays_without_a_public_endpoint(
             [update] = await slack.wait_for("chat.update", 1)
             assert f"Claimed by <@{ALEX}>" in update["text"]
 
-            where = await live.runtime.store.card_for(handoff.id)
+            where = await live.runtime.store.card_for("slack", handoff.id)
             assert where is not None and card["channel"] == where.channel
             event = thread_payload(where.channel, where.ts, ALEX, "Alex here, try a reset", "Ev1")
             await socket.send("events_api", event)

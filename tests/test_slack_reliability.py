@@ -75,7 +75,7 @@ async def claimed_thread(
     assert handoff is not None
     await click(http, slack, "claim", handoff.id, ALEX)
     await slack.wait_for("chat.update", 1)
-    card = await server.runtime.store.card_for(handoff.id)
+    card = await server.runtime.store.card_for("slack", handoff.id)
     assert card is not None
     return cid, auth, handoff.id, card.ts
 
@@ -231,9 +231,9 @@ async def test_slack_slower_than_the_lease_leaves_one_card_and_its_thread_reache
         slack.delays.clear()
 
         [card] = expert_channel_cards(slack)
-        recorded = await runtime.store.card_for(handoff.id)
+        recorded = await runtime.store.card_for("slack", handoff.id)
         assert recorded is not None and recorded.ts == card["ts"]
-        assert (await runtime.store.outbox_backlog())[0] == 0
+        assert (await runtime.store.outbox_backlog("slack"))[0] == 0
 
         # The thread of that one card works both ways.
         await click(http, slack, "claim", handoff.id, ALEX)
@@ -268,12 +268,12 @@ async def test_a_card_post_that_timed_out_is_found_on_the_next_try_not_posted_ag
         handoff = await runtime.store.open_handoff_for(cid)
         assert handoff is not None
         assert await bridge.deliver_due() == 0
-        [item] = await runtime.store.outbox_heads(utcnow() + timedelta(hours=1))
+        [item] = await runtime.store.outbox_heads("slack", utcnow() + timedelta(hours=1))
         assert "Slack could not be reached (TimeoutError" in item.last_error
 
         assert await bridge.deliver_due(utcnow() + timedelta(minutes=1)) == 1
         [card] = expert_channel_cards(slack)
-        recorded = await runtime.store.card_for(handoff.id)
+        recorded = await runtime.store.card_for("slack", handoff.id)
         assert recorded is not None and recorded.ts == card["ts"]
         assert len(slack.posted("chat.postMessage")) == 1
 
@@ -291,15 +291,15 @@ async def test_a_long_rate_limit_goes_back_to_the_outbox_until_slack_says(
     assert await bridge.deliver_due() == 0
     # Not waited out within the lease: one try, and the item is due again after 30 s.
     assert slack.arrived.count("chat.postMessage") == 1
-    [item] = await runtime.store.outbox_heads(before + timedelta(hours=1))
+    [item] = await runtime.store.outbox_heads("slack", before + timedelta(hours=1))
     assert item.last_error == "Slack answered HTTP 429 ratelimited"
     assert as_utc(item.due_at) >= before + timedelta(seconds=30)
-    assert await runtime.store.outbox_heads(before + timedelta(seconds=29)) == []
+    assert await runtime.store.outbox_heads("slack", before + timedelta(seconds=29)) == []
 
     # A short one is waited out by slack_sdk's handler, within the same delivery.
     slack.retry_after = 0
     late = before + timedelta(seconds=31)
-    [item] = await runtime.store.take_outbox(late, SHORT_LEASE)
+    [item] = await runtime.store.take_outbox("slack", late, SHORT_LEASE)
     await runtime.store.outbox_retry(item, item.last_error, late)  # due now, for the test
     calls = slack.arrived.count("chat.postMessage")
     assert await bridge.deliver_due(late) == 0  # still rate-limited on the retry
@@ -318,16 +318,16 @@ async def test_a_process_whose_lease_was_taken_over_cannot_settle_the_item(
     async with httpx.AsyncClient(base_url=server.url) as http:
         await escalate(http, "I want a human")
     now = utcnow()
-    [stale] = await store.take_outbox(now, SHORT_LEASE)
-    [current] = await store.take_outbox(now + timedelta(seconds=1), SHORT_LEASE)
+    [stale] = await store.take_outbox("slack", now, SHORT_LEASE)
+    [current] = await store.take_outbox("slack", now + timedelta(seconds=1), SHORT_LEASE)
     assert stale.id == current.id
     # The first holder's answers come too late: neither settles the item.
     assert not await store.outbox_retry(stale, "Slack answered HTTP 503", now)
     assert not await store.outbox_delivered(stale)
-    [held] = await store.outbox_heads(now + timedelta(hours=1))
+    [held] = await store.outbox_heads("slack", now + timedelta(hours=1))
     assert (held.last_error, held.lease_token) == ("", current.lease_token)
     assert await store.outbox_delivered(current)
-    assert (await store.outbox_backlog())[0] == 0
+    assert (await store.outbox_backlog("slack"))[0] == 0
 
 
 # ---------------------------------------------------------------- the store, on both databases
@@ -361,11 +361,11 @@ async def test_a_card_posted_for_an_older_change_never_replaces_a_newer_one(
 ):
     conversation = await store.create_conversation("kestrel")
     handoff_id = await open_handoff(store, conversation.id)
-    first = await store.save_card(handoff_id, "C0EXPERTS", "1.000100", outbox_item_id=7)
+    first = await store.save_card("slack", handoff_id, "C0EXPERTS", "1.000100", outbox_item_id=7)
     assert first.ts == "1.000100"
     # The same change posted twice: the card recorded first stays.
-    assert (await store.save_card(handoff_id, "C0EXPERTS", "1.000200", 7)).ts == "1.000100"
+    assert (await store.save_card("slack", handoff_id, "C0EXPERTS", "1.000200", 7)).ts == "1.000100"
     # A newer change (re-offered) replaces it; a late answer for the older one does not.
-    assert (await store.save_card(handoff_id, "C0EXPERTS", "2.000100", 9)).ts == "2.000100"
-    assert (await store.save_card(handoff_id, "C0EXPERTS", "1.000300", 7)).ts == "2.000100"
-    assert (await store.handoff_for_thread("C0EXPERTS", "2.000100")) is not None
+    assert (await store.save_card("slack", handoff_id, "C0EXPERTS", "2.000100", 9)).ts == "2.000100"
+    assert (await store.save_card("slack", handoff_id, "C0EXPERTS", "1.000300", 7)).ts == "2.000100"
+    assert (await store.handoff_for_thread("slack", "C0EXPERTS", "2.000100")) is not None

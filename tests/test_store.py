@@ -14,6 +14,7 @@ from sqlalchemy import text, update
 
 from gigcx.config import StoreSettings
 from gigcx.store import (
+    EXPERT_CHANNEL_KINDS,
     ClaimerNotEligible,
     ConversationNotFound,
     ConversationStore,
@@ -46,7 +47,7 @@ async def register(
     store: ConversationStore, *ids: str, brand: str = "kestrel", tier: str = "gig"
 ) -> None:
     """Experts in the brand's registry, as `gigcx experts sync` writes them."""
-    experts = [Expert(slack_user_id=i, name=i, tier=tier, capacity=3, active=True) for i in ids]
+    experts = [Expert(key=i, name=i, tier=tier, capacity=3, active=True) for i in ids]
     await store.sync_experts(brand, experts)
 
 
@@ -208,7 +209,7 @@ async def test_migrations_are_numbered_and_rerunning_them_changes_nothing(store_
     conversation = await store.create_conversation("kestrel")
     await store.add_message(conversation.id, "customer", "kept")
     await upgrade_database(engine)
-    assert await current_revision(engine) == "0007"
+    assert await current_revision(engine) == "0008"
     async with engine.connect() as connection:
         count = await connection.scalar(text("select count(*) from messages"))
     assert count == 1
@@ -248,7 +249,7 @@ async def test_the_outbox_keeps_each_handoffs_changes_in_order_and_leases_them_o
 ):
     engine = create_engine(StoreSettings(url=store_url))
     await upgrade_database(engine)
-    store = ConversationStore(engine, outbox=True)
+    store = ConversationStore(engine, consumers={"slack": EXPERT_CHANNEL_KINDS})
     try:
         first = await store.create_conversation("kestrel")
         second = await store.create_conversation("kestrel")
@@ -260,20 +261,22 @@ async def test_the_outbox_keeps_each_handoffs_changes_in_order_and_leases_them_o
         await store.add_message(first.id, "expert", "Hi, I'm on it")  # Slack wrote it itself
 
         now = utcnow()
-        heads = await store.outbox_heads(now)
+        heads = await store.outbox_heads("slack", now)
         # One head per handoff: the first change of each, not what follows it.
         assert [(h.handoff_id, h.kind) for h in heads] == [(one, "requested"), (two, "requested")]
         # Two server processes take at once: each item goes to one of them.
-        taken = await asyncio.gather(store.take_outbox(now, MINUTE), store.take_outbox(now, MINUTE))
+        taken = await asyncio.gather(
+            store.take_outbox("slack", now, MINUTE), store.take_outbox("slack", now, MINUTE)
+        )
         held = {item.id: item for batch in taken for item in batch}
         assert sorted(held) == [h.id for h in heads]
-        assert await store.outbox_heads(now) == []  # both leased away
+        assert await store.outbox_heads("slack", now) == []  # both leased away
         assert await store.outbox_retry(held[heads[1].id], "", now)  # the second: let go
 
         # A failed delivery waits for its retry time and keeps the items behind it waiting.
         await store.outbox_retry(held[heads[0].id], "Slack said not_in_channel", now + MINUTE)
-        assert [h.handoff_id for h in await store.outbox_heads(now)] == [two]
-        [retry, _] = await store.outbox_heads(now + 2 * MINUTE)
+        assert [h.handoff_id for h in await store.outbox_heads("slack", now)] == [two]
+        [retry, _] = await store.outbox_heads("slack", now + 2 * MINUTE)
         assert (retry.kind, retry.attempts, retry.last_error) == (
             "requested",
             1,
@@ -283,7 +286,7 @@ async def test_the_outbox_keeps_each_handoffs_changes_in_order_and_leases_them_o
         later = now + 2 * MINUTE
 
         async def take_next_of_one() -> OutboxItem:
-            return {i.handoff_id: i for i in await store.take_outbox(later, MINUTE)}[one]
+            return {i.handoff_id: i for i in await store.take_outbox("slack", later, MINUTE)}[one]
 
         assert not await store.outbox_delivered(retry)  # let go of: nobody holds it now
         head = await take_next_of_one()
@@ -292,7 +295,7 @@ async def test_the_outbox_keeps_each_handoffs_changes_in_order_and_leases_them_o
         assert (head.kind, head.message_id) == ("customer_message", hello.id)
         await store.outbox_delivered(head)
         assert (await take_next_of_one()).kind == "claimed"
-        assert (await store.outbox_backlog())[0] == 2
+        assert (await store.outbox_backlog("slack"))[0] == 2
     finally:
         await engine.dispose()
 
@@ -301,7 +304,7 @@ async def test_server_processes_starting_together_migrate_once(store_url: str):
     engines = [create_engine(StoreSettings(url=store_url)) for _ in range(4)]
     try:
         await asyncio.gather(*(upgrade_database(engine) for engine in engines))
-        assert {await current_revision(engine) for engine in engines} == {"0007"}
+        assert {await current_revision(engine) for engine in engines} == {"0008"}
     finally:
         for engine in engines:
             await engine.dispose()
@@ -363,8 +366,8 @@ async def test_a_handoff_routed_to_staff_is_claimed_by_staff_only(store: Convers
     await store.sync_experts(
         "kestrel",
         [
-            Expert(slack_user_id="gig", name="Gig", tier="gig", capacity=3, active=True),
-            Expert(slack_user_id="desk", name="Desk", tier="staff", capacity=3, active=True),
+            Expert(key="gig", name="Gig", tier="gig", capacity=3, active=True),
+            Expert(key="desk", name="Desk", tier="staff", capacity=3, active=True),
         ],
     )
     assert await store.claim_handoff("kestrel", handoff_id, "gig", MINUTE) is not None

@@ -158,7 +158,7 @@ async def test_when_nobody_is_available_the_customer_is_told_and_can_leave_an_em
     settings = gigcx_runtime.settings
     await sync_experts(gigcx_runtime.store, settings.brand, settings.escalation.experts_file)
     for expert in await gigcx_runtime.store.experts(settings.brand):
-        await gigcx_runtime.store.set_available(settings.brand, expert.slack_user_id, False)
+        await gigcx_runtime.store.set_available(settings.brand, expert.key, False)
     created = (await start(client)).json()
     auth = {"Authorization": f"Bearer {created['token']}"}
     cid = created["conversation_id"]

@@ -174,7 +174,7 @@ async def test_nobody_available_offers_an_email_reply(browser: Browser, server: 
     settings = runtime.settings
     await sync_experts(runtime.store, settings.brand, settings.escalation.experts_file)
     for expert in await runtime.store.experts(settings.brand):
-        await runtime.store.set_available(settings.brand, expert.slack_user_id, False)
+        await runtime.store.set_available(settings.brand, expert.key, False)
     page = await browser.new_page()
     await open_widget(page, server)
     await say(page, "hi")

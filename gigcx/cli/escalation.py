@@ -20,6 +20,7 @@ from gigcx.config import Settings
 
 if TYPE_CHECKING:
     from gigcx.store import ConversationStore
+    from gigcx.store.models import LedgerEntry
 
 experts_app = typer.Typer(help="The brand's gig experts and staff.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The pay-per-resolution ledger.", no_args_is_help=True)
@@ -73,22 +74,39 @@ def experts_list(config: ConfigOption = None, as_json: JsonOption = False) -> No
     settings = settings_from(config)
     experts = _with_store(settings, lambda store: store.experts(settings.brand))
     if as_json:
-        fields = ("slack_user_id", "name", "skills", "languages", "tier", "capacity")
+        fields = ("name", "handles", "skills", "languages", "tier", "capacity", "active")
         rows = [
-            {**{f: getattr(e, f) for f in fields}, "active": e.active, "available": e.available}
+            {"id": e.key, **{f: getattr(e, f) for f in fields}, "available": e.available}
             for e in experts
         ]
         out.print_json(json.dumps(rows))
         return
     table = Table(title=f"{len(experts)} experts", title_justify="left")
-    for column in ("slack id", "name", "skills", "tier", "capacity", "status"):
+    for column in ("id", "name", "handles", "skills", "tier", "capacity", "status"):
         table.add_column(column)
     for e in experts:
         status = "inactive" if not e.active else "available" if e.available else "away"
+        handles = ", ".join(f"{channel}: {handle}" for channel, handle in e.handles.items())
         table.add_row(
-            e.slack_user_id, escape(e.name), ", ".join(e.skills), e.tier, str(e.capacity), status
+            escape(e.key),
+            escape(e.name),
+            escape(handles),
+            ", ".join(e.skills),
+            e.tier,
+            str(e.capacity),
+            status,
         )
     out.print(table)
+
+
+async def _detail(
+    store: ConversationStore, brand: str, month: str
+) -> tuple[list[LedgerEntry], dict[str, str]]:
+    """The month's paid resolutions, and each expert's name by gigcx id."""
+    from gigcx.escalation.ledger import ledger_for_month
+
+    entries = await ledger_for_month(store, brand, month)
+    return entries, {e.key: e.name for e in await store.experts(brand)}
 
 
 @ledger_app.command("export")
@@ -103,16 +121,17 @@ def ledger_export(
     ] = False,
 ) -> None:
     """What each expert is owed for a month (or, with --detail, every paid resolution)."""
-    from gigcx.escalation.ledger import BadMonth, ledger_for_month, statements
+    from gigcx.escalation.ledger import BadMonth, statements
 
     settings = settings_from(config)
     brand = settings.brand
     try:
         if detail:
-            entries = _with_store(settings, lambda store: ledger_for_month(store, brand, month))
+            entries, names = _with_store(settings, lambda store: _detail(store, brand, month))
             rows = [
                 {
                     "expert": e.expert,
+                    "name": names.get(e.expert, e.expert),
                     "conversation_id": e.conversation_id,
                     "claimed_at": e.claimed_at.isoformat(),
                     "resolved_at": e.resolved_at.isoformat(),

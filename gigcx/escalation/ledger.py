@@ -48,7 +48,7 @@ async def ledger_for_month(store: ConversationStore, brand: str, month: str) -> 
 async def statements(store: ConversationStore, brand: str, month: str) -> list[ExpertStatement]:
     """One line per expert who resolved something in `month`: count, payout, handle time, CSAT."""
     entries = await ledger_for_month(store, brand, month)
-    names = {e.slack_user_id: e.name for e in await store.experts(brand)}
+    names = {e.key: e.name for e in await store.experts(brand)}
     by_expert: dict[str, list[LedgerEntry]] = {}
     for entry in entries:
         by_expert.setdefault(entry.expert, []).append(entry)

@@ -19,7 +19,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 ConversationState = Literal["bot", "waiting", "assigned", "resolved"]
 HandoffState = Literal["waiting", "assigned", "resolved", "returned"]
@@ -120,6 +120,7 @@ class Handoff(Base):
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     packet: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16), default="waiting")
+    # The expert's gigcx id (`Expert.key`).
     assignee: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # How the customer sees the assignee ("Alex"); the id above is what experts act with.
     assignee_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
@@ -147,14 +148,19 @@ class Csat(Base):
 
 
 class Expert(Base):
-    """A gig expert or staff member who can take handoffs in Slack, from `experts.yaml`."""
+    """A gig expert or staff member who can take handoffs, from `experts.yaml`.
+
+    `key` is their gigcx id (a slug like "alex", unique per brand): what handoffs, the
+    ledger, ratings and notes name. How each channel knows them (their Slack user id) is a
+    handle, kept in `expert_handles`.
+    """
 
     __tablename__ = "experts"
-    __table_args__ = (UniqueConstraint("brand", "slack_user_id", name="uq_experts_user"),)
+    __table_args__ = (UniqueConstraint("brand", "key", name="uq_experts_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     brand: Mapped[str] = mapped_column(String(64))
-    slack_user_id: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(128))
     skills: Mapped[list[str]] = mapped_column(JSON, default=list)
     languages: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -165,6 +171,37 @@ class Expert(Base):
     # Managed by the expert (available / away); never touched by a sync.
     available: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Loaded with the expert (a few rows each), so a caller can read `handles` afterwards.
+    handle_rows: Mapped[list[ExpertHandle]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="ExpertHandle.channel"
+    )
+
+    @property
+    def handles(self) -> dict[str, str]:
+        """How each channel knows the expert: {"slack": "U04ALEX"}."""
+        return {row.channel: row.handle for row in self.handle_rows}
+
+    @handles.setter
+    def handles(self, handles: dict[str, str]) -> None:
+        self.handle_rows = [
+            ExpertHandle(channel=channel, handle=handle) for channel, handle in handles.items()
+        ]
+
+
+class ExpertHandle(Base):
+    """The id one channel knows an expert by: one expert per handle and brand."""
+
+    __tablename__ = "expert_handles"
+    __table_args__ = (
+        UniqueConstraint("brand", "channel", "handle", name="uq_expert_handles_handle"),
+        UniqueConstraint("expert_id", "channel", name="uq_expert_handles_channel"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    expert_id: Mapped[int] = mapped_column(ForeignKey("experts.id"))
+    brand: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    handle: Mapped[str] = mapped_column(String(128))
 
 
 class LedgerEntry(Base):
@@ -186,13 +223,17 @@ class LedgerEntry(Base):
     currency: Mapped[str] = mapped_column(String(3))
 
 
-class SlackCard(Base):
-    """Where a handoff's card (and so its thread) is in Slack."""
+class ChannelCard(Base):
+    """Where a handoff's card (and so its thread) is in an expert channel (`consumer`, the
+    channel's outbox name: "slack"); `channel` and `ts` are that channel's own ids."""
 
-    __tablename__ = "slack_cards"
-    __table_args__ = (UniqueConstraint("channel", "ts", name="uq_slack_cards_thread"),)
+    __tablename__ = "channel_cards"
+    __table_args__ = (
+        UniqueConstraint("consumer", "channel", "ts", name="uq_channel_cards_thread"),
+    )
 
     handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"), primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(32), primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
     # The outbox item whose delivery posted this card (None for cards from before 0007): of
@@ -203,8 +244,9 @@ class SlackCard(Base):
 
 
 class InternalNote(Base):
-    """Said in a handoff's Slack thread but kept from the customer (`note:` or not the
-    assignee). A separate table, so no query for the customer's messages can return it."""
+    """Said in a handoff's thread but kept from the customer (`note:` or not the assignee);
+    `author` is the expert's gigcx id (a channel's own id for someone not registered). A
+    separate table, so no query for the customer's messages can return it."""
 
     __tablename__ = "internal_notes"
     __table_args__ = (UniqueConstraint("source", name="uq_internal_notes_source"),)
@@ -218,11 +260,12 @@ class InternalNote(Base):
 
 
 class OutboxItem(Base):
-    """Something the people side (Slack) must still be told about a handoff, written in the
-    same transaction as the change itself, so it is never lost to a crash or a Slack outage.
+    """Something a channel (`consumer`, e.g. "slack") must still be told about a handoff,
+    written in the same transaction as the change itself, so it is never lost to a crash or
+    the channel's outage.
 
-    Items of one handoff are delivered in order; a delivered item is deleted. `locked_until`
-    is the lease of the server process delivering it, so only one process does, and
+    Items of one consumer and handoff are delivered in order; a delivered item is deleted.
+    `locked_until` is the lease of the server process delivering it, so only one does, and
     `lease_token` fences it: a process whose lease ran out (a slow Slack call) can no longer
     mark the item delivered or due again once another process has taken it over.
     """
@@ -230,11 +273,12 @@ class OutboxItem(Base):
     __tablename__ = "outbox"
     # Ids are never reused (AUTOINCREMENT on SQLite): a card records the item that posted it.
     __table_args__ = (
-        Index("ix_outbox_handoff", "handoff_id", "id"),
+        Index("ix_outbox_consumer_handoff", "consumer", "handoff_id", "id"),
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(32))
     handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"))
     kind: Mapped[str] = mapped_column(String(32))
     message_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -33,10 +33,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx.app import GigCX
-from gigcx.connectors.slack.bridge import CALL_TIMEOUT_SECONDS, slack_retry_handlers
+from gigcx.connectors.slack.bridge import CALL_TIMEOUT_SECONDS, CONSUMER, slack_retry_handlers
 from gigcx.connectors.slack.text import mention
 from gigcx.escalation import ClaimRefused
 from gigcx.store import Handoff
+from gigcx.store.models import Expert
 
 log = logging.getLogger(__name__)
 DELIVERED = "white_check_mark"
@@ -133,20 +134,29 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
     async def tell(respond: AsyncRespond, text: str) -> None:
         await respond(text=text, response_type="ephemeral", replace_original=False)
 
+    async def expert_of(user: str) -> Expert | None:
+        return await store.find_expert_by_handle(runtime.settings.brand, CONSUMER, user)
+
+    async def key_of(user: str) -> str:
+        """The gigcx id of the Slack user; their Slack id when they are not registered (a
+        claim with it is refused, a note keeps it as its author)."""
+        expert = await expert_of(user)
+        return expert.key if expert is not None else user
+
     @app.action("claim")
     async def claim(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         user, handoff_id = body["user"]["id"], body["actions"][0]["value"]
-        expert = await store.find_expert(runtime.settings.brand, user)
+        expert = await expert_of(user)
         name = expert.name.split()[0] if expert is not None else None
         try:
-            claimed = await escalations.claim(handoff_id, user, name)
+            claimed = await escalations.claim(handoff_id, expert.key if expert else user, name)
         except ClaimRefused as refused:
             await tell(respond, f"Sorry, {refused}.")
             return
         if claimed is None:
             handoff = await store.get_handoff(handoff_id)
-            holder = mention(handoff.assignee) if handoff.assignee else "someone else"
+            holder = await holder_mention(handoff.assignee)
             await tell(respond, f"Already claimed by {holder}.")
 
     async def holder_action(
@@ -160,8 +170,14 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
             "handback": escalations.hand_back,
             "move_to_staff": escalations.move_to_staff,
         }[step]
-        if await action(handoff_id, user) is None:
+        if await action(handoff_id, await key_of(user)) is None:
             await tell(respond, "Only the expert who claimed this conversation can do that.")
+
+    async def holder_mention(key: str | None) -> str:
+        if key is None:
+            return "someone else"
+        holder = await store.find_expert(runtime.settings.brand, key)
+        return mention(holder.handles.get(CONSUMER, holder.name) if holder else key)
 
     def holder_listener(step: str) -> Any:
         # bolt passes listeners only the arguments it knows by name, so `step` is closed over.
@@ -180,8 +196,9 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
         if wanted not in ("available", "away"):
             await ack(text="Use `/gigcx available` or `/gigcx away`.")
             return
-        changed = await store.set_available(
-            runtime.settings.brand, command["user_id"], wanted == "available"
+        expert = await expert_of(command["user_id"])
+        changed = expert is not None and await store.set_available(
+            runtime.settings.brand, expert.key, wanted == "available"
         )
         if not changed:
             await ack(text=f"You are not registered as an expert for {brand_name}.")
@@ -201,7 +218,7 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
         event_id = str(body.get("event_id") or "")
         if event_id and await seen.handled(event_id):
             return
-        handoff = await store.handoff_for_thread(event["channel"], event["thread_ts"])
+        handoff = await store.handoff_for_thread(CONSUMER, event["channel"], event["thread_ts"])
         if handoff is None:
             return
         delivered = await relay(handoff, event)
@@ -236,7 +253,7 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
         if await store.note_by_source(source) is not None:
             return False
         text = str(event.get("text", "")).strip()
-        user = str(event.get("user"))
+        user = await key_of(str(event.get("user")))
         to_customer = (
             handoff.state == "assigned"
             and user == handoff.assignee

@@ -44,10 +44,14 @@ from gigcx.app import GigCX
 from gigcx.connectors.slack.cards import claimed_card, closed_card, handoff_card
 from gigcx.connectors.slack.text import SlackText, mention
 from gigcx.events import Event, SubscriptionOverflow
-from gigcx.store import Handoff
-from gigcx.store.models import OutboxItem, SlackCard, as_utc, utcnow
+from gigcx.store import EXPERT_CHANNEL_KINDS, Handoff, OutboxKind
+from gigcx.store.models import ChannelCard, OutboxItem, as_utc, utcnow
 
 log = logging.getLogger(__name__)
+# The bridge's name in the outbox and on its cards, and what it is told: every handoff
+# change and the customer's messages (the experts' replies were written in Slack).
+CONSUMER = "slack"
+SLACK_KINDS = EXPERT_CHANNEL_KINDS
 # One Web API call: how long one try may take, and how long slack_sdk's handlers may wait
 # before the one retry they allow (a longer Retry-After goes back to the outbox instead).
 CALL_TIMEOUT_SECONDS = 4.0
@@ -185,7 +189,7 @@ class SlackBridge:
         """Deliver what is due now, each handoff's items in order; how many were delivered."""
         delivered = 0
         while True:
-            taken = await self.runtime.store.take_outbox(now or utcnow(), self.lease)
+            taken = await self.runtime.store.take_outbox(CONSUMER, now or utcnow(), self.lease)
             if not taken:
                 return delivered
             results = await asyncio.gather(*(self._deliver(item) for item in taken))
@@ -222,27 +226,31 @@ class SlackBridge:
         store = self.runtime.store
         handoff = await store.get_handoff(item.handoff_id)
         kind = item.kind
-        if kind == "requested":
+        holder = await self.slack_id(handoff.assignee)
+        if kind == OutboxKind.REQUESTED:
             await self.post_card(handoff)
-        elif kind == "reoffered":
+        elif kind == OutboxKind.REOFFERED:
             await self.post_card(handoff, urgent=True)
-        elif kind == "moved_to_staff":
-            await self.update_card(handoff, *closed_card(handoff, "Moved to staff", self.say))
+        elif kind == OutboxKind.MOVED_TO_STAFF:
+            card = closed_card(handoff, "Moved to staff", self.say, holder)
+            await self.update_card(handoff, *card)
             await self.post_card(handoff, urgent=True)  # the customer has waited already
-        elif kind == "claimed":
-            await self.update_card(handoff, *claimed_card(handoff, self.say))
+        elif kind == OutboxKind.CLAIMED:
+            await self.update_card(handoff, *claimed_card(handoff, self.say, holder))
             await self.post_transcript(handoff)
-        elif kind == "released":
+        elif kind == OutboxKind.RELEASED:
             mentions = await self.mentions(handoff)
             card = await asyncio.to_thread(handoff_card, handoff, mentions, self.say)
             await self.update_card(handoff, *card)
-        elif kind in ("resolved", "returned"):
-            how = "Resolved" if kind == "resolved" else "Handed back"
-            await self.update_card(handoff, *closed_card(handoff, how, self.say))
-        elif kind == "timed_out":
+        elif kind in (OutboxKind.RESOLVED, OutboxKind.RETURNED):
+            how = "Resolved" if kind == OutboxKind.RESOLVED else "Handed back"
+            await self.update_card(handoff, *closed_card(handoff, how, self.say, holder))
+        elif kind == OutboxKind.TIMED_OUT:
             # Whose it was is in the customer's notice (the handoff no longer names them).
             notice = None if item.message_id is None else await store.message_by_id(item.message_id)
-            expert = str((notice.meta if notice is not None else {}).get("expert") or "")
+            expert = await self.slack_id(
+                str((notice.meta if notice is not None else {}).get("expert") or "") or None
+            )
             seconds = self.settings.escalation.resolve_timeout_seconds
             within = (
                 f"{seconds // 3600} h"
@@ -251,7 +259,8 @@ class SlackBridge:
                 if seconds % 60 == 0
                 else f"{seconds} s"
             )
-            told = _posted_for(await store.card_for(handoff.id), item)  # a retry's new card
+            # A retry's new card: the expert was told in the old thread already.
+            told = _posted_for(await store.card_for(CONSUMER, handoff.id), item)
             if expert and not told:
                 await self.post_in_thread(
                     handoff,
@@ -261,7 +270,7 @@ class SlackBridge:
                 )
             await self.update_card(handoff, *closed_card(handoff, "Timed out", self.say))
             await self.post_card(handoff, urgent=True)  # the customer has waited already
-        elif kind == "customer_message" and item.message_id is not None:
+        elif kind == OutboxKind.CUSTOMER_MESSAGE and item.message_id is not None:
             message = await store.message_by_id(item.message_id)
             if message is not None:
                 # Masking a long message takes CPU time: off the event loop.
@@ -278,13 +287,22 @@ class SlackBridge:
         wanted = set() if wide else {t.split(":", 1)[1].lower() for t in handoff.tags if ":" in t}
         tier = "staff" if handoff.route == "staff" else "gig"
         return [
-            expert.slack_user_id
+            expert.handles[CONSUMER]
             for expert in await self.runtime.store.experts(self.settings.brand)
             if expert.active
             and expert.available
             and expert.tier == tier
+            and CONSUMER in expert.handles
             and (not wanted or wanted & set(expert.skills))
         ]
+
+    async def slack_id(self, expert_key: str | None) -> str | None:
+        """The Slack user id of the expert with gigcx id `expert_key` (to mention them);
+        the key itself for someone without one (shown as text)."""
+        if expert_key is None:
+            return None
+        expert = await self.runtime.store.find_expert(self.settings.brand, expert_key)
+        return expert.handles.get(CONSUMER, expert_key) if expert is not None else expert_key
 
     async def post_card(self, handoff: Handoff, urgent: bool = False) -> None:
         """Post the handoff's card, once per outbox item however often it is tried."""
@@ -293,17 +311,20 @@ class SlackBridge:
         item_id = None if item is None else item.id
         channel = self._channel(handoff)
         if item is not None:
-            if _posted_for(await store.card_for(handoff.id), item):
+            if _posted_for(await store.card_for(CONSUMER, handoff.id), item):
                 return  # an earlier try of this item posted and recorded it
             if item.attempts > 1:  # an earlier try may have posted it without recording it
                 found = await self._find_card(channel, item)
                 if found is not None:
-                    await store.save_card(handoff.id, channel, found, item.id)
+                    await store.save_card(CONSUMER, handoff.id, channel, found, item.id)
                     return
         mentions = await self.mentions(handoff, wide=urgent)
-        notes = [(note.author, note.text) for note in await store.internal_notes(handoff.id)]
+        notes = [
+            (await self.slack_id(note.author) or note.author, note.text)
+            for note in (await store.internal_notes(handoff.id))[-5:]
+        ]
         text, blocks = await asyncio.to_thread(
-            partial(handoff_card, urgent=urgent, notes=notes[-5:]), handoff, mentions, self.say
+            partial(handoff_card, urgent=urgent, notes=notes), handoff, mentions, self.say
         )
         metadata = {
             "event_type": CARD_EVENT,
@@ -312,14 +333,16 @@ class SlackBridge:
         posted = await self._call(
             "chat_postMessage", channel=channel, text=text, blocks=blocks, metadata=metadata
         )
-        recorded = await store.save_card(handoff.id, posted["channel"], posted["ts"], item_id)
+        recorded = await store.save_card(
+            CONSUMER, handoff.id, posted["channel"], posted["ts"], item_id
+        )
         if (recorded.channel, recorded.ts) != (posted["channel"], posted["ts"]):
             # Another try of this item (this one's lease ran out) recorded its card first:
             # replies in this one's thread would reach nobody.
             await self._call("chat_delete", channel=posted["channel"], ts=posted["ts"])
 
     async def update_card(self, handoff: Handoff, text: str, blocks: list[dict[str, Any]]) -> None:
-        card = await self.runtime.store.card_for(handoff.id)
+        card = await self.runtime.store.card_for(CONSUMER, handoff.id)
         item = _delivering.get()
         if card is None or (item is not None and _posted_for(card, item)):
             return  # no card, or the one on record is the new card this very item posted
@@ -361,7 +384,7 @@ class SlackBridge:
         await self.post_in_thread(handoff, "Conversation so far:\n" + "\n".join(lines))
 
     async def post_in_thread(self, handoff: Handoff, text: str) -> None:
-        card = await self.runtime.store.card_for(handoff.id)
+        card = await self.runtime.store.card_for(CONSUMER, handoff.id)
         if card is not None:
             await self._call("chat_postMessage", channel=card.channel, thread_ts=card.ts, text=text)
 
@@ -396,7 +419,7 @@ HANDOFF_CHANGES = frozenset(
 )
 
 
-def _posted_for(card: SlackCard | None, item: OutboxItem) -> bool:
+def _posted_for(card: ChannelCard | None, item: OutboxItem) -> bool:
     """Whether `card` was posted for `item` or a later change (items are told in order)."""
     return card is not None and card.outbox_item_id is not None and card.outbox_item_id >= item.id
 

@@ -113,9 +113,11 @@ def _who(packet: dict[str, Any], say: SlackText) -> str:
     return "*Customer:* not signed in (anonymous)"
 
 
-def claimed_card(handoff: Handoff, say: SlackText) -> tuple[str, list[dict[str, Any]]]:
-    """The card once claimed: who has it, and what they can do."""
-    who = mention(handoff.assignee)
+def claimed_card(
+    handoff: Handoff, say: SlackText, holder: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The card once claimed: who has it (`holder`, their Slack id), and what they can do."""
+    who = mention(holder or handoff.assignee)
     blocks = [
         _section(f":white_check_mark: *Claimed by {who}* · {say.inline(handoff.reason)}"),
         _section(say.plain(handoff.packet.get("summary", ""))),
@@ -132,7 +134,11 @@ def claimed_card(handoff: Handoff, say: SlackText) -> tuple[str, list[dict[str, 
     return f"Claimed by {who}", blocks
 
 
-def closed_card(handoff: Handoff, how: str, say: SlackText) -> tuple[str, list[dict[str, Any]]]:
-    text = f"{how} by {mention(handoff.assignee)}" if handoff.assignee else how
+def closed_card(
+    handoff: Handoff, how: str, say: SlackText, holder: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The card once closed: `how`, and by whom (`holder`, their Slack id)."""
+    who = holder or handoff.assignee
+    text = f"{how} by {mention(who)}" if who else how
     summary = say.plain(handoff.packet.get("summary", ""))
     return text, [_section(f":lock: *{text}* · {summary}")]

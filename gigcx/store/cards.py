@@ -1,0 +1,107 @@
+"""Channel cards (where a handoff's card and thread are in an expert channel) and the
+internal notes people leave there, kept from the customer."""
+
+from __future__ import annotations
+
+from sqlalchemy import false, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gigcx.store.models import ChannelCard, Handoff, InternalNote, utcnow
+from gigcx.store.repository import Repository
+
+
+class ChannelCards(Repository):
+    async def save_card(
+        self,
+        consumer: str,
+        handoff_id: str,
+        channel: str,
+        ts: str,
+        outbox_item_id: int | None = None,
+    ) -> ChannelCard:
+        """Record the card `consumer` posted (for `outbox_item_id`) as the handoff's card
+        there, and return the card on record afterwards.
+
+        That is another card when one posted for the same item or a newer one is recorded
+        already: a process whose outbox lease ran out posted too, or this post is older than
+        the recorded one. The caller's card is then the duplicate, to be deleted.
+        """
+        values = {"channel": channel, "ts": ts, "outbox_item_id": outbox_item_id}
+        newer_or_same = (
+            ChannelCard.outbox_item_id >= outbox_item_id if outbox_item_id is not None else false()
+        )
+        async with self._sessions.begin() as session:
+            replaced = await session.scalar(
+                update(ChannelCard)
+                .where(
+                    ChannelCard.consumer == consumer,
+                    ChannelCard.handoff_id == handoff_id,
+                    or_(ChannelCard.outbox_item_id.is_(None), ~newer_or_same),
+                )
+                .values(**values, created_at=utcnow())
+                .returning(ChannelCard.handoff_id),
+                execution_options={"synchronize_session": False},
+            )
+            if replaced is None:
+                card = ChannelCard(
+                    consumer=consumer, handoff_id=handoff_id, **values, created_at=utcnow()
+                )
+                try:
+                    async with session.begin_nested():
+                        session.add(card)
+                except IntegrityError:
+                    pass  # recorded by another process meanwhile: read below
+        recorded = await self.card_for(consumer, handoff_id)
+        assert recorded is not None  # cards are never deleted
+        return recorded
+
+    async def card_for(self, consumer: str, handoff_id: str) -> ChannelCard | None:
+        async with self._sessions() as session:
+            return await session.get(ChannelCard, (handoff_id, consumer))
+
+    async def handoff_for_thread(self, consumer: str, channel: str, ts: str) -> Handoff | None:
+        """The handoff whose card `consumer` posted at `channel`/`ts`."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(Handoff)
+                .join(ChannelCard, ChannelCard.handoff_id == Handoff.id)
+                .where(
+                    ChannelCard.consumer == consumer,
+                    ChannelCard.channel == channel,
+                    ChannelCard.ts == ts,
+                )
+            )
+
+    async def add_internal_note(
+        self, handoff_id: str, author: str, text: str, *, source: str | None = None
+    ) -> InternalNote:
+        """Keep a note for the people on the handoff; with `source`, once (as `add_message`)."""
+        if source is not None:
+            stored = await self.note_by_source(source)
+            if stored is not None:
+                return stored
+        note = InternalNote(
+            handoff_id=handoff_id, author=author, text=text, source=source, created_at=utcnow()
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(note)
+        except IntegrityError:
+            stored = None if source is None else await self.note_by_source(source)
+            if stored is None:
+                raise
+            return stored
+        return note
+
+    async def note_by_source(self, source: str) -> InternalNote | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(InternalNote).where(InternalNote.source == source))
+
+    async def internal_notes(self, handoff_id: str) -> list[InternalNote]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(InternalNote)
+                .where(InternalNote.handoff_id == handoff_id)
+                .order_by(InternalNote.id)
+            )
+            return list(rows)

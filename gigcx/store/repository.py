@@ -1,0 +1,51 @@
+"""What every repository of the store shares: the database, one session factory, and the
+outbox's consumers (a change writes its outbox rows in its own transaction)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+if TYPE_CHECKING:
+    from gigcx.store.outbox import OutboxKind
+
+
+class ConversationNotFound(LookupError):
+    """No conversation (or handoff) with that id."""
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def may_be_id(value: str) -> bool:
+    # Anything else is not looked up: some text (a NUL character) PostgreSQL refuses even
+    # to compare, and a client chooses what it puts in a URL.
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+class Repository:
+    """A repository of the store: one responsibility, each call one transaction.
+
+    `consumers` names who reads the outbox (a channel, say "slack") and which kinds of
+    change each wants: a change leaves one outbox row per consumer that wants its kind.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, consumers: Mapping[str, frozenset[OutboxKind]] | None = None
+    ) -> None:
+        self.engine = engine
+        self.consumers: dict[str, frozenset[OutboxKind]] = dict(consumers or {})
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    def wants(self, kind: OutboxKind) -> bool:
+        """Whether any consumer reads changes of `kind` (otherwise none is written)."""
+        return any(kind in kinds for kinds in self.consumers.values())
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        async with self.engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
