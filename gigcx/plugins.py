@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from fastapi import APIRouter
 from pydantic import BaseModel, ValidationError
 
 from gigcx.bot.answerer import Answerer, AnswererContext, AnswererPlugin
@@ -28,6 +27,8 @@ from gigcx.config import (
 )
 
 if TYPE_CHECKING:
+    from fastapi import APIRouter
+
     from gigcx.app import GigCX
 
 ChannelKind = Literal["customer", "expert"]
@@ -153,14 +154,25 @@ def _find(group: str, name: str) -> tuple[Installed, EntryPoint] | None:
 
 
 def check_settings(settings: Settings) -> None:
-    """Load the plugins the settings name (`bot.mode`, `plugins:`) and check their
-    settings, so a broken plugin or a bad setting stops a command at start, not mid-serve."""
-    names = {settings.bot.mode, *settings.plugins}
+    """Load the plugins these settings may use and check their settings, so that a plugin
+    that fails to import or a bad `plugins.<name>` setting stops a command at its start
+    with a message, not a server in the middle of starting with a traceback.
+
+    gigcx's own plugins are not loaded here (they are heavy to import, and their settings
+    are gigcx's own sections, already checked): the CLI's light commands stay light.
+    """
     for group in (ANSWERERS_GROUP, CHANNELS_GROUP):
-        for name in names:
-            found = _find(group, name)
-            if found is not None:
-                plugin_settings(settings, load(found[1]))
+        for where, entry in installed(group):
+            if where.package == "gigcx":
+                continue
+            named = where.name in settings.plugins or (
+                group == ANSWERERS_GROUP and where.name == settings.bot.mode
+            )
+            if group == ANSWERERS_GROUP and not named:
+                continue  # an answerer only runs when bot.mode names it
+            plugin = load(entry)
+            if named or plugin.enabled(settings):
+                plugin_settings(settings, plugin)
 
 
 def create_answerer(settings: Settings, context: AnswererContext) -> Answerer:

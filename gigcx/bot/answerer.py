@@ -15,11 +15,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from gigcx.bot.decision import Decision, FrontLineBot, Turn
-from gigcx.config import Settings
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # light to import: `gigcx plugins` and the CLI's checks read it
     from pydantic import BaseModel
+
+    from gigcx.bot.decision import Decision, FrontLineBot, Turn
+    from gigcx.config import Settings
 
 T = TypeVar("T")
 DraftWriter = Callable[[str], Awaitable[None]]
@@ -55,9 +55,9 @@ class Reply:
 
 @dataclass(frozen=True)
 class Escalation:
-    """Hand the conversation to a person: why (`reason`, a short code such as
-    `bot_unavailable`), to whom (`route`: "expert" or "staff"; None for the brand's
-    `routing.default_route`) and the handoff's tags (`product:x2`, `topic:billing`).
+    """Hand the conversation to a person: why (`reason`, a short code of at most 32
+    characters such as `bot_unavailable`), to whom (`route`: "expert" or "staff"; None for
+    the brand's `routing.default_route`) and the handoff's tags (`product:x2`, `topic:x`).
     `decision` is the decision behind it, when the answerer has one (its passages go into
     the expert's packet)."""
 
@@ -108,5 +108,7 @@ class AnswererPlugin(Protocol):
 
     name: str
     settings_model: type[BaseModel] | None
+    # Optional: `description` (one line for `gigcx plugins`), and `settings_section` for a
+    # built-in that reads a section of gigcx's own settings instead (e.g. "bot.llm").
 
     def create(self, context: AnswererContext, plugin_settings: Any) -> Answerer: ...

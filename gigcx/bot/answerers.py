@@ -122,8 +122,9 @@ class _QuotePlugin:
 
 class _LLMPlugin:
     name = "llm"
-    description = "an OpenAI-compatible chat model writes grounded answers (settings: bot.llm)"
+    description = "an OpenAI-compatible chat model writes grounded answers"
     settings_model = None
+    settings_section = "bot.llm"
 
     def create(self, context: AnswererContext, plugin_settings: Any) -> LLMAnswerer:
         from gigcx.bot.llm import LLMWriter

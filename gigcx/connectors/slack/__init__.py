@@ -128,8 +128,9 @@ class SlackChannel:
 
     name = "slack"
     kind = "expert"
-    description = "cards, claims and threads in a Slack workspace (settings: slack)"
+    description = "cards, claims and threads in a Slack workspace"
     settings_model = None
+    settings_section = "slack"
     outbox_kinds = OUTBOX_KINDS
 
     def enabled(self, settings: Settings) -> bool:
