@@ -17,14 +17,16 @@ import hmac
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
-from gigcx.app import GigCX
 from gigcx.config import Settings
+
+if TYPE_CHECKING:  # gigcx loads every installed channel at each command's start: stay light
+    from gigcx.app import GigCX
 
 log = logging.getLogger(__name__)
 NAME = "handoff_webhook"
