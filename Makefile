@@ -18,10 +18,13 @@ install: $(STAMP)
 
 # torch first, pinned to the CPU build: an unpinned torch pulled in by
 # sentence-transformers would be a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# The example plugin package (examples/plugins) too, as any plugin is installed: its entry
+# points are what tests/test_plugins.py finds it by.
+$(STAMP): pyproject.toml examples/plugins/pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --no-deps -e examples/plugins
 	touch $(STAMP)
 
 # The example brand's shop page with the chat widget: open http://127.0.0.1:8080

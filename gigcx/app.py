@@ -1,5 +1,6 @@
-"""The composition root: one brand's running parts (store, events, knowledge, bot,
-escalations) built from its settings, for the web server, the CLI and the tests.
+"""The composition root: one brand's running parts (store, events, knowledge, the
+answerer and front line, escalations, the enabled channels' plugins) built from its
+settings, for the web server, the CLI and the tests.
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as redis
 
+from gigcx import plugins
 from gigcx.bot.answerability import AnswerabilityModel
+from gigcx.bot.answerer import AnswererContext
 from gigcx.bot.decision import FrontLineBot
-from gigcx.bot.frontline import FrontLine
-from gigcx.bot.llm import LLMAnswerer
+from gigcx.bot.frontline import FrontLine, knowledge_thread_pool
 from gigcx.config import Settings
 from gigcx.escalation import Escalations
 from gigcx.events import EventBus, InProcessEventBus
 from gigcx.events.redis_bus import RedisEventBus
 from gigcx.knowledge import KnowledgeIndex, open_index
-from gigcx.store import EXPERT_CHANNEL_KINDS, ConversationStore, create_engine, upgrade_database
+from gigcx.store import ConversationStore, create_engine, upgrade_database
 
 log = logging.getLogger(__name__)
 WARM_UP_SECONDS = 60.0
@@ -37,6 +39,8 @@ class GigCX:
     front_line: FrontLine
     # Shared by the server processes of a scaled-out deployment (`redis.url`); None in one.
     redis: redis.Redis | None = field(default=None)
+    # The channels the settings turn on; a server creates, mounts and starts them.
+    channels: list[plugins.EnabledChannel] = field(default_factory=list)
 
     @property
     def redis_prefix(self) -> str:
@@ -61,6 +65,12 @@ class GigCX:
             )
 
     async def close(self) -> None:
+        close_answerer = getattr(self.front_line.answerer, "close", None)
+        if close_answerer is not None:
+            try:
+                await close_answerer()
+            except Exception:
+                log.exception("the answerer failed to close")
         self.front_line.close()
         await self.bus.close()
         if self.redis is not None:
@@ -99,17 +109,21 @@ async def start(
     bus: EventBus | None = None,
     answerability: AnswerabilityModel | None = None,
 ) -> GigCX:
-    """Open the store (migrating it), the knowledge index and the bot for `settings`."""
+    """Open the store (migrating it), the knowledge index and the bot for `settings`.
+
+    Raises ConfigError (a PluginError for a plugin that fails to load) before opening
+    anything when the answerer or a channel cannot be used with these settings.
+    """
+    channels = plugins.enabled_channels(settings)
+    plugins.check_settings(settings)
     engine = create_engine(settings.store)
     try:
         await upgrade_database(engine)
     except Exception:
         await engine.dispose()
         raise
-    # Only a deployment that tells Slack keeps an outbox for it.
-    store = ConversationStore(
-        engine, consumers={"slack": EXPERT_CHANNEL_KINDS} if settings.slack.enabled else {}
-    )
+    # One outbox row per change for each enabled channel that consumes its kind.
+    store = ConversationStore(engine, consumers=plugins.outbox_consumers(channels))
     shared: redis.Redis | None = None
     if bus is None and settings.redis.url is not None:
         try:
@@ -120,17 +134,18 @@ async def start(
     bus = bus or InProcessEventBus()
     index = index or open_index(settings)
     escalations = Escalations(settings, store, bus)
-    llm = (
-        LLMAnswerer(settings.bot.llm, settings.display_name) if settings.bot.mode == "llm" else None
-    )
+    bot = FrontLineBot(settings, index, answerability)
+    threads = knowledge_thread_pool()
+    answerer = plugins.create_answerer(settings, AnswererContext(settings, bot, threads))
     front_line = FrontLine(
         settings,
         store,
         bus,
-        FrontLineBot(settings, index, answerability),
+        bot,
         escalations,
-        llm,
+        answerer,
         turn_locks=shared,
         turn_lock_prefix=redis_prefix(settings),
+        knowledge_threads=threads,
     )
-    return GigCX(settings, store, bus, index, escalations, front_line, shared)
+    return GigCX(settings, store, bus, index, escalations, front_line, shared, channels)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from decimal import Decimal
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,11 +18,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gigcx.validation import read_user_file, yaml_problem
@@ -30,6 +33,26 @@ CONFIG_FILE_NAME = "gigcx.yaml"
 ENV_PREFIX = "GIGCX_"
 ENV_NESTED_DELIMITER = "__"
 LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+# The entry point groups plugins register in (see gigcx.plugins); gigcx's own answerers and
+# channels are registered there too, in its pyproject.toml.
+ANSWERERS_GROUP = "gigcx.answerers"
+CHANNELS_GROUP = "gigcx.channels"
+BUILT_IN_ANSWERERS = ("quote", "llm")
+
+
+def installed_plugin_names(group: str) -> list[str]:
+    """The names registered in an entry point group (read from package metadata; nothing is
+    imported): gigcx's own first, in their order, then the others by name."""
+    names = {entry.name for entry in entry_points(group=group)}
+    first = [name for name in BUILT_IN_ANSWERERS if name in names]
+    return first + sorted(names - set(first))
+
+
+def _one_of(names: list[str]) -> str:
+    quoted = [repr(name) for name in names]
+    if len(quoted) < 2:
+        return "".join(quoted) or "(none installed)"
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
 
 
 class ConfigError(Exception):
@@ -249,8 +272,10 @@ class PhraseExamples(_Section):
 
 
 class BotSettings(_Section):
-    mode: Literal["quote", "llm"] = Field(
-        "quote", description="quote: the best passage, no LLM; llm: a grounded LLM answer."
+    mode: str = Field(
+        "quote",
+        description="The answerer: quote (the best passage, no LLM), llm (a grounded LLM "
+        "answer), or one an installed plugin adds (`gigcx plugins` lists them).",
     )
     answer_threshold: float | None = Field(
         None,
@@ -280,6 +305,19 @@ class BotSettings(_Section):
     @classmethod
     def _valid_patterns(cls, value: list[str]) -> list[str]:
         return _check_patterns("pattern", value)
+
+    @field_validator("mode")
+    @classmethod
+    def _installed_answerer(cls, value: str) -> str:
+        installed = installed_plugin_names(ANSWERERS_GROUP)
+        if value not in installed:
+            # Reported like a choice among fixed values, naming the installed answerers.
+            raise PydanticCustomError(
+                "literal_error",
+                "Input should be {expected}",
+                {"expected": f"{_one_of(installed)} (the installed answerers)"},
+            )
+        return value
 
     @model_validator(mode="after")
     def _llm_mode_needs_a_model(self) -> BotSettings:
@@ -502,6 +540,30 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     redis: RedisSettings = RedisSettings()
     identity: IdentitySettings = IdentitySettings()
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings of installed plugins, by plugin name; each is checked by its "
+        "plugin's own settings model (gigcx.plugins).",
+    )
+    # Where the settings were read from, for plugins' error messages (see load_settings).
+    _source: str = PrivateAttr("environment")
+
+    @field_validator("plugins")
+    @classmethod
+    def _installed_plugins(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        installed = installed_plugin_names(ANSWERERS_GROUP) + installed_plugin_names(CHANNELS_GROUP)
+        unknown = [name for name in value if name not in installed]
+        if unknown:
+            raise ValueError(
+                f"no installed plugin is named {_one_of(unknown)}; installed: "
+                f"{_one_of(sorted(set(installed)))} (`gigcx plugins` lists them)"
+            )
+        return value
+
+    @property
+    def source(self) -> str:
+        """The config file these settings were read from, or "environment"."""
+        return self._source
 
     @classmethod
     def settings_customise_sources(
@@ -554,7 +616,15 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
         settings = Settings(**data)
     except ValidationError as error:
         raise ConfigError(_describe_validation_error(source, error)) from None
-    return _resolve_paths(settings, base_dir)
+    settings = _resolve_paths(settings, base_dir)
+    settings._source = source
+    return settings
+
+
+def plugin_settings_error(source: str, plugin: str, error: ValidationError) -> ConfigError:
+    """A plugin's settings (`plugins.<plugin>` in the file) that its model refused, reported
+    like gigcx's own: `plugins.<plugin>.<field>: problem`, naming the file."""
+    return ConfigError(_describe_validation_error(source, error, ("plugins", plugin)))
 
 
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -570,11 +640,14 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def _describe_validation_error(source: str, error: ValidationError) -> str:
+def _describe_validation_error(
+    source: str, error: ValidationError, prefix: tuple[str, ...] = ()
+) -> str:
     lines = [f"{source}: invalid configuration"]
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"])
-        env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p) for p in item["loc"]).upper()
+        loc = (*prefix, *item["loc"])
+        field = ".".join(str(part) for part in loc)
+        env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p) for p in loc).upper()
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown setting (check the spelling)"

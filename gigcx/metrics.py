@@ -42,9 +42,9 @@ HANDOFFS_WAITING = Gauge(
 HANDOFFS_ASSIGNED = Gauge(
     "gigcx_handoffs_assigned", "Handoffs an expert holds", multiprocess_mode="mostrecent"
 )
-SLACK_OUTBOX = Gauge(
-    "gigcx_slack_outbox_items",
-    "Changes Slack has not been told yet",
+OUTBOX = Gauge(
+    "gigcx_outbox_items",
+    "Changes the channels (Slack, e-mail, ...) have not been told yet",
     multiprocess_mode="mostrecent",
 )
 TIME_TO_CLAIM = Histogram(

@@ -118,7 +118,7 @@ def test_the_store_url_is_relative_to_the_config_file_and_gets_an_async_driver(
             "routing.staff_topics: Value error, orders: 'my order(' is not a valid regular",
         ),
         ("bot:\n  mode: llm\n", "needs llm.base_url and llm.model"),
-        ("bot:\n  mode: gpt\n", "bot.mode: 'gpt' is not allowed; use one of: 'quote' or 'llm'"),
+        ("bot:\n  mode: gpt\n", "bot.mode: 'gpt' is not allowed; use one of: 'quote'"),
         ("bot:\n  answer_threshold: 2\n", "bot.answer_threshold: Input should be less than"),
         ("web:\n  widget_key: abc\n", "web.widget_key: unknown setting"),
         ("products:\n  - id: X 2\n    name: X2\n", "products.0.id: String should match"),

@@ -105,7 +105,7 @@ async def test_a_failing_or_slow_or_babbling_model_falls_back_to_a_quote(
     ]
     for options, reply in failures:
         async with llm_runtime(brand_settings, reply, **options) as (runtime, _server):
-            with caplog.at_level(logging.WARNING, logger="gigcx.bot.frontline"):
+            with caplog.at_level(logging.WARNING, logger="gigcx.bot"):
                 [turn] = await ask(runtime, "do you ship to canada?")
             [message] = turn.replies
             assert message.citations[0]["path"] == "general/shipping.md", options

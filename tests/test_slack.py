@@ -309,7 +309,7 @@ async def test_away_experts_are_not_mentioned_and_a_reoffer_mentions_everyone_av
 async def test_a_wrong_channel_or_revoked_token_is_reported_clearly(
     server: LiveServer, slack: SlackAPIServer
 ):
-    connector = server.app.state.slack
+    connector = server.app.state.channels["slack"]
     assert await connector.check() == []
     slack.channels = {"C0EXPERTS"}
     [problem] = await connector.check()
@@ -328,7 +328,7 @@ async def test_a_wrong_channel_or_revoked_token_is_reported_clearly(
 async def test_slack_failing_loses_nothing_and_the_outbox_delivers_in_order_later(
     server: LiveServer, slack: SlackAPIServer
 ):
-    store, bridge = server.runtime.store, server.app.state.slack.bridge
+    store, bridge = server.runtime.store, server.app.state.channels["slack"].bridge
     slack.failures["chat.postMessage"] = "down"  # an outage: HTTP 503 on every post
     async with httpx.AsyncClient(base_url=server.url) as http:
         cid, auth = await escalate(http, "I want a human")

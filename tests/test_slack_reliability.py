@@ -195,7 +195,7 @@ async def test_slack_too_slow_to_answer_at_start_does_not_stop_delivery(
 
 async def stop_the_servers_bridge(server: LiveServer) -> None:
     """Stop the live server's own delivery loop: the test's bridges deliver instead."""
-    connector: SlackConnector = server.app.state.slack
+    connector: SlackConnector = server.app.state.channels["slack"]
     await connector.stop()
 
 

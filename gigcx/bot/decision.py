@@ -33,6 +33,7 @@ Reason = Literal[
     "expert_needed",
     "llm_escalated",
     "bot_error",  # searching or deciding failed (an embedding endpoint or index down)
+    "bot_unavailable",  # an answerer's backend (a bot server) could not answer
 ]
 RouteName = Literal["expert", "staff"]
 
@@ -55,7 +56,7 @@ class Turn:
 @dataclass(frozen=True)
 class Decision:
     action: Action
-    reason: Reason | None = None
+    reason: Reason | str | None = None  # an answerer plugin may escalate with its own code
     route: RouteName | None = None
     confidence: float = 0.0
     query: str = ""

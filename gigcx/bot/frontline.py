@@ -1,5 +1,9 @@
-"""The front line's turn: store the customer's message, decide, then answer or escalate.
+"""The front line's turn: store the customer's message, ask the answerer, then reply or
+escalate.
 
+What to say is the answerer's (`gigcx.bot.answerer`: quote, llm, or a plugin's); the turn
+around it is the front line's: one turn at a time per conversation, storing and publishing,
+the typing indicator, the handoff with its packet, and `bot_error` when the answerer fails.
 The API, `gigcx ask` and `gigcx eval` all go through `FrontLine.handle_customer_message`.
 Every message is committed before its event is published, and the bot's own messages are
 written only while the conversation is with the bot, so it cannot talk after a handoff.
@@ -24,15 +28,15 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockNotOwnedError, RedisError
 
 from gigcx import events, metrics
-from gigcx.bot.decision import Decision, FrontLineBot, Turn
-from gigcx.bot.llm import LLMAnswer, LLMAnswerer, LLMFailure
-from gigcx.bot.replies import (
-    citation,
-    clarifying_question,
-    handover_notice,
-    quote_answer,
-    small_talk_reply,
+from gigcx.bot.answerer import (
+    Answerer,
+    AnswererUnavailable,
+    CustomerMessage,
+    Escalation,
+    Reply,
 )
+from gigcx.bot.decision import Decision, FrontLineBot, Turn
+from gigcx.bot.replies import handover_notice
 from gigcx.config import Settings
 from gigcx.escalation import Escalations, build_packet
 from gigcx.events import Event, EventBus
@@ -45,6 +49,13 @@ T = TypeVar("T")
 # few times a lease, while the turn runs): a worker that dies holding it delays that
 # conversation's next message by at most this long.
 TURN_LEASE_SECONDS = 2.0
+
+
+def knowledge_thread_pool() -> ThreadPoolExecutor:
+    """Threads for embedding and search (CPU work, kept off the event loop): many, so that
+    in a surge many queries reach the embedder together and go to the model as one batch
+    (see QueryBatcher). Shared by the front line and its answerer."""
+    return ThreadPoolExecutor(max_workers=32, thread_name_prefix="gigcx-knowledge")
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,11 @@ class TurnResult:
 
 
 class FrontLine:
-    """One brand's front line over its store, event bus, knowledge and escalations."""
+    """One brand's front line over its store, event bus, knowledge, answerer and escalations.
+
+    `bot` reads the knowledge for what the front line itself needs (the expert's packet, the
+    route of a "Talk to a person"); `answerer` says what to reply.
+    """
 
     def __init__(
         self,
@@ -78,17 +93,18 @@ class FrontLine:
         bus: EventBus,
         bot: FrontLineBot,
         escalations: Escalations,
-        llm: LLMAnswerer | None = None,
+        answerer: Answerer,
         turn_locks: redis.Redis | None = None,
         turn_lock_prefix: str = "",
         turn_lease_seconds: float = TURN_LEASE_SECONDS,
+        knowledge_threads: ThreadPoolExecutor | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
         self.bot = bot
         self.escalations = escalations
-        self.llm = llm
+        self.answerer = answerer
         self.turn_locks = turn_locks
         self.turn_lock_prefix = turn_lock_prefix
         self.turn_lease_seconds = turn_lease_seconds
@@ -97,10 +113,7 @@ class FrontLine:
         # worker's hold runs out long before, after one lease.
         self._turn_wait_seconds = 60.0 + settings.bot.llm.timeout_seconds
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        # Embedding and search are CPU work, kept off the event loop. Many threads, so that
-        # in a surge many queries reach the embedder together and go to the model as one
-        # batch (see QueryBatcher).
-        self._knowledge = ThreadPoolExecutor(max_workers=32, thread_name_prefix="gigcx-knowledge")
+        self._knowledge = knowledge_threads or knowledge_thread_pool()
 
     def close(self) -> None:
         self._knowledge.shutdown(wait=False, cancel_futures=True)
@@ -264,98 +277,50 @@ class FrontLine:
     ) -> TurnResult:
         conversation_id = conversation.id
         history = await self._history(conversation_id, message.seq)
-        decision = await self._decide(message.text, history)
-        result.decision = decision
-        if self.llm is not None and self._model_may_read(decision):
-            # The model reads what was found before the bot gives up: it may answer what the
-            # evidence alone did not dare to, or decline through its escalate field.
-            meta = {"draft_id": uuid.uuid4().hex, "llm_read_before_escalating": True}
-            answer = await self._llm_answer(conversation_id, message.text, history, decision, meta)
-            if answer is not None and not answer.escalate:
-                answered = replace(decision, action="answer", reason=None, route=None)
-                result.decision = answered
-                citations = [citation(hit) for hit in answer.cited]
-                await self._reply(conversation_id, answer.text, citations, answered, result, meta)
-                return result
-            if answer is not None:
-                decision = result.decision = replace(decision, reason="llm_escalated")
-        if decision.action == "escalate":
-            return self._handed_over(
-                result, await self._escalate(conversation, decision, message.text)
-            )
-        if decision.action == "small_talk":
-            reply_text = small_talk_reply(decision.small_talk, self.settings.display_name)
-            await self._reply(conversation_id, reply_text, [], decision, result)
-            return result
-        if decision.action == "clarify":
-            await self._reply(
-                conversation_id, clarifying_question(decision, self.settings), [], decision, result
-            )
-            return result
+        # Drafts streamed under this id are replaced by the reply that carries it.
+        draft_id = uuid.uuid4().hex
+        drafted = False
 
-        meta: dict[str, Any] = {}
-        if self.llm is not None:
-            # Drafts streamed under this id are replaced by the message that carries it.
-            meta["draft_id"] = uuid.uuid4().hex
-            answer = await self._llm_answer(conversation_id, message.text, history, decision, meta)
-            if answer is None:
-                meta["llm_fallback"] = True
-            elif answer.escalate:
-                escalation = self.bot.escalated_by_llm(decision)
-                result.decision = escalation
-                handover = await self._escalate(conversation, escalation, message.text)
-                return self._handed_over(result, handover)
-            else:
-                citations = [citation(hit) for hit in answer.cited]
-                await self._reply(conversation_id, answer.text, citations, decision, result, meta)
-                return result
-        text, citations = quote_answer(decision)
-        await self._reply(conversation_id, text, citations, decision, result, meta)
+        async def draft(text: str) -> None:
+            nonlocal drafted
+            drafted = True
+            await self._publish(
+                conversation_id, events.MESSAGE_DRAFT, draft_id=draft_id, author="bot", text=text
+            )
+
+        asked = CustomerMessage(conversation_id, message.text, tuple(history), draft)
+        try:
+            outcome = await self.answerer.answer(asked)
+        except AnswererUnavailable as error:
+            log.warning("the answerer is unavailable; escalating (bot_unavailable): %s", error)
+            outcome = Escalation("bot_unavailable")
+        if isinstance(outcome, Escalation):
+            decision = result.decision = self._escalation_decision(outcome, message.text)
+            handover = await self._escalate(conversation, decision, message.text)
+            return self._handed_over(result, handover)
+        if not isinstance(outcome, Reply):
+            raise TypeError(f"an answerer returned {type(outcome).__name__}, not Reply/Escalation")
+        decision = outcome.decision or Decision(action="answer", query=message.text)
+        result.decision = decision
+        meta = dict(outcome.meta)
+        if outcome.quick_replies:
+            meta["quick_replies"] = list(outcome.quick_replies)
+        if drafted:
+            meta["draft_id"] = draft_id
+        citations = [dict(c) for c in outcome.citations]
+        await self._reply(conversation_id, outcome.text, citations, decision, result, meta)
         return result
 
-    def _model_may_read(self, decision: Decision) -> bool:
-        """An escalation only for want of evidence, with something plausible found."""
-        return (
-            decision.action == "escalate"
-            and decision.reason in ("expert_needed", "low_confidence")
-            and bool(decision.hits)
-            and decision.hits[0].score >= self.settings.bot.related_threshold
+    def _escalation_decision(self, escalation: Escalation, text: str) -> Decision:
+        """The answerer's escalation as the decision the turn reports and the packet reads."""
+        base = escalation.decision or Decision(action="escalate", query=text)
+        return replace(
+            base,
+            action="escalate",
+            reason=escalation.reason,
+            route=escalation.route or self.settings.routing.default_route,
+            tags=tuple(escalation.tags),
         )
-
-    async def _decide(self, text: str, history: list[Turn]) -> Decision:
-        """What to do with the message; raises when the search fails (see `_bot_turn`)."""
-        return await self._in_thread(self.bot.decide, text, history)
-
-    async def _llm_answer(
-        self,
-        conversation_id: str,
-        question: str,
-        history: list[Turn],
-        decision: Decision,
-        meta: dict[str, Any],
-    ) -> LLMAnswer | None:
-        """The model's answer (or its wish to escalate); None when it failed."""
-        assert self.llm is not None
-
-        async def on_delta(text: str) -> None:
-            await self._publish(
-                conversation_id,
-                events.MESSAGE_DRAFT,
-                draft_id=meta["draft_id"],
-                author="bot",
-                text=text,
-            )
-
-        try:
-            return await asyncio.wait_for(
-                self.llm.answer(question, history, decision.hits[:5], on_delta),
-                timeout=self.settings.bot.llm.timeout_seconds,
-            )
-        except (LLMFailure, TimeoutError) as error:
-            log.warning(
-                "LLM answer failed, quoting the best passage instead: %s", error or "timeout"
-            )
-            return None
 
     async def _reply(
         self,

@@ -5,7 +5,7 @@ The model replies with one JSON object whose first field, `escalate`, is its str
 to hand the conversation over; no magic words are parsed out of prose. Customer text and
 passages go in as data between tags, never as instructions, and a reply that repeats the
 instructions, cites nothing or is not the agreed JSON is discarded (the caller then falls
-back to quoting the best passage).
+back to quoting the best passage: see `gigcx.bot.answerers`).
 """
 
 from __future__ import annotations
@@ -80,8 +80,9 @@ class LLMAnswer:
     cited: tuple[SearchHit, ...]
 
 
-class LLMAnswerer:
-    """Writes grounded answers with a chat model; one instance per brand."""
+class LLMWriter:
+    """Writes grounded answers with a chat model; one instance per brand (the `llm`
+    answerer in `gigcx.bot.answerers` decides when to ask it)."""
 
     def __init__(self, settings: LLMSettings, brand: str) -> None:
         self.settings = settings

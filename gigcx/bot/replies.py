@@ -96,6 +96,7 @@ _LEADS = {
     "expert_needed": "I don't have a good answer to that in our help articles.",
     "llm_escalated": "I'd rather not guess on this one.",
     "bot_error": "Sorry, I can't look that up right now.",
+    "bot_unavailable": "Sorry, I can't answer that right now.",
 }
 
 

@@ -9,6 +9,7 @@ from gigcx.cli.chat import ask, db_upgrade, serve
 from gigcx.cli.escalation import experts_app, ledger_app
 from gigcx.cli.evaluate import evaluate
 from gigcx.cli.knowledge import knowledge_app
+from gigcx.cli.plugins import plugins
 
 app = typer.Typer(
     help="gigcx: an AI front line for customer support, backed by gig experts.",
@@ -24,5 +25,6 @@ db_app.command("upgrade")(db_upgrade)
 app.add_typer(db_app, name="db")
 app.add_typer(experts_app, name="experts")
 app.add_typer(ledger_app, name="ledger")
+app.command("plugins")(plugins)
 
 __all__ = ["app"]

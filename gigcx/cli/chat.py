@@ -104,7 +104,7 @@ def serve(
         # Each worker writes its metrics here; /metrics adds them up (see gigcx.metrics).
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
         uvicorn.run(
-            "gigcx.connectors.web.app:app_from_environment",
+            "gigcx.connectors.web:app_from_environment",
             factory=True,
             workers=workers,
             **network,

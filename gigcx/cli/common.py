@@ -75,8 +75,11 @@ def fail(message: str) -> typer.Exit:
 
 
 def settings_from(config: Path | None, knowledge_dir: Path | None = None) -> Settings:
+    from gigcx.plugins import check_settings
+
     try:
         settings = load_settings(config)
+        check_settings(settings)  # plugins that fail to load, their bad settings
     except ConfigError as error:
         raise fail(str(error)) from None
     if knowledge_dir is not None:

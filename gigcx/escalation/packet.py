@@ -24,7 +24,13 @@ REASON_TEXT: dict[str, str] = {
     "expert_needed": "a product question the knowledge base does not answer",
     "llm_escalated": "the language model judged the passages not enough to answer",
     "bot_error": "the bot could not search the knowledge base (see the server log)",
+    "bot_unavailable": "the answerer's backend could not answer (see the server log)",
 }
+
+
+def reason_text(reason: str) -> str:
+    """Why, in words; an answerer plugin's own code is shown as written (`not_in_stock`)."""
+    return REASON_TEXT.get(reason) or f"of {reason.replace('_', ' ')}"
 
 
 class PacketPassage(BaseModel):
@@ -141,10 +147,10 @@ def build_packet(
         parts.append(f"The bot answered from: {', '.join(answered)}.")
     else:
         parts.append("The bot did not answer.")
-    parts.append(f"Escalated because {REASON_TEXT[reason]}.")
+    parts.append(f"Escalated because {reason_text(reason)}.")
     return HandoffPacket(
         reason=reason,
-        reason_text=REASON_TEXT[reason],
+        reason_text=reason_text(reason),
         route=route,
         tags=list(tags),
         summary=" ".join(parts),

@@ -2,7 +2,8 @@
 
 `SlackConnector` joins the bolt app (Slack -> gigcx, at POST /slack/events, or over a
 Socket Mode connection when an app-level token is set) and the bridge (gigcx -> Slack, from
-the store's outbox) for one running brand.
+the store's outbox) for one running brand. It is the `slack` expert channel (`channel`, the
+`gigcx.channels` entry point), on when `slack.bot_token` is set.
 """
 
 from __future__ import annotations
@@ -10,20 +11,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
+from fastapi import APIRouter, Request, Response
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx.app import GigCX
+from gigcx.config import Settings
 from gigcx.connectors.slack.app import create_slack_app, slack_client
 from gigcx.connectors.slack.bridge import SlackBridge
+from gigcx.store import EXPERT_CHANNEL_KINDS
 
 log = logging.getLogger(__name__)
+# What Slack is told about: every change of a handoff, and the customer's messages for its
+# thread (not the experts' own replies, which come from Slack).
+OUTBOX_KINDS: frozenset[str] = EXPERT_CHANNEL_KINDS
 
 
 class SlackConnector:
+    """The `slack` channel of one running brand."""
+
+    outbox_kinds = OUTBOX_KINDS
+
     def __init__(self, runtime: GigCX, client: AsyncWebClient | None = None) -> None:
         self.client = client or slack_client(runtime)
         self.app = create_slack_app(runtime, self.client)
@@ -38,8 +50,16 @@ class SlackConnector:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._socket_task: asyncio.Task[None] | None = None
+        self.router: APIRouter | None = None
+        if self.socket_mode is None:
+            self.router = APIRouter(include_in_schema=False)
+            self.router.add_api_route("/slack/events", self._events, methods=["POST"])
 
-    def start(self) -> None:
+    async def _events(self, request: Request) -> Response:
+        """Slack's Events API and interactivity, verified by the signing secret."""
+        return await self.handler.handle(request)  # type: ignore[no-any-return]
+
+    async def start(self) -> None:
         """Check the Slack setup and start bringing events to Slack (in the background)."""
         self._task = asyncio.create_task(self._run())
 
@@ -91,4 +111,24 @@ class SlackConnector:
                 await self._socket_task
 
 
-__all__ = ["SlackConnector"]
+class SlackChannel:
+    """The `gigcx.channels` entry point `slack`: experts work handoffs in Slack. Its
+    settings are gigcx's own `slack:` section."""
+
+    name = "slack"
+    kind = "expert"
+    description = "cards, claims and threads in a Slack workspace"
+    settings_model = None
+    settings_section = "slack"
+    outbox_kinds = OUTBOX_KINDS
+
+    def enabled(self, settings: Settings) -> bool:
+        return settings.slack.enabled
+
+    def create(self, runtime: GigCX, plugin_settings: Any) -> SlackConnector:
+        return SlackConnector(runtime)
+
+
+channel = SlackChannel()
+
+__all__ = ["SlackChannel", "SlackConnector", "channel"]

@@ -1,8 +1,9 @@
 """Liveness (/healthz), readiness (/readyz, checking each dependency) and /metrics.
 
-A load balancer sends traffic to a worker only while /readyz says 200. Slack being down
-does not make a worker unready: customers are still served and the outbox keeps what
-Slack must be told (its size is in the answer and in /metrics).
+A load balancer sends traffic to a worker only while /readyz says 200. A channel being down
+(Slack, a mail server) does not make a worker unready: customers are still served and the
+outbox keeps what the channels must be told (its size is in the answer and in /metrics).
+An answerer with a `check()` (a bot server it calls) is checked like the store.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ async def readyz(request: Request) -> JSONResponse:
         "knowledge": lambda: _knowledge(gigcx, served),
         "embeddings": lambda: _embed(request.app.state, gigcx),
     }
+    answerer_check = getattr(gigcx.front_line.answerer, "check", None)
+    if answerer_check is not None:
+        checks["answerer"] = lambda: _answerer(answerer_check)
     results = dict(
         zip(checks, await asyncio.gather(*(_run(check) for check in checks.values())), strict=True)
     )
@@ -51,9 +55,9 @@ async def readyz(request: Request) -> JSONResponse:
     body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": results}
     if served:
         body["knowledge"] = served
-    if gigcx.settings.slack.enabled:
+    if _has_outbox(gigcx):
         pending, oldest = await gigcx.store.outbox_backlog()
-        body["slack_outbox"] = {
+        body["outbox"] = {
             "pending": pending,
             "oldest": oldest.isoformat() if oldest is not None else None,
         }
@@ -67,10 +71,24 @@ async def prometheus_metrics(request: Request) -> Response:
         counts = await gigcx.store.handoff_counts(gigcx.settings.brand)
         metrics.HANDOFFS_WAITING.set(counts["waiting"])
         metrics.HANDOFFS_ASSIGNED.set(counts["assigned"])
-        if gigcx.settings.slack.enabled:
-            metrics.SLACK_OUTBOX.set((await gigcx.store.outbox_backlog())[0])
+        if _has_outbox(gigcx):
+            metrics.OUTBOX.set((await gigcx.store.outbox_backlog())[0])
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
+
+
+def _has_outbox(gigcx: GigCX) -> bool:
+    """Some enabled channel consumes the store's outbox."""
+    return any(channel.plugin.outbox_kinds for channel in gigcx.channels)
+
+
+async def _answerer(check: Callable[[], Awaitable[list[str]]]) -> str:
+    problems = await check()
+    if problems:
+        # Logged in full; the public answer only says that it failed (see `_run`).
+        log.warning("answerer not ready: %s", "; ".join(problems))
+        return "failed: not ready"
+    return "ok"
 
 
 async def _knowledge(gigcx: GigCX, served: dict[str, Any]) -> str:

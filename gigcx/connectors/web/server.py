@@ -1,13 +1,17 @@
-"""The web connector's app factory: `create_app(settings)` gives a FastAPI app serving one
-brand's chat API (OpenAPI docs at /docs)."""
+"""The web server: `create_app(settings)` gives a FastAPI app serving one brand's chat API
+(OpenAPI docs at /docs), with the HTTP endpoints of every channel the settings turn on.
+
+It knows no channel by name: each enabled channel plugin (`gigcx.plugins`) is created once
+the runtime is up, its router mounted, and it is started and stopped with the server.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,10 +29,9 @@ from gigcx.connectors.web import console, health, pages
 from gigcx.connectors.web.body_size import BodySizeLimit
 from gigcx.connectors.web.log_redaction import redact_tokens_in_server_logs
 from gigcx.connectors.web.routes import router
+from gigcx.plugins import Channel
 
-if TYPE_CHECKING:
-    from gigcx.connectors.slack import SlackConnector
-
+log = logging.getLogger(__name__)
 NOT_JSON = "request body is not valid JSON"
 
 
@@ -51,14 +54,15 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
         sweeps = asyncio.create_task(
             started.escalations.run_sweeps(stop, settings.escalation.sweep_seconds)
         )
-        slack = _start_slack(app, started)
+        running: list[Channel] = []
         try:
+            await _start_channels(app, started, running)
             yield
         finally:
             stop.set()
             await sweeps
-            if slack is not None:
-                await slack.stop()
+            for channel in reversed(running):
+                await channel.stop()
             await started.close()
 
     # /docs and /redoc from files installed with the package (fastapi-offline ships Swagger
@@ -81,7 +85,10 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type"],
     )
+    app.state.channels = {}  # name -> Channel, once the server has started them
     app.include_router(router)
+    # The expert console is the web server's own page (no channel of its own: it drives the
+    # same calls as any expert channel, and is on whenever web.console_token is set).
     app.include_router(console.router)
     app.include_router(pages.router)
     app.include_router(health.router)
@@ -93,33 +100,28 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     # trusted load balancer says it (X-Forwarded-For), whatever server runs the app: uvicorn
     # would otherwise trust only 127.0.0.1, and `gigcx serve` turns uvicorn's copy off.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.web.trusted_proxies)
-
-    if settings.slack.enabled and not settings.slack.socket_mode:
-
-        @app.post("/slack/events", include_in_schema=False)
-        async def slack_events(request: Request) -> Response:
-            """Slack's Events API and interactivity, verified by the signing secret."""
-            return await request.app.state.slack.handler.handle(request)  # type: ignore[no-any-return]
-
     return app
 
 
 def app_from_environment() -> FastAPI:
     """The app of each worker process of `gigcx serve --workers N` (or of
-    `uvicorn --factory gigcx.connectors.web.app:app_from_environment`): settings from the
+    `uvicorn --factory gigcx.connectors.web:app_from_environment`): settings from the
     file named by GIGCX_CONFIG (else ./gigcx.yaml) and the environment."""
     return create_app(load_settings())
 
 
-def _start_slack(app: FastAPI, runtime: GigCX) -> SlackConnector | None:
-    if not runtime.settings.slack.enabled:
-        return None
-    from gigcx.connectors.slack import SlackConnector
-
-    connector = SlackConnector(runtime)
-    connector.start()
-    app.state.slack = connector
-    return connector
+async def _start_channels(app: FastAPI, runtime: GigCX, running: list[Channel]) -> None:
+    """Create each enabled channel, mount its endpoints and start it (`running` gets those
+    started, to be stopped in reverse order)."""
+    for enabled in runtime.channels:
+        channel = enabled.plugin.create(runtime, enabled.settings)
+        if channel.router is not None:
+            # Before the server takes its first request: the lifespan runs first.
+            app.include_router(channel.router)
+        await channel.start()
+        running.append(channel)
+        app.state.channels[enabled.name] = channel
+        log.info("channel %s (%s) started", enabled.name, enabled.plugin.kind)
 
 
 async def _count_request(

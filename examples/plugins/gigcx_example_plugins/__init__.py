@@ -1,0 +1,2 @@
+"""Example gigcx plugins (see README.md): the `opening_hours` answerer and the
+`handoff_webhook` expert channel."""
