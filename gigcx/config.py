@@ -512,6 +512,84 @@ class WebSettings(_Section):
     )
 
 
+class EmailSettings(_Section):
+    """Expert replies by e-mail to customers who left an address and are not reading the
+    chat, and their e-mailed replies back into the conversation (see README, "E-mail")."""
+
+    enabled: bool = Field(False, description="Send expert replies and resolutions by e-mail.")
+    smtp_host: str | None = Field(None, description="SMTP server, e.g. smtp.mailgun.org.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="587 with STARTTLS, 465 with TLS.")
+    smtp_username: str | None = Field(None, description="SMTP login, if the server needs one.")
+    smtp_password: SecretStr | None = Field(None, description="GIGCX_EMAIL__SMTP_PASSWORD.")
+    smtp_starttls: bool = Field(True, description="Upgrade the connection with STARTTLS.")
+    smtp_tls: bool = Field(False, description="TLS from the first byte (port 465).")
+    smtp_timeout_seconds: float = Field(20.0, gt=0, le=120, description="Per SMTP step.")
+    from_address: str | None = Field(None, description="Sender, e.g. help@kestrel.example.")
+    from_name: str = Field("", max_length=100, description="Sender name (default: the brand's).")
+    reply_domain: str | None = Field(
+        None,
+        description="Domain whose mail the inbound service posts to POST /email/inbound; "
+        "replies go to reply+<conversation>.<signature>@<reply_domain>. Unset: no replies.",
+    )
+    inbound_signing_key: SecretStr | None = Field(
+        None, description="The inbound service's webhook signing key (Mailgun's format)."
+    )
+    link_secret: SecretStr | None = Field(
+        None, description="Signs the links back to the conversation and the reply addresses."
+    )
+    public_base_url: str | None = Field(
+        None, description="Where customers reach this server, e.g. https://help.kestrel.example."
+    )
+    chat_page_url: str | None = Field(
+        None,
+        description="A page of the brand's site with the widget, where a link opens the "
+        "conversation (default: <public_base_url>/demo).",
+    )
+    send_delay_seconds: int = Field(
+        120,
+        ge=0,
+        le=86_400,
+        description="A reply still unread this long after it was written goes by e-mail.",
+    )
+    link_lifetime_seconds: int = Field(
+        7 * 86_400, ge=300, le=90 * 86_400, description="How long a link in an e-mail works."
+    )
+
+    @field_validator("public_base_url", "chat_page_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a test server)")
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("from_address")
+    @classmethod
+    def _looks_like_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
+            raise ValueError("must be an e-mail address such as help@kestrel.example")
+        return value
+
+    @model_validator(mode="after")
+    def _enabled_needs_a_server(self) -> EmailSettings:
+        if not self.enabled:
+            return self
+        needed = ["smtp_host", "from_address", "link_secret", "public_base_url"]
+        if self.reply_domain is not None:
+            needed.append("inbound_signing_key")
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(
+                "enabled e-mail needs "
+                + ", ".join(f"email.{name} (GIGCX_EMAIL__{name.upper()})" for name in missing)
+            )
+        if self.smtp_starttls and self.smtp_tls:
+            raise ValueError("choose email.smtp_tls (port 465) or email.smtp_starttls, not both")
+        assert self.link_secret is not None
+        if len(self.link_secret.get_secret_value()) < 16:
+            raise ValueError("email.link_secret must be at least 16 characters (random)")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything one brand's gigcx deployment is configured with."""
 
@@ -540,6 +618,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     redis: RedisSettings = RedisSettings()
     identity: IdentitySettings = IdentitySettings()
+    email: EmailSettings = EmailSettings()
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Settings of installed plugins, by plugin name; each is checked by its "

@@ -148,6 +148,32 @@ class Conversations(Repository):
             )
             return list(rows)
 
+    async def mark_conversation(
+        self,
+        conversation_id: str,
+        *,
+        read_seq: int | None = None,
+        emailed_seq: int | None = None,
+        link_token_hash: str | None = None,
+    ) -> bool:
+        """Record what the customer has read (a read receipt), what went out by e-mail (each
+        with the time, never moving back), or the token hash a link gave; False for an
+        unknown conversation or a read receipt beyond its newest message."""
+        now = utcnow()
+        where = [Conversation.id == conversation_id]
+        values: dict[str, Any] = {}
+        if read_seq is not None:
+            where += [Conversation.customer_read_seq <= read_seq, Conversation.last_seq >= read_seq]
+            values.update(customer_read_seq=read_seq, customer_read_at=now)
+        if emailed_seq is not None:
+            where.append(Conversation.emailed_seq <= emailed_seq)
+            values.update(emailed_seq=emailed_seq, emailed_at=now)
+        if link_token_hash is not None:
+            values["link_token_hash"] = link_token_hash
+        async with self._sessions.begin() as session:
+            result = await session.execute(update(Conversation).where(*where).values(**values))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
 
 def newest_open_handoff(query: Select[T], conversation_id: str) -> Select[T]:
     """`query` narrowed to the conversation's newest waiting or assigned handoff."""

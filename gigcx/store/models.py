@@ -77,6 +77,14 @@ class Conversation(Base):
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # For the e-mail channel (0009): the newest message the customer has had in front of them
+    # (the widget's read receipt) and when; the newest sent by e-mail and when; the hash of
+    # the token a link from an e-mail gave (a second key beside `token_hash`).
+    customer_read_seq: Mapped[int] = mapped_column(Integer, default=0)
+    customer_read_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    emailed_seq: Mapped[int] = mapped_column(Integer, default=0)
+    emailed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    link_token_hash: Mapped[str] = mapped_column(String(64), default="")
 
 
 class Message(Base):

@@ -47,10 +47,10 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+async def live_server(settings: Settings, port: int | None = None) -> AsyncIterator[LiveServer]:
     """`gigcx serve`'s app (it starts its own runtime) on 127.0.0.1 while inside the block."""
     app = create_app(settings)
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     for _ in range(600):

@@ -37,6 +37,7 @@ from gigcx.connectors.web.schemas import (
     NewConversation,
     NewMessage,
     NewRating,
+    ReadReceipt,
     Text,
     TurnOut,
     WidgetConfig,
@@ -129,7 +130,10 @@ async def _authorized(gigcx: GigCX, conversation_id: str, token: str | None) -> 
     conversation = await gigcx.store.find_conversation(conversation_id)
     if conversation is None or conversation.brand != gigcx.settings.brand:
         raise HTTPException(404, f"no conversation {conversation_id!r}")
-    if not token or not secrets_match(hash_token(token), conversation.token_hash):
+    # The widget's own token, or the one a link in an e-mail gave (connectors/email).
+    hashed = hash_token(token) if token else ""
+    known = [h for h in (conversation.token_hash, conversation.link_token_hash) if h]
+    if not token or not any(secrets_match(hashed, h) for h in known):
         raise HTTPException(401, "missing or wrong conversation token (Authorization: Bearer ...)")
     return conversation
 
@@ -366,6 +370,21 @@ async def rate_conversation(
     if rating is None:
         raise HTTPException(409, "this resolution has already been rated")
     return {"score": rating.score}
+
+
+@router.post(
+    "/conversations/{conversation_id}/read",
+    status_code=204,
+    responses=ERRORS,
+    summary="Read receipt: the newest message the customer has had in front of them",
+)
+async def read_receipt(
+    body: ReadReceipt,
+    conversation: Annotated[Conversation, Depends(conversation_for)],
+    gigcx: Annotated[GigCX, Depends(runtime)],
+) -> None:
+    # A receipt beyond the newest message is ignored: a client cannot mark unwritten replies.
+    await gigcx.store.mark_conversation(conversation.id, read_seq=body.seq)
 
 
 @router.get(

@@ -104,6 +104,10 @@ class NewContact(_Body):
     )
 
 
+class ReadReceipt(_Body):
+    seq: int = Field(ge=0, le=2**31 - 1, description="The newest message the customer has seen.")
+
+
 class WidgetConfig(BaseModel):
     brand: str
     title: str

@@ -260,7 +260,31 @@
     if (seq <= state.seen) return;
     state.seen = seq;
     saveConversation();
+    sendReadReceipt();
   }
+
+  // The server is told what the customer has had in front of them (the panel open, the page
+  // visible), so a reply they have read is not e-mailed to them too. One request at a time.
+  var receipt = { busy: false, again: false };
+  function sendReadReceipt() {
+    if (!state.conversation || panel.hidden || document.visibilityState === "hidden") return;
+    if (receipt.busy) { receipt.again = true; return; }
+    receipt.busy = true;
+    var seq = Math.min(state.seen, state.lastSeq);
+    api("POST", "/v1/conversations/" + state.conversation.id + "/read", { seq: seq })
+      .catch(function () { /* a later receipt says the same and more */ })
+      .then(function () {
+        receipt.busy = false;
+        if (receipt.again) { receipt.again = false; sendReadReceipt(); }
+      });
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible" && !panel.hidden) {
+      markSeen(state.lastSeq);
+      sendReadReceipt();
+    }
+  });
 
   function clearUnread() {
     markSeen(state.lastSeq);
@@ -311,6 +335,7 @@
     // Nobody available: offer to answer by e-mail (until someone joins or it is left).
     contact.hidden = !(event.state === "waiting" && event.nobody_available && !state.contactLeft);
     csat.hidden = event.state !== "resolved";
+    if (event.state === "resolved") sendReadReceipt(); // the resolution is seen if open
     if (event.state !== "bot") typing.hidden = true;
     scrollToNewest(); // the rating box, a banner or a form took room from the log
   }
@@ -558,6 +583,7 @@
     // Messages restored or received while the panel was hidden could not scroll it.
     scrollToNewest();
     clearUnread();
+    sendReadReceipt();
     input.focus();
   }
 
@@ -582,8 +608,35 @@
     appendText(greeting, config.greeting);
     log.appendChild(greeting);
     document.body.appendChild(host);
+    var link = linkFromEmail();
+    if (link) { resumeFromEmail(link); return; }
     var saved = loadConversation();
     if (saved) restore(saved);
+  }
+
+  // A link in an e-mail opens the brand's page with #gigcx-resume=<signed link>: the fragment
+  // never reaches a server. It is traded for a token of this browser's own, then removed.
+  function linkFromEmail() {
+    var found = /[#&]gigcx-resume=([A-Za-z0-9_.-]+)/.exec(location.hash);
+    if (!found) return null;
+    try { history.replaceState(null, "", location.pathname + location.search); } catch (ignored) { /* old browser */ }
+    return found[1];
+  }
+
+  function resumeFromEmail(link) {
+    api("POST", "/email/resume", { link: link }).then(
+      function (resumed) {
+        var saved = { id: resumed.conversation_id, token: resumed.token, seen: 0 };
+        try { localStorage.setItem(storageKey, JSON.stringify(saved)); } catch (ignored) { /* this page only */ }
+        return restore(saved).then(open);
+      },
+      function (error) {
+        open();
+        showError(error.message);
+        var saved = loadConversation();
+        if (saved) restore(saved);
+      }
+    );
   }
 
   function boot() {
