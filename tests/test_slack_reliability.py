@@ -17,13 +17,13 @@ import redis.asyncio as redis
 from sqlalchemy import text
 
 from gigcx.connectors.slack import SlackConnector
-from gigcx.connectors.slack.app import RedisSeenEvents, slack_client
 from gigcx.connectors.slack.bridge import (
     CALL_TIMEOUT_SECONDS,
     LEASE,
     SlackBridge,
     delivery_time_bound,
 )
+from gigcx.connectors.slack.listeners import RedisSeenEvents, slack_client
 from gigcx.escalation.experts import sync_experts
 from gigcx.store import ConversationStore
 from gigcx.store.models import as_utc, utcnow
