@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gigcx.default_patterns import DEFAULT_FRUSTRATION, DEFAULT_HUMAN_REQUEST, DEFAULT_STAFF_TOPICS
-from gigcx.validation import read_user_file, yaml_problem
+from gigcx.validation import field_problems, read_user_file, yaml_problem
 
 CONFIG_FILE_NAME = "gigcx.yaml"
 ENV_PREFIX = "GIGCX_"
@@ -517,18 +517,9 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 def _describe_validation_error(source: str, error: ValidationError) -> str:
     lines = [f"{source}: invalid configuration"]
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"])
-        env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p) for p in item["loc"]).upper()
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown setting (check the spelling)"
-        elif item["type"] == "literal_error":
-            expected = item.get("ctx", {}).get("expected", "")
-            message = f"{item['input']!r} is not allowed; use one of: {expected}"
-        elif "input" in item and not isinstance(item["input"], dict):
-            message = f"{message} (got {item['input']!r})"
-        lines.append(f"  {field}: {message}  [set in the file or {env_name}]")
+    for problem in field_problems(error, whole="settings", quote_values=True):
+        env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p) for p in problem.loc).upper()
+        lines.append(f"  {problem}  [set in the file or {env_name}]")
     return "\n".join(lines)
 
 
