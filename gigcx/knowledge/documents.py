@@ -1,8 +1,8 @@
 """Knowledge files -> chunks.
 
-Two formats (see DESIGN.md): Markdown with YAML front matter, one topic per file, where `##`
-sections become chunks; and FAQ YAML (`*.faq.yml`). A file that cannot be read whole raises
-KnowledgeFileError naming the file and, where there is one, the line.
+Two formats (see README, *Knowledge files*): Markdown with YAML front matter, one topic per
+file, where `##` sections become chunks; and FAQ YAML (`*.faq.yml`). A file that cannot be
+read whole raises KnowledgeFileError naming the file and, where there is one, the line.
 """
 
 from __future__ import annotations
