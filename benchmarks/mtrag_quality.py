@@ -30,8 +30,8 @@ from rich.console import Console
 from rich.table import Table
 
 from gigcx.app import start
-from gigcx.bot.evaluation import CaseResult, ContextTurn, EvalCase, run_eval
 from gigcx.config import IndexSettings, KnowledgeSettings, RoutingSettings, Settings, StoreSettings
+from gigcx.evaluation import CaseResult, ContextTurn, EvalCase, run_eval
 from gigcx.knowledge import open_index, sync_knowledge
 
 REPO = Path(__file__).resolve().parent.parent

@@ -23,7 +23,6 @@ import yaml
 from gigcx.app import start
 from gigcx.bot.answerability import FEATURE_NAMES, AnswerabilityModel
 from gigcx.bot.decision import FrontLineBot
-from gigcx.bot.evaluation import CaseResult, read_cases, run_eval
 from gigcx.config import (
     BotSettings,
     IndexSettings,
@@ -33,6 +32,7 @@ from gigcx.config import (
     StoreSettings,
     load_settings,
 )
+from gigcx.evaluation import CaseResult, read_cases, run_eval
 from gigcx.knowledge import SearchHit, open_index, sync_knowledge
 
 REPO = Path(__file__).resolve().parent.parent

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gigcx.config import load_settings  # noqa: E402
-from gigcx.escalation.experts import sync_experts  # noqa: E402
+from gigcx.escalation.roster import sync_experts  # noqa: E402
 from gigcx.knowledge import open_index, sync_knowledge  # noqa: E402
 from tests.helpers.live_server import live_server  # noqa: E402
 from tests.helpers.slack_server import SlackAPIServer  # noqa: E402

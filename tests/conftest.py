@@ -1,4 +1,5 @@
-"""Shared fixtures: the example brand's knowledge copied to a temp folder, a temp index."""
+"""Shared fixtures: the example brand's knowledge copied to a temp folder, a temp index, a
+fresh store, a started runtime, a browser, and a server whose experts work in a local Slack."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from playwright.async_api import Browser, async_playwright
 
 from gigcx.app import GigCX, start
 from gigcx.config import Settings, StoreSettings, load_settings
+from gigcx.escalation.roster import sync_experts
 from gigcx.knowledge import KnowledgeIndex, open_index, sync_knowledge
 from gigcx.knowledge.documents import ChunkingOptions
 from gigcx.store import ConversationStore, create_engine, upgrade_database
+from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.processes import postgres_database
+from tests.helpers.slack_requests import SECRET
+from tests.helpers.slack_server import SlackAPIServer
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_BRAND = REPO / "examples" / "kestrel"
@@ -102,3 +107,20 @@ async def browser() -> AsyncIterator[Browser]:
         )
         yield browser
         await browser.close()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackAPIServer]:
+    """A local stand-in for Slack's Web API that records what gigcx posts."""
+    with SlackAPIServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def server(brand_settings: Settings, slack: SlackAPIServer) -> AsyncIterator[LiveServer]:
+    """The synced example brand served on a free port, its experts (examples/kestrel/
+    experts.yaml) in Slack through `slack`. Test files that serve otherwise define their own."""
+    settings = brand_settings.model_copy(update={"slack": slack.settings(SECRET)})
+    async with live_server(settings) as live:
+        await sync_experts(live.runtime.store, "kestrel", settings.escalation.experts_file)
+        yield live

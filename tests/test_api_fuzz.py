@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.helpers.processes import ServerProcess
-from tests.test_slack import KEY
+from tests.helpers.slack_requests import KEY
 
 CONSOLE_TOKEN = "a-console-token-for-the-fuzzer"
 CHECKS = [

@@ -7,7 +7,7 @@ import random
 from gigcx.app import GigCX
 from gigcx.bot.frontline import TurnResult
 from gigcx.escalation import redact
-from gigcx.escalation.handoffs import agent_of
+from gigcx.escalation.lifecycle import agent_of
 from gigcx.events import MESSAGE_CREATED
 from tests.helpers.experts import ALEX, register_experts
 

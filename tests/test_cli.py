@@ -58,7 +58,8 @@ def test_sync_json_reports_failures_with_path_and_line_and_exits_non_zero(brand_
         {
             "path": "bad.md",
             "line": 3,
-            "error": "front matter: audience 'everyone' is not allowed; use 'public' or 'internal'",
+            "error": "front matter: audience: 'everyone' is not allowed; use one of: "
+            "'public' or 'internal'",
         }
     ]
 
@@ -68,7 +69,7 @@ def test_sync_failure_is_readable_in_the_terminal(brand_dir: Path) -> None:
     result = gigcx("knowledge", "sync", "--config", str(brand_dir / "gigcx.yaml"))
     assert result.exit_code == 1
     flat = " ".join(result.output.split())
-    assert "failed bad.faq.yml:1: entry 1: missing required field 'answer'" in flat
+    assert "failed bad.faq.yml:1: entry 1: answer: is required" in flat
     assert "last good version" in flat
 
 

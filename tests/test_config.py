@@ -67,7 +67,7 @@ def test_config_is_found_from_the_environment_or_the_working_folder(
             "knowledge:\n  chunk_size: 300\n  chunk_overlap: 300\n",
             ["chunk_overlap must be smaller"],
         ),
-        ("knowlege:\n  path: docs\n", ["knowlege: unknown setting"]),
+        ("knowlege:\n  path: docs\n", ["knowlege: is not a known field"]),
         ("index:\n  url: chroma:8000\n", ["index.url", "http://"]),
         ("embeddings:\n  backend: openai\n", ["embeddings", "needs `model`"]),
     ],
@@ -112,16 +112,19 @@ def test_the_store_url_is_relative_to_the_config_file_and_gets_an_async_driver(
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("store:\n  url: mysql://x/y\n", "store.url: Value error, must be a SQLite or PostgreSQL"),
+        ("store:\n  url: mysql://x/y\n", "store.url: must be a SQLite or PostgreSQL"),
         (
             "routing:\n  staff_topics:\n    orders: ['my order(']\n",
-            "routing.staff_topics: Value error, orders: 'my order(' is not a valid regular",
+            "routing.staff_topics: orders: 'my order(' is not a valid regular",
         ),
         ("bot:\n  mode: llm\n", "needs llm.base_url and llm.model"),
         ("bot:\n  mode: gpt\n", "bot.mode: 'gpt' is not allowed; use one of: 'quote'"),
         ("bot:\n  answer_threshold: 2\n", "bot.answer_threshold: Input should be less than"),
-        ("web:\n  widget_key: abc\n", "web.widget_key: unknown setting"),
-        ("products:\n  - id: X 2\n    name: X2\n", "products.0.id: String should match"),
+        ("web:\n  widget_key: abc\n", "web.widget_key: is not a known field"),
+        (
+            "products:\n  - id: X 2\n    name: X2\n",
+            "products.0.id: 'X 2' is not in the expected format",
+        ),
     ],
 )
 def test_bad_front_line_settings_name_the_field(tmp_path: Path, text: str, words: str) -> None:

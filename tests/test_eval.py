@@ -66,7 +66,7 @@ def test_the_table_lists_each_failed_case(brand_dir: Path, tmp_path: Path):
             '{"id": "a", "messages": ["hi"], "expect": "answer"',
             "invalid JSON: Expecting ',' delimiter",
         ),
-        ('{"id": "a", "messages": ["hi"], "expect": "maybe"}', "expect: Input should be"),
+        ('{"id": "a", "messages": ["hi"], "expect": "maybe"}', "expect: 'maybe' is not allowed"),
         ('{"id": "a", "expect": "escalate"}', "messages: is required"),
         ('{"id": "a", "messages": ["hi"], "expect": "answer"}', "needs `sources`"),
         (

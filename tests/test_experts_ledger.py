@@ -14,7 +14,7 @@ import pytest
 from gigcx.app import GigCX, start
 from gigcx.config import Settings, load_settings
 from gigcx.escalation import ClaimRefused
-from gigcx.escalation.experts import ExpertsFileError, read_experts_file, sync_experts
+from gigcx.escalation.roster import ExpertsFileError, read_experts_file, sync_experts
 from gigcx.store import Handoff
 from gigcx.store.models import utcnow
 from tests.helpers.experts import ALEX, JORDAN, SAMI, register_experts
@@ -67,12 +67,12 @@ async def test_sync_adds_updates_and_deactivates_but_keeps_availability(
     [
         (
             "- slack_user_id: alex\n  name: Alex\n",
-            ":1: expert 1: slack_user_id: String should match",
+            ":1: expert 1: slack_user_id: 'alex' is not in the expected format",
         ),
         ("- slack_user_id: U1AB\n", ":1: expert 1: name: is required"),
         (
             "- {slack_user_id: U1AB, name: A}\n- slack_user_id: U1CD\n  name: B\n  tier: boss\n",
-            ":2: expert 2: tier: Input should be 'gig' or 'staff'",
+            ":2: expert 2: tier: 'boss' is not allowed; use one of: 'gig' or 'staff'",
         ),
         (
             "- {slack_user_id: U1AB, name: A}\n- {slack_user_id: U1AB, name: B}\n",

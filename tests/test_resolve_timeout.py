@@ -17,21 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gigcx.config import Settings
-from gigcx.escalation.experts import sync_experts
+from gigcx.escalation.roster import sync_experts
 from gigcx.store import EXPERT_CHANNEL_KINDS, ConversationStore
 from gigcx.store.models import Expert, OutboxItem, as_utc
 from tests.helpers.live_server import LiveServer, live_server
+from tests.helpers.slack_requests import ALEX, SAMI, SECRET, click, escalate
 from tests.helpers.slack_server import SlackAPIServer
-from tests.test_slack import ALEX, SAMI, SECRET, click, escalate
 from tests.test_web_live import receive
 
 RESOLVE_TIMEOUT = 4 * 3600
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackAPIServer]:
-    with SlackAPIServer() as server:
-        yield server
 
 
 @pytest.fixture

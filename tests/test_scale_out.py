@@ -20,14 +20,14 @@ import pytest
 import websockets
 
 from gigcx.config import Settings, StoreSettings, load_settings
-from gigcx.escalation.experts import sync_experts
+from gigcx.escalation.roster import sync_experts
 from gigcx.knowledge import open_index, sync_knowledge
 from gigcx.store import ConversationStore, create_engine, upgrade_database
 from tests.helpers.chat_server import OpenAIChatServer, last_user_text
 from tests.helpers.check_services import REDIS_URL
 from tests.helpers.processes import ServerProcess, chroma_server, postgres_database
+from tests.helpers.slack_requests import ALEX, JORDAN, KEY, SAMI, SECRET, click, thread_event
 from tests.helpers.slack_server import SlackAPIServer
-from tests.test_slack import ALEX, JORDAN, KEY, SAMI, SECRET, click, thread_event
 
 CONSOLE_TOKEN = "a-console-token-for-the-scale-out-test"
 

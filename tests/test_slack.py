@@ -4,11 +4,8 @@ stand-in for Slack's Web API: cards, claims, the thread relay both ways, signatu
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -18,113 +15,23 @@ import pytest
 from pydantic import SecretStr
 
 from gigcx.config import SlackSettings
-from gigcx.escalation.experts import sync_experts
+from gigcx.escalation.roster import sync_experts
 from gigcx.store.models import Expert, utcnow
 from tests.helpers.live_server import LiveServer, live_server
+from tests.helpers.slack_requests import (
+    ALEX,
+    JORDAN,
+    KEY,
+    SAMI,
+    SECRET,
+    action_payload,
+    click,
+    escalate,
+    signed,
+    thread_event,
+    thread_payload,
+)
 from tests.helpers.slack_server import SlackAPIServer, SocketModeServer
-
-SECRET = "slack-signing-secret"
-KEY = "kestrel-demo-widget-key"
-ALEX, SAMI = "U04ALEXM", "U04SAMIK"
-JORDAN = "U04JORDN"  # staff
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackAPIServer]:
-    with SlackAPIServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def server(brand_settings: Any, slack: SlackAPIServer) -> AsyncIterator[LiveServer]:
-    settings = brand_settings.model_copy(update={"slack": slack.settings(SECRET)})
-    async with live_server(settings) as live:
-        runtime = live.runtime
-        await sync_experts(runtime.store, "kestrel", settings.escalation.experts_file)
-        yield live
-
-
-def signed(body: str, secret: str = SECRET, age: int = 0) -> dict[str, str]:
-    timestamp = str(int(time.time()) - age)
-    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256)
-    return {
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": "v0=" + digest.hexdigest(),
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
-
-
-def action_payload(
-    slack: SlackAPIServer, action: str, handoff_id: str, user: str
-) -> dict[str, Any]:
-    return {
-        "type": "block_actions",
-        "user": {"id": user},
-        "team": {"id": "T1"},
-        "api_app_id": "A1",
-        "container": {"type": "message"},
-        "trigger_id": "1.2",
-        "response_url": slack.response_url,
-        "actions": [{"action_id": action, "value": handoff_id, "type": "button"}],
-    }
-
-
-async def click(
-    http: httpx.AsyncClient, slack: SlackAPIServer, action: str, handoff_id: str, user: str
-) -> httpx.Response:
-    payload = action_payload(slack, action, handoff_id, user)
-    body = urlencode({"payload": json.dumps(payload)})
-    return await http.post("/slack/events", content=body, headers=signed(body))
-
-
-_MESSAGE_TS: dict[str, str] = {}
-
-
-def message_ts(event_id: str) -> str:
-    """The ts of the Slack message `event_id` is about: Slack's redelivery of an event is
-    about the same message, so it carries the same ts."""
-    if event_id not in _MESSAGE_TS:
-        _MESSAGE_TS[event_id] = f"{int(time.time())}.{len(_MESSAGE_TS):06d}"
-    return _MESSAGE_TS[event_id]
-
-
-def thread_payload(
-    channel: str, thread_ts: str, user: str, text: str, event_id: str
-) -> dict[str, Any]:
-    return {
-        "type": "event_callback",
-        "team_id": "T1",
-        "api_app_id": "A1",
-        "event_id": event_id,
-        "event_time": int(time.time()),
-        "event": {
-            "type": "message",
-            "channel": channel,
-            "user": user,
-            "text": text,
-            "ts": message_ts(event_id),
-            "thread_ts": thread_ts,
-        },
-    }
-
-
-async def thread_event(
-    http: httpx.AsyncClient, channel: str, thread_ts: str, user: str, text: str, event_id: str
-) -> httpx.Response:
-    body = json.dumps(thread_payload(channel, thread_ts, user, text, event_id))
-    headers = {**signed(body), "Content-Type": "application/json"}
-    return await http.post("/slack/events", content=body, headers=headers)
-
-
-async def escalate(http: httpx.AsyncClient, text: str) -> tuple[str, dict[str, str]]:
-    created = (await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})).json()
-    auth = {"Authorization": f"Bearer {created['token']}"}
-    await http.post(
-        f"/v1/conversations/{created['conversation_id']}/messages",
-        json={"text": text},
-        headers=auth,
-    )
-    return created["conversation_id"], auth
 
 
 async def test_card_claim_and_thread_relay_both_ways(server: LiveServer, slack: SlackAPIServer):

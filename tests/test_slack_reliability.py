@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,37 +16,22 @@ import redis.asyncio as redis
 from sqlalchemy import text
 
 from gigcx.connectors.slack import SlackConnector
-from gigcx.connectors.slack.app import RedisSeenEvents, slack_client
 from gigcx.connectors.slack.bridge import (
     CALL_TIMEOUT_SECONDS,
     LEASE,
     SlackBridge,
     delivery_time_bound,
 )
-from gigcx.escalation.experts import sync_experts
+from gigcx.connectors.slack.listeners import RedisSeenEvents, slack_client
 from gigcx.store import ConversationStore
 from gigcx.store.models import as_utc, utcnow
 from tests.helpers.live_server import LiveServer, live_server
+from tests.helpers.slack_requests import ALEX, SAMI, SECRET, click, escalate, signed, thread_payload
 from tests.helpers.slack_server import SlackAPIServer
-from tests.test_slack import ALEX, SAMI, SECRET, click, escalate, signed, thread_payload
 from tests.test_store import open_handoff
 
 SHORT_LEASE = timedelta(seconds=0.5)
 SLOWER_THAN_THE_LEASE = 1.5  # seconds Slack takes to answer a card post
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackAPIServer]:
-    with SlackAPIServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def server(brand_settings: Any, slack: SlackAPIServer) -> AsyncIterator[LiveServer]:
-    settings = brand_settings.model_copy(update={"slack": slack.settings(SECRET)})
-    async with live_server(settings) as live:
-        await sync_experts(live.runtime.store, "kestrel", settings.escalation.experts_file)
-        yield live
 
 
 async def deliver(http: httpx.AsyncClient, event: dict[str, Any]) -> int:
@@ -200,7 +184,7 @@ async def stop_the_servers_bridge(server: LiveServer) -> None:
 
 
 def expert_channel_cards(slack: SlackAPIServer) -> list[dict[str, Any]]:
-    return slack.cards("C0EXPERTS")
+    return slack.blocks("C0EXPERTS")
 
 
 @pytest.mark.parametrize("slow", ["answering", "posting"])

@@ -15,7 +15,7 @@ from gigcx.app import GigCX
 from gigcx.config import IdentitySettings, Settings
 from gigcx.connectors.web import create_app
 from gigcx.connectors.web.identity import user_hash
-from gigcx.escalation.experts import sync_experts
+from gigcx.escalation.roster import sync_experts
 from tests.helpers.experts import ALEX, register_experts
 
 KEY = "kestrel-demo-widget-key"

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from gigcx.config import IdentitySettings, Settings
-from gigcx.escalation.experts import sync_experts
+from gigcx.escalation.roster import sync_experts
 from tests.conftest import REPO
 from tests.helpers.experts import ALEX, register_experts
 from tests.helpers.live_server import LiveServer, live_server

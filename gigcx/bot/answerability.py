@@ -20,12 +20,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from gigcx.bot.model_file import read_model_file
-from gigcx.knowledge import SearchHit
+from gigcx.knowledge import KnowledgeIndex, SearchHit
 
 # Bumped whenever the features below change: a model trained on other features is refused.
 FEATURES_VERSION = 1
 MODEL_FILE = Path(__file__).with_name("answerability.json")
 REBUILD = ".venv/bin/python benchmarks/train_answerability.py"
+# The index note where a brand's calibrated operating point is kept (see gigcx.bot.calibration).
+CALIBRATION_NOTE = "calibration"
 
 FEATURE_NAMES = (
     "dense",
@@ -130,3 +132,14 @@ def _load(path: str) -> AnswerabilityModel:
             trained_on=tuple(str(v) for v in data.get("trained_on", [])),
         ),
     )
+
+
+def brand_threshold(index: KnowledgeIndex, shipped: float) -> float:
+    """The operating point for this brand: its calibration if one was kept, else shipped."""
+    note = index.note(CALIBRATION_NOTE)
+    if note is None:
+        return shipped
+    try:
+        return max(shipped, float(note["threshold"]))
+    except (KeyError, TypeError, ValueError):
+        return shipped

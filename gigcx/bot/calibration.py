@@ -14,13 +14,11 @@ import random
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from gigcx.bot.answerability import features
-from gigcx.knowledge import KnowledgeIndex
+from gigcx.bot.answerability import CALIBRATION_NOTE, features
 
 if TYPE_CHECKING:
     from gigcx.bot.decision import FrontLineBot
 
-NOTE_KEY = "calibration"
 MAX_WORDINGS = 200
 LEAST_WORDINGS = 8  # fewer, and the check says what it found but changes nothing
 WRONG_SHARE = 0.1  # of the wordings, answered from another topic
@@ -79,7 +77,7 @@ def calibrate(bot: FrontLineBot) -> Calibration:
         threshold=threshold,
         note=note,
     )
-    bot.index.write_note(NOTE_KEY, result.to_dict())
+    bot.index.write_note(CALIBRATION_NOTE, result.to_dict())
     return result
 
 
@@ -91,14 +89,3 @@ def _raised(found: list[tuple[float, bool]], shipped: float) -> float:
             break
         threshold = round(threshold + 0.01, 2)
     return threshold
-
-
-def brand_threshold(index: KnowledgeIndex, shipped: float) -> float:
-    """The operating point for this brand: its calibration if one was kept, else shipped."""
-    note = index.note(NOTE_KEY)
-    if note is None:
-        return shipped
-    try:
-        return max(shipped, float(note["threshold"]))
-    except (KeyError, TypeError, ValueError):
-        return shipped

@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from gigcx.bot.answerability import AnswerabilityModel, features, load_model
-from gigcx.bot.calibration import brand_threshold
+from gigcx.bot.answerability import AnswerabilityModel, brand_threshold, features, load_model
 from gigcx.bot.signals import (
     OTHER_ONE,
     MeaningReader,
@@ -22,7 +21,7 @@ from gigcx.bot.signals import (
 from gigcx.bot.staff_model import staff_model_for
 from gigcx.config import Settings
 from gigcx.knowledge import KnowledgeIndex, SearchHit
-from gigcx.knowledge.text import terms
+from gigcx.knowledge.terms import terms
 
 Action = Literal["answer", "clarify", "small_talk", "escalate"]
 Reason = Literal[

@@ -5,11 +5,12 @@ Exit codes: 0 done, 1 done but some input was bad (reported), 2 could not run (c
 
 import typer
 
-from gigcx.cli.chat import ask, db_upgrade, serve
+from gigcx.cli.chat import ask
 from gigcx.cli.escalation import experts_app, ledger_app
 from gigcx.cli.evaluate import evaluate
 from gigcx.cli.knowledge import knowledge_app
-from gigcx.cli.plugins import plugins
+from gigcx.cli.plugin_list import plugins
+from gigcx.cli.serve import db_upgrade, serve
 
 app = typer.Typer(
     help="gigcx: an AI front line for customer support, backed by gig experts.",

@@ -98,3 +98,10 @@ def index_for(settings: Settings) -> KnowledgeIndex:
         return open_index(settings)
     except KnowledgeIndexError as error:
         raise fail(str(error)) from None
+
+
+def warn_empty_index() -> None:
+    err.print(
+        "[yellow]warning:[/] the knowledge index is empty, so the bot will escalate every "
+        "question. Run `gigcx knowledge sync` first."
+    )

@@ -53,7 +53,7 @@ def experts_sync(
     as_json: JsonOption = False,
 ) -> None:
     """Make the registry match experts.yaml (availability is left as experts set it)."""
-    from gigcx.escalation.experts import ExpertsFileError, sync_experts
+    from gigcx.escalation.roster import ExpertsFileError, sync_experts
 
     settings = settings_from(config)
     path = file or settings.escalation.experts_file

@@ -18,7 +18,7 @@ from gigcx.cli.knowledge import calibrate_brand
 from gigcx.config import IndexSettings, Settings, StoreSettings
 
 if TYPE_CHECKING:
-    from gigcx.bot.evaluation import EvalCase, EvalReport
+    from gigcx.evaluation import EvalCase, EvalReport
 
 FAILURES_SHOWN = 50
 
@@ -45,7 +45,7 @@ def evaluate(
     The knowledge is synced into a scratch index and conversations go to a scratch store,
     so the brand's own index and conversations are not touched.
     """
-    from gigcx.bot.evaluation import CaseFileError, read_cases
+    from gigcx.evaluation import CaseFileError, read_cases
 
     settings = settings_from(config, knowledge)
     try:
@@ -96,7 +96,7 @@ def _sync_scratch_index(settings: Settings) -> None:
 
 async def _run(settings: Settings, cases: list[EvalCase], *, show_progress: bool) -> EvalReport:
     from gigcx.app import start
-    from gigcx.bot.evaluation import run_eval
+    from gigcx.evaluation import run_eval
     from gigcx.store import StoreUnavailable
 
     try:
@@ -120,7 +120,7 @@ async def _run(settings: Settings, cases: list[EvalCase], *, show_progress: bool
 
 
 def _print_explained(report: EvalReport) -> None:
-    from gigcx.bot.evaluation import explain_case
+    from gigcx.evaluation import explain_case
 
     for result in report.results:
         case = explain_case(result)
@@ -140,7 +140,7 @@ def _print_explained(report: EvalReport) -> None:
 
 
 def _print_report(report: EvalReport) -> None:
-    from gigcx.bot.evaluation import METRICS
+    from gigcx.evaluation import METRICS
 
     metrics = report.metrics()
     table = Table(title=f"{metrics['cases']} cases", title_justify="left")

@@ -1,1 +1,2 @@
-"""The edges: web (FastAPI, WebSocket, widget), Slack (slack-bolt), Rasa import."""
+"""The edges, one folder per channel: web (the chat API, its WebSocket, the widget and the
+expert console) and slack (experts in Slack, through slack-bolt)."""

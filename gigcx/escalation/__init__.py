@@ -4,7 +4,7 @@ Experts and staff act on handoffs through `Escalations`; connectors learn of eve
 through events.
 """
 
-from gigcx.escalation.handoffs import ClaimRefused, Escalations
+from gigcx.escalation.lifecycle import ClaimRefused, Escalations
 from gigcx.escalation.packet import HandoffPacket, build_packet
 from gigcx.escalation.redaction import redact
 

@@ -1,8 +1,8 @@
 """Knowledge files -> chunks.
 
-Two formats (see DESIGN.md): Markdown with YAML front matter, one topic per file, where `##`
-sections become chunks; and FAQ YAML (`*.faq.yml`). A file that cannot be read whole raises
-KnowledgeFileError naming the file and, where there is one, the line.
+Two formats (see README, *Knowledge files*): Markdown with YAML front matter, one topic per
+file, where `##` sections become chunks; and FAQ YAML (`*.faq.yml`). A file that cannot be
+read whole raises KnowledgeFileError naming the file and, where there is one, the line.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import yaml
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from langchain_text_splitters.markdown import ExperimentalMarkdownSyntaxTextSplitter
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from gigcx.validation import field_problems
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 FAQ_SUFFIXES = (".faq.yml", ".faq.yaml")
@@ -608,25 +610,14 @@ def _field_error(
     line: int | None,
     where: str,
 ) -> KnowledgeFileError:
-    item = error.errors()[0]
-    field_name = str(item["loc"][0]) if item["loc"] else ""
+    fields = FrontMatter.model_fields if where == "front matter" else FaqEntry.model_fields
+    problem = field_problems(error, known_fields=fields)[0]
+    field_name = str(problem.loc[0]) if problem.loc else ""
     if yaml_text is not None and field_name:
         line = _key_line(yaml_text, field_name, line or 1) or line
-    kind = item["type"]
-    if kind == "extra_forbidden":
-        allowed = ", ".join(
-            FrontMatter.model_fields if where == "front matter" else FaqEntry.model_fields
+    message = f"{where}: {problem}"
+    if isinstance(problem.given, bool) and problem.kind not in ("missing", "extra_forbidden"):
+        message += (
+            " (YAML reads yes/no/on/off/true/false as true or false: put the value in quotes)"
         )
-        message = f"{where}: unknown field {field_name!r} (allowed: {allowed})"
-    elif kind == "missing":
-        message = f"{where}: missing required field '{field_name}'"
-    elif kind == "literal_error":
-        expected = item.get("ctx", {}).get("expected", "")
-        message = f"{where}: {field_name} {item['input']!r} is not allowed; use {expected}"
-    else:
-        message = f"{where}: field '{field_name}': {item['msg']}"
-        if isinstance(item.get("input"), bool):
-            message += (
-                " (YAML reads yes/no/on/off/true/false as true or false: put the value in quotes)"
-            )
     return KnowledgeFileError(relative, message, line)

@@ -18,7 +18,7 @@ import bm25s
 import numpy as np
 
 from gigcx.knowledge.documents import FAQ_SUFFIXES
-from gigcx.knowledge.text import terms
+from gigcx.knowledge.terms import terms
 
 # Reciprocal rank fusion constant (Cormack et al. 2009): ranks beyond ~k count little.
 RRF_K = 20

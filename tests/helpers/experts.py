@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gigcx.app import GigCX
-from gigcx.escalation.experts import sync_experts
+from gigcx.escalation.roster import sync_experts
 
 # From examples/kestrel/experts.yaml: gig (capacity 3), gig (capacity 2), staff (capacity 6).
 ALEX, SAMI, JORDAN = "U04ALEXM", "U04SAMIK", "U04JORDN"

@@ -22,7 +22,7 @@ from gigcx.connectors.email.inbound import SeenTokens, add_inbound_route
 from gigcx.connectors.email.links import LinkSigner
 from gigcx.connectors.email.mailer import Mailer, SendFailed
 from gigcx.connectors.email.resume import add_resume_routes
-from gigcx.escalation.handoffs import agent_of
+from gigcx.escalation.lifecycle import agent_of
 from gigcx.store.models import Conversation, Handoff, Message, OutboxItem, as_utc, utcnow
 
 if TYPE_CHECKING:

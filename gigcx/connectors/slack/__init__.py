@@ -21,8 +21,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx.app import GigCX
 from gigcx.config import Settings
-from gigcx.connectors.slack.app import create_slack_app, slack_client
 from gigcx.connectors.slack.bridge import SlackBridge
+from gigcx.connectors.slack.listeners import create_slack_app, slack_client
 from gigcx.store import EXPERT_CHANNEL_KINDS
 
 log = logging.getLogger(__name__)

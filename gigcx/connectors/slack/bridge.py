@@ -41,7 +41,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx import events, metrics
 from gigcx.app import GigCX
-from gigcx.connectors.slack.cards import claimed_card, closed_card, handoff_card
+from gigcx.connectors.slack.blocks import claimed_card, closed_card, handoff_card
 from gigcx.connectors.slack.text import SlackText, mention
 from gigcx.events import Event, SubscriptionOverflow
 from gigcx.store import EXPERT_CHANNEL_KINDS, Handoff, OutboxKind

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from gigcx.app import GigCX
+from gigcx.connectors.web.dependencies import client_ip, limiter, runtime, too_many
 from gigcx.connectors.web.identity import secrets_match
 from gigcx.connectors.web.ratelimit import Check
-from gigcx.connectors.web.routes import client_ip, limiter, runtime, too_many
 from gigcx.connectors.web.schemas import ErrorOut, MessageText, Text
 from gigcx.escalation import ClaimRefused
 from gigcx.store import Handoff

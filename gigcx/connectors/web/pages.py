@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from gigcx.app import GigCX
-from gigcx.connectors.web.routes import runtime
+from gigcx.connectors.web.dependencies import runtime
 
 STATIC = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)

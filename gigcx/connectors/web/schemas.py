@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+MAX_SEQ = 2**31 - 1  # sequence numbers are 32-bit in the store
+
 
 def _storable(value: object) -> object:
     # PostgreSQL cannot keep a NUL character, no UTF-8 store a lone surrogate, and no JSON

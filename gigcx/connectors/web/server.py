@@ -25,11 +25,12 @@ import gigcx
 from gigcx import metrics
 from gigcx.app import GigCX, start
 from gigcx.config import Settings, load_settings
-from gigcx.connectors.web import console, health, pages
+from gigcx.connectors.web import console, health, pages, websocket
 from gigcx.connectors.web.body_size import BodySizeLimit
 from gigcx.connectors.web.log_redaction import redact_tokens_in_server_logs
 from gigcx.connectors.web.routes import router
 from gigcx.plugins import Channel
+from gigcx.validation import field_problems
 
 log = logging.getLogger(__name__)
 NOT_JSON = "request body is not valid JSON"
@@ -87,6 +88,7 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     )
     app.state.channels = {}  # name -> Channel, once the server has started them
     app.include_router(router)
+    app.include_router(websocket.router)
     # The expert console is the web server's own page (no channel of its own: it drives the
     # same calls as any expert channel, and is on whenever web.console_token is set).
     app.include_router(console.router)
@@ -139,29 +141,14 @@ async def _count_request(
 async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
     problems = []
     errors = []
-    for item in error.errors():
-        # What the client sent is never echoed raw: it may be text no response can carry.
-        location = ".".join(_shown(part) for part in item["loc"] if part != "body") or "body"
-        message = item["msg"]
-        if item["type"] == "json_invalid":
+    for problem in field_problems(error.errors(), leave_out={"body"}, whole="body"):
+        location, message = problem.location, problem.message
+        if problem.kind == "json_invalid":
             message = NOT_JSON
             location = "body"
-        elif item["type"] == "missing":
-            message = "is required"
-        elif item["type"] == "extra_forbidden":
-            message = "is not a known field"
-        elif item["type"] == "string_pattern_mismatch":
-            message = f"{str(item.get('input'))[:200]!r} is not in the expected format"
         problems.append(f"{location}: {message}")
-        where = [part if isinstance(part, int) else _shown(part) for part in item["loc"]]
-        errors.append({"type": item["type"], "loc": where, "msg": message})
+        errors.append({"type": problem.kind, "loc": list(problem.loc), "msg": message})
     return JSONResponse(status_code=422, content={"detail": "; ".join(problems), "errors": errors})
-
-
-def _shown(value: object) -> str:
-    """`value` as text any response can carry: unprintable characters escaped, clipped."""
-    text = str(value)[:200]
-    return text if text.isprintable() else repr(text)[1:-1]
 
 
 async def _http_error(_request: Request, error: HTTPException) -> JSONResponse:

@@ -93,8 +93,8 @@ def read_cases(path: Path, knowledge_dir: Path | None = None) -> list[EvalCase]:
         try:
             case = EvalCase.model_validate(data)
         except ValidationError as error:
-            hint = "id, messages, expect, sources, route, context, kind"
-            problems.extend(f"{where}: {problem}" for problem in field_problems(error, hint))
+            found = field_problems(error, known_fields=EvalCase.model_fields)
+            problems.extend(f"{where}: {problem}" for problem in found)
             continue
         if case.id in seen:
             problems.append(f"{where}: id {case.id!r} is already used on line {seen[case.id]}")

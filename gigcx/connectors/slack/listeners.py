@@ -1,5 +1,5 @@
-"""Slack -> gigcx: the slack-bolt app behind /slack/events. Listeners call `Escalations`;
-no business rule lives here.
+"""Slack -> gigcx: the slack-bolt app and its listeners, behind /slack/events (or a Socket
+Mode connection). Listeners call `Escalations`; no business rule lives here.
 
 Why the app answers Slack only after the work (`process_before_response=True`), on a
 long-running server too: Slack's redelivery is what makes an expert's thread reply safe.
