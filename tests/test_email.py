@@ -506,5 +506,5 @@ def test_enabled_email_without_a_server_names_the_missing_fields(tmp_path: Path)
         assert name in message
     assert "GIGCX_EMAIL__INBOUND_SIGNING_KEY" in message
     config.write_text("brand: kestrel\nemail:\n  from_address: not-an-address\n")
-    with pytest.raises(ConfigError, match=r"email\.from_address: Value error, must be an e-mail"):
+    with pytest.raises(ConfigError, match=r"email\.from_address: must be an e-mail"):
         load_settings(config)
