@@ -27,11 +27,34 @@ from gigcx.config import (
 )
 
 if TYPE_CHECKING:
+    import redis.asyncio as redis
     from fastapi import APIRouter
 
-    from gigcx.app import GigCX
+    from gigcx.bot.frontline import FrontLine
+    from gigcx.escalation import Escalations
+    from gigcx.events import EventBus
+    from gigcx.knowledge import KnowledgeIndex
+    from gigcx.store import ConversationStore
 
 ChannelKind = Literal["customer", "expert"]
+
+
+class Runtime(Protocol):
+    """What a channel is given of the running brand: `gigcx.app.GigCX` is one. A channel
+    reads settings (its own section), stores and reads through `store`, tells and listens
+    through `bus`, and acts on handoffs through `escalations` and on turns through
+    `front_line`, as the built-in channels do."""
+
+    settings: Settings
+    store: ConversationStore
+    bus: EventBus
+    index: KnowledgeIndex
+    escalations: Escalations
+    front_line: FrontLine
+    redis: redis.Redis | None
+
+    @property
+    def redis_prefix(self) -> str: ...
 
 
 @runtime_checkable
@@ -65,7 +88,7 @@ class ChannelPlugin(Protocol):
 
     def enabled(self, settings: Settings) -> bool: ...
 
-    def create(self, runtime: GigCX, plugin_settings: Any) -> Channel: ...
+    def create(self, runtime: Runtime, plugin_settings: Any) -> Channel: ...
 
 
 class PluginError(ConfigError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 from sqlalchemy import (
@@ -265,6 +266,24 @@ class InternalNote(Base):
     text: Mapped[str] = mapped_column(Text)
     source: Mapped[str | None] = mapped_column(String(128), nullable=True)  # as Message.source
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxKind(StrEnum):
+    """What changed: a handoff's step, or a message someone must be given."""
+
+    REQUESTED = "requested"
+    REOFFERED = "reoffered"
+    MOVED_TO_STAFF = "moved_to_staff"
+    CLAIMED = "claimed"
+    RELEASED = "released"
+    RESOLVED = "resolved"
+    RETURNED = "returned"
+    TIMED_OUT = "timed_out"
+    # The customer wrote while a handoff was open: for the people on it.
+    CUSTOMER_MESSAGE = "customer_message"
+    # An expert (or staff) replied while a handoff was open: for a customer channel that
+    # delivers replies when the customer is away (e-mail).
+    EXPERT_MESSAGE = "expert_message"
 
 
 class OutboxItem(Base):

@@ -4,32 +4,12 @@ in the same transaction as the change, delivered in order per consumer and hando
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from sqlalchemy import ColumnElement, and_, delete, exists, false, func, or_, select, update
 from sqlalchemy.orm import aliased
 
-from gigcx.store.models import OutboxItem, as_utc, utcnow
+from gigcx.store.models import OutboxItem, OutboxKind, as_utc, utcnow
 from gigcx.store.repository import Repository, new_id
-
-
-class OutboxKind(StrEnum):
-    """What changed: a handoff's step, or a message someone must be given."""
-
-    REQUESTED = "requested"
-    REOFFERED = "reoffered"
-    MOVED_TO_STAFF = "moved_to_staff"
-    CLAIMED = "claimed"
-    RELEASED = "released"
-    RESOLVED = "resolved"
-    RETURNED = "returned"
-    TIMED_OUT = "timed_out"
-    # The customer wrote while a handoff was open: for the people on it.
-    CUSTOMER_MESSAGE = "customer_message"
-    # An expert (or staff) replied while a handoff was open: for a customer channel that
-    # delivers replies when the customer is away (e-mail).
-    EXPERT_MESSAGE = "expert_message"
-
 
 # What a channel experts work in needs: every step of a handoff and the customer's
 # messages, not the experts' own replies (they wrote them there).

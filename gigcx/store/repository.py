@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-if TYPE_CHECKING:
-    from gigcx.store.outbox import OutboxKind
+from gigcx.store.models import OutboxKind
 
 
 class ConversationNotFound(LookupError):

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 from gigcx.config import Settings
 
 if TYPE_CHECKING:  # gigcx loads every installed channel at each command's start: stay light
-    from gigcx.app import GigCX
+    from gigcx.plugins import Runtime
 
 log = logging.getLogger(__name__)
 NAME = "handoff_webhook"
@@ -61,7 +61,7 @@ class HandoffWebhook:
 
     outbox_kinds = KINDS
 
-    def __init__(self, runtime: GigCX, settings: WebhookSettings) -> None:
+    def __init__(self, runtime: Runtime, settings: WebhookSettings) -> None:
         self.runtime = runtime
         self.settings = settings
         self.client = httpx.AsyncClient(timeout=settings.timeout_seconds)
@@ -155,7 +155,7 @@ class HandoffWebhookPlugin:
     def enabled(self, settings: Settings) -> bool:
         return NAME in settings.plugins  # on once gigcx.yaml has its section
 
-    def create(self, runtime: GigCX, plugin_settings: WebhookSettings) -> HandoffWebhook:
+    def create(self, runtime: Runtime, plugin_settings: WebhookSettings) -> HandoffWebhook:
         return HandoffWebhook(runtime, plugin_settings)
 
 

@@ -15,17 +15,19 @@ import logging
 import re
 import time
 from email.utils import parseaddr
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gigcx.connectors.email.compose import REPLY_ABOVE
+from gigcx.connectors.email.links import LinkSigner
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
 
-    from gigcx.connectors.email.channel import EmailChannel
+    from gigcx.app import GigCX
+    from gigcx.config import Settings
 
 log = logging.getLogger(__name__)
 # A signature older (or further ahead) than this is refused: a replay of a captured post.
@@ -110,7 +112,19 @@ def refused(status: int, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail})
 
 
-def add_inbound_route(router: APIRouter, channel: EmailChannel) -> None:
+class EmailEndpoints(Protocol):
+    """What the e-mail channel's HTTP endpoints (here and in resume.py) use of the channel."""
+
+    runtime: GigCX
+    settings: Settings
+    signer: LinkSigner
+    seen_tokens: SeenTokens
+
+    @property
+    def chat_page_url(self) -> str: ...
+
+
+def add_inbound_route(router: APIRouter, channel: EmailEndpoints) -> None:
     @router.post("/email/inbound", summary="A reply by e-mail (the inbound service's webhook)")
     async def inbound(request: Request) -> JSONResponse:
         settings = channel.settings.email

@@ -22,7 +22,7 @@ from gigcx.connectors.email.links import BadLink, ExpiredLink
 from gigcx.store.models import utcnow
 
 if TYPE_CHECKING:
-    from gigcx.connectors.email.channel import EmailChannel
+    from gigcx.connectors.email.inbound import EmailEndpoints
 
 FRAGMENT = "gigcx-resume"
 
@@ -32,7 +32,7 @@ class ResumeRequest(BaseModel):
     link: str = Field(max_length=200)
 
 
-def add_resume_routes(router: APIRouter, channel: EmailChannel) -> None:
+def add_resume_routes(router: APIRouter, channel: EmailEndpoints) -> None:
     @router.get("/email/open", include_in_schema=False)
     async def open_link(
         # Named "...token" so the server's log hides it (connectors/web/log_redaction.py).
@@ -57,7 +57,7 @@ def add_resume_routes(router: APIRouter, channel: EmailChannel) -> None:
         return JSONResponse({"conversation_id": conversation_id, "token": token})
 
 
-async def _problem(channel: EmailChannel, link: str) -> tuple[int, str, str] | None:
+async def _problem(channel: EmailEndpoints, link: str) -> tuple[int, str, str] | None:
     """(status, title, words for the customer) when the link cannot open a conversation."""
     try:
         conversation_id = channel.signer.open(link, utcnow())
@@ -81,7 +81,7 @@ async def _problem(channel: EmailChannel, link: str) -> tuple[int, str, str] | N
     return None
 
 
-def _page(channel: EmailChannel, status: int, title: str, words: str) -> HTMLResponse:
+def _page(channel: EmailEndpoints, status: int, title: str, words: str) -> HTMLResponse:
     brand = html.escape(channel.settings.display_name)
     return HTMLResponse(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
