@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as redis
+from sqlalchemy import update
 
 from gigcx.app import GigCX, RedisUnavailable, start
 from gigcx.config import Settings
@@ -21,6 +22,7 @@ from gigcx.connectors.web.ratelimit import Check, RedisLimiter
 from gigcx.events import Event, SubscriptionOverflow
 from gigcx.events.redis_bus import RedisEventBus
 from gigcx.store import ConversationStore
+from gigcx.store.models import Lease, utcnow
 from tests.helpers.check_services import REDIS_URL
 from tests.test_web_api import say, start_chat
 
@@ -107,14 +109,21 @@ async def test_rate_limits_are_counted_across_processes(clients: list[redis.Redi
 async def test_one_process_holds_the_sweeper_lease_until_it_stops_renewing(
     store: ConversationStore,
 ):
-    lease, ttl = "sweeper:kestrel", timedelta(seconds=0.5)
+    # Long enough that no stall of a busy machine lets it run out between two calls; the
+    # holder's death is then played by moving its expiry into the past.
+    lease, ttl = "sweeper:kestrel", timedelta(seconds=30)
     results = await asyncio.gather(*(store.hold_lease(lease, f"worker-{n}", ttl) for n in range(5)))
     assert sorted(results) == [False] * 4 + [True]
     holder = f"worker-{results.index(True)}"
     other = "worker-9"
     assert await store.hold_lease(lease, holder, ttl)  # renewed
     assert not await store.hold_lease(lease, other, ttl)
-    await asyncio.sleep(0.6)  # the holder died: the lease runs out
+    async with store._sessions.begin() as session:  # the holder died: the lease runs out
+        await session.execute(
+            update(Lease)
+            .where(Lease.name == lease)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
     assert await store.hold_lease(lease, other, ttl)
     assert not await store.hold_lease(lease, holder, ttl)
 

@@ -184,7 +184,7 @@ async def stop_the_servers_bridge(server: LiveServer) -> None:
 
 
 def expert_channel_cards(slack: SlackAPIServer) -> list[dict[str, Any]]:
-    return slack.blocks("C0EXPERTS")
+    return slack.cards("C0EXPERTS")
 
 
 @pytest.mark.parametrize("slow", ["answering", "posting"])
