@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import inspect
 import json
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -23,7 +22,6 @@ from gigcx.cli import app
 from gigcx.config import ConfigError, Settings, load_settings
 from gigcx.connectors.web import create_app
 from gigcx.plugins import PluginError, load
-from gigcx.store import ConversationStore
 from tests.helpers.live_server import live_server
 from tests.helpers.local_server import JSONHandler, LocalServer
 
@@ -182,10 +180,6 @@ async def test_the_example_channel_is_mounted_started_and_stopped(
     assert channel._task is not None and channel._task.done(), "stopped with the server"
 
 
-@pytest.mark.skipif(
-    "consumers" not in inspect.signature(ConversationStore).parameters,
-    reason="needs the store whose outbox rows name their consumer (issue 14, part A)",
-)
 async def test_the_example_channel_posts_a_signed_handoff_from_the_outbox(
     brand_settings: Settings,
 ) -> None:
