@@ -461,6 +461,7 @@ async def test_refused_replies_store_nothing(
     forged = f"reply+{conversation_id}.0000000000000000@reply.kestrel.example"
     cases = [
         (mailgun_post(address, key="not-the-key"), 401, "signature does not match"),
+        ({**mailgun_post(address), "signature": "é" * 64}, 401, "signature does not match"),
         (mailgun_post(address, timestamp=time.time() - 3600), 401, "timestamp"),
         (mailgun_post(forged), 406, "not a reply address"),
         (mailgun_post(address, sender="someone.else@example.org"), 406, "not the address"),

@@ -50,7 +50,9 @@ def signature_problem(
     if not (timestamp and token and signature):
         return "timestamp, token and signature are required"
     expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    # As bytes: compare_digest refuses str with characters beyond ASCII (a hostile post).
+    given = signature.strip().lower().encode("utf-8", "replace")
+    if not hmac.compare_digest(expected.encode(), given):
         return "the signature does not match (check email.inbound_signing_key)"
     try:
         age = (now if now is not None else time.time()) - float(timestamp)
