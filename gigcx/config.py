@@ -575,7 +575,13 @@ class Settings(BaseSettings):
     @field_validator("plugins")
     @classmethod
     def _installed_plugins(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        installed = installed_plugin_names(ANSWERERS_GROUP) + installed_plugin_names(CHANNELS_GROUP)
+        # gigcx's own plugins read their own sections (bot.llm, slack:, email:), not plugins:.
+        installed = [
+            entry.name
+            for group in (ANSWERERS_GROUP, CHANNELS_GROUP)
+            for entry in entry_points(group=group)
+            if entry.dist is None or entry.dist.name != "gigcx"
+        ]
         unknown = [name for name in value if name not in installed]
         if unknown:
             raise ValueError(

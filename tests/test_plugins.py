@@ -237,8 +237,20 @@ def test_an_unknown_answerer_or_plugin_lists_the_installed_ones(tmp_path: Path) 
         "(the installed answerers)" in str(error.value)
     )
     config.write_text("brand: acme\nplugins:\n  opening_hour: {}\n")
-    with pytest.raises(ConfigError, match="no installed plugin is named 'opening_hour'"):
+    with pytest.raises(ConfigError) as error:
         load_settings(config)
+    assert (
+        "no installed plugin is named 'opening_hour'; installed: 'handoff_webhook' or "
+        "'opening_hours'" in str(error.value)
+    ), "gigcx's own plugins read their own sections, so they are not offered here"
+
+    # `gigcx plugins` is where the right name is found: it lists them, then fails.
+    result = runner.invoke(app, ["plugins", "--config", str(config)])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert "opening_hours" in said and "handoff_webhook" in said
+    assert "no installed plugin is named 'opening_hour'" in said
+    assert "the list above is against the default settings" in said
 
 
 def test_a_plugin_that_fails_to_import_is_named_with_its_entry_point() -> None:

@@ -29,12 +29,19 @@ class PluginRow:
 def plugins(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List the installed answerers and channels: kind, package, whether this brand's
     settings use them (--config), and the settings they read."""
-    from gigcx.config import ANSWERERS_GROUP, CHANNELS_GROUP, ConfigError, load_settings
+    from gigcx.config import ANSWERERS_GROUP, CHANNELS_GROUP, ConfigError, Settings, load_settings
 
+    refused: ConfigError | None = None
     try:
         settings = load_settings(config)
     except ConfigError as error:
-        raise fail(str(error)) from None
+        # The listing is where a user finds the right name for a refused setting: it still
+        # comes, against the defaults, and the command fails after it.
+        refused = error
+        try:
+            settings = Settings()
+        except Exception:
+            raise fail(str(error)) from None
     rows = [
         _row(settings, group, where, entry)
         for group in (ANSWERERS_GROUP, CHANNELS_GROUP)
@@ -42,8 +49,14 @@ def plugins(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     ]
     if as_json:
         out.print_json(json.dumps({"plugins": [asdict(row) for row in rows]}))
-        return
-    table = Table(title=f"Plugins ({settings.source})")
+    else:
+        _print_table(settings.source if refused is None else "defaults", rows)
+    if refused is not None:
+        raise fail(f"{refused}\n(the list above is against the default settings)")
+
+
+def _print_table(source: str, rows: list[PluginRow]) -> None:
+    table = Table(title=f"Plugins ({source})")
     for column in ("name", "kind", "package", "enabled", "settings"):
         table.add_column(column)
     for row in rows:
