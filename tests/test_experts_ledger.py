@@ -225,3 +225,39 @@ async def test_unclaimed_handoffs_are_reoffered_then_moved_to_staff_even_after_a
         assert (moved.id, moved.route, moved.offers) == (handoff_id, "staff", 3)
     finally:
         await runtime.close()
+
+
+async def test_an_expert_given_an_id_keeps_their_handoffs_ledger_and_notes(
+    registered: GigCX, tmp_path: Path
+):
+    """A brand moves its experts file to ids: Alex's entry, which had only a Slack id (the
+    id derived from it), gains `id: alex`. Alex is the same person: the handoff Alex holds
+    stays Alex's, and the ledger names Alex once, under the new id."""
+    escalations, store, brand = registered.escalations, registered.store, "kestrel"
+    paid = await waiting_handoff(registered)
+    await escalations.claim(paid, ALEX, "Alex")
+    await escalations.resolve(paid, ALEX)
+    held = await waiting_handoff(registered, "I need a person for my X2, please")
+    await escalations.claim(held, ALEX, "Alex")
+
+    source = registered.settings.escalation.experts_file
+    moved = tmp_path / "experts.yaml"
+    moved.write_text(
+        source.read_text().replace(
+            "- slack_user_id: U04ALEXM\n", "- id: alex\n  handles: {slack: U04ALEXM}\n"
+        )
+    )
+    report = await sync_experts(store, brand, moved)
+    assert report["deactivated"] == [], "nobody left: Alex only got an id"
+    alex = await store.find_expert_by_handle(brand, "slack", ALEX)
+    assert alex is not None and alex.key == "alex" and alex.active
+    assert (await store.get_handoff(held)).assignee == "alex", "Alex still holds it"
+    start, end = utcnow() - timedelta(days=1), utcnow() + timedelta(days=1)
+    assert [entry.expert for entry in await store.ledger(brand, start, end)] == ["alex"]
+    # Alex, known by the Slack id, still answers the customer on the held handoff.
+    assert await escalations.send_reply(held, "alex", "Hi, Alex here.") is not None
+    assert await sync_experts(store, brand, moved) == {
+        "added": [],
+        "updated": [],
+        "deactivated": [],
+    }

@@ -12,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gigcx.store.models import (
     Conversation,
+    Csat,
     Expert,
     ExpertHandle,
     Handoff,
+    InternalNote,
     LedgerEntry,
     as_utc,
     utcnow,
@@ -43,6 +45,7 @@ class Experts(Repository):
             known = {
                 e.key: e for e in await session.scalars(select(Expert).where(Expert.brand == brand))
             }
+            await _keep_history_under_new_ids(session, brand, known, experts)
             moved = False
             for expert in known.values():
                 keep = [
@@ -165,3 +168,54 @@ async def write_ledger(
             session.add(entry)
     except IntegrityError:
         pass  # this conversation has been paid for already
+
+
+async def _keep_history_under_new_ids(
+    session: AsyncSession, brand: str, known: dict[str, Expert], experts: list[Expert]
+) -> None:
+    """An expert the file now gives a new gigcx id (an entry that had only `slack_user_id:`,
+    whose id was derived from it, gains `id: alex`) is the same person: the registered
+    expert holding one of their handles takes the new id, and so do their handoffs, ledger
+    rows, ratings and notes, so a handoff they hold stays theirs and the ledger names one
+    person once. Updates `known` in place."""
+    wanted_keys = {wanted.key for wanted in experts}
+    for wanted in experts:
+        if wanted.key in known:
+            continue
+        previous = next(
+            (
+                expert
+                for expert in known.values()
+                if expert.key not in wanted_keys
+                and any(wanted.handles.get(row.channel) == row.handle for row in expert.handle_rows)
+            ),
+            None,
+        )
+        if previous is None:
+            continue
+        old, new = previous.key, wanted.key
+        of_brand = select(Conversation.id).where(Conversation.brand == brand)
+        await session.execute(
+            update(Handoff)
+            .where(Handoff.assignee == old, Handoff.conversation_id.in_(of_brand))
+            .values(assignee=new)
+        )
+        await session.execute(
+            update(Csat)
+            .where(Csat.assignee == old, Csat.conversation_id.in_(of_brand))
+            .values(assignee=new)
+        )
+        await session.execute(
+            update(LedgerEntry)
+            .where(LedgerEntry.expert == old, LedgerEntry.brand == brand)
+            .values(expert=new)
+        )
+        handoffs_of_brand = select(Handoff.id).where(Handoff.conversation_id.in_(of_brand))
+        await session.execute(
+            update(InternalNote)
+            .where(InternalNote.author == old, InternalNote.handoff_id.in_(handoffs_of_brand))
+            .values(author=new)
+        )
+        previous.key = new
+        known[new] = known.pop(old)
+    await session.flush()
