@@ -13,8 +13,8 @@ Kept in the store, seeded from the brand's `experts.yaml` by `gigcx experts sync
 
 An entry written before ids existed (`slack_user_id: U04ALEX`, no `id:`) keeps working: its
 Slack id is its `slack` handle and, unchanged, its gigcx id. Giving such an entry an `id:`
-later keeps the same expert (found by the handle): their handoffs, ledger rows and notes
-move to the new id. Changing an id that was written in the file makes a new expert.
+later, or changing an id, keeps the same expert as long as one of their handles stays: their
+handoffs, ledger rows and notes move to the new id.
 """
 
 from __future__ import annotations
