@@ -211,6 +211,42 @@ class LLMSettings(_Section):
     max_tokens: int = Field(600, ge=16, le=8000)
 
 
+class RasaSettings(_Section):
+    """`bot.rasa`: the Rasa server behind `bot.mode: rasa` (see README "Rasa")."""
+
+    url: str = Field(
+        "http://127.0.0.1:5005",
+        description="The Rasa server, started with `rasa run --enable-api` (the REST channel "
+        "and the HTTP API).",
+    )
+    token: SecretStr | None = Field(
+        None, description="Rasa's `--auth-token`, if the server was started with one."
+    )
+    timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="Longest wait for Rasa's reply before handing over."
+    )
+    handoff_intents: list[str] = Field(
+        default_factory=lambda: ["human_handoff"],
+        description="Intents that hand the conversation to a person (reason human_requested).",
+    )
+    fallback_intents: list[str] = Field(
+        default_factory=lambda: ["nlu_fallback"],
+        description="Intents meaning Rasa did not understand (reason rasa_fallback).",
+    )
+    fallback_actions: list[str] = Field(
+        default_factory=lambda: ["action_default_fallback"],
+        description="Actions meaning Rasa could not go on (reason rasa_fallback).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")) or value[-3:] == "://":
+            raise ValueError(f"{value!r} is not an http(s) URL such as http://127.0.0.1:5005")
+        return value
+
+
 class PhraseExamples(_Section):
     human_request: list[str] = Field(default_factory=list)
     frustration: list[str] = Field(default_factory=list)
@@ -245,6 +281,7 @@ class BotSettings(_Section):
     )
     frustration: list[str] = Field(default_factory=lambda: list(DEFAULT_FRUSTRATION))
     llm: LLMSettings = LLMSettings()
+    rasa: RasaSettings = RasaSettings()
 
     @field_validator("human_request", "frustration")
     @classmethod

@@ -42,6 +42,19 @@ class CustomerMessage:
 
 
 @dataclass(frozen=True)
+class QuickReply:
+    """A button under a reply: the widget shows `title`; a customer who clicks it (or types
+    it) sends `title`, and the answerer that offered it reads `payload` (its own code, e.g.
+    Rasa's `/affirm`; None: the title itself)."""
+
+    title: str
+    payload: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        return {"title": self.title, "payload": self.payload or self.title}
+
+
+@dataclass(frozen=True)
 class Reply:
     """What the bot says. `decision` is stored with the message (`meta["decision"]`) and
     read by `gigcx ask` and `gigcx eval`; None means a plain answer to the message."""
@@ -49,7 +62,8 @@ class Reply:
     text: str
     citations: Sequence[Mapping[str, Any]] = ()
     decision: Decision | None = None
-    quick_replies: Sequence[str] = ()  # stored as meta["quick_replies"]
+    # Stored as meta["quick_replies"] ([{title, payload}]); the widget shows the titles.
+    quick_replies: Sequence[QuickReply | str] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -59,12 +73,14 @@ class Escalation:
     characters such as `bot_unavailable`), to whom (`route`: "expert" or "staff"; None for
     the brand's `routing.default_route`) and the handoff's tags (`product:x2`, `topic:x`).
     `decision` is the decision behind it, when the answerer has one (its passages go into
-    the expert's packet)."""
+    the expert's packet). `facts` is what the answerer's backend learned that the expert
+    should see (Rasa's intent, a form's slots), as label: value; the packet masks them."""
 
     reason: str
     route: str | None = None
     tags: Sequence[str] = ()
     decision: Decision | None = None
+    facts: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, decision: Decision) -> Escalation:

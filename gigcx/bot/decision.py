@@ -50,6 +50,8 @@ class Turn:
     action: str | None = None  # for bot turns: what the bot did
     product: str | None = None  # for bot turns: the product of the passage it quoted
     options: tuple[str, ...] = ()  # for a clarifying question: the products offered
+    # for bot turns: the buttons offered under it, as {title, payload}
+    quick_replies: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ from gigcx.bot.answerer import (
     AnswererUnavailable,
     CustomerMessage,
     Escalation,
+    QuickReply,
     Reply,
 )
 from gigcx.bot.decision import Decision, FrontLineBot, Turn
@@ -296,7 +297,9 @@ class FrontLine:
             outcome = Escalation("bot_unavailable")
         if isinstance(outcome, Escalation):
             decision = result.decision = self._escalation_decision(outcome, message.text)
-            handover = await self._escalate(conversation, decision, message.text)
+            handover = await self._escalate(
+                conversation, decision, message.text, facts=outcome.facts
+            )
             return self._handed_over(result, handover)
         if not isinstance(outcome, Reply):
             raise TypeError(f"an answerer returned {type(outcome).__name__}, not Reply/Escalation")
@@ -304,7 +307,10 @@ class FrontLine:
         result.decision = decision
         meta = dict(outcome.meta)
         if outcome.quick_replies:
-            meta["quick_replies"] = list(outcome.quick_replies)
+            meta["quick_replies"] = [
+                (item if isinstance(item, QuickReply) else QuickReply(item)).to_dict()
+                for item in outcome.quick_replies
+            ]
         if drafted:
             meta["draft_id"] = draft_id
         citations = [dict(c) for c in outcome.citations]
@@ -358,10 +364,17 @@ class FrontLine:
         return result
 
     async def _escalate(
-        self, conversation: Conversation, decision: Decision, text: str, *, search: bool = True
+        self,
+        conversation: Conversation,
+        decision: Decision,
+        text: str,
+        *,
+        search: bool = True,
+        facts: Mapping[str, str] | None = None,
     ) -> Handover:
         """Open the handoff with its packet; with `search`, the packet gets the passages
-        found for the question if the decision has none."""
+        found for the question if the decision has none. `facts`: what the answerer's
+        backend learned (label: value), for the expert."""
         messages = await self.store.messages_after(conversation.id)
         # The summary starts from the latest real question: not "thanks", not "that didn't
         # help", not "a person please" (unless that is all the customer said).
@@ -396,6 +409,7 @@ class FrontLine:
             messages=messages,
             question=questions[-1] if questions else None,
             internal_hits=internal_hits,
+            facts=facts or {},
             redact_personal_data=self.settings.escalation.redact_personal_data,
             phone_regions=self.settings.escalation.phone_regions,
         )
@@ -455,6 +469,7 @@ class FrontLine:
                     action=decision.get("action"),
                     product=decision.get("product"),
                     options=tuple(decision.get("options") or ()),
+                    quick_replies=tuple(message.meta.get("quick_replies") or ()),
                 )
             )
         return turns

@@ -97,6 +97,7 @@ _LEADS = {
     "llm_escalated": "I'd rather not guess on this one.",
     "bot_error": "Sorry, I can't look that up right now.",
     "bot_unavailable": "Sorry, I can't answer that right now.",
+    "rasa_fallback": "I'm not sure I understood that well enough to answer.",
 }
 
 

@@ -4,7 +4,7 @@ the customer to repeat themselves. Personal data is masked by default.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -25,6 +25,9 @@ REASON_TEXT: dict[str, str] = {
     "llm_escalated": "the language model judged the passages not enough to answer",
     "bot_error": "the bot could not search the knowledge base (see the server log)",
     "bot_unavailable": "the answerer's backend could not answer (see the server log)",
+    "rasa_fallback": "the Rasa assistant did not understand the message (its fallback)",
+    "rasa_handoff": "the Rasa assistant handed the conversation over",
+    "rasa_no_reply": "the Rasa assistant had nothing to say to the message",
 }
 
 
@@ -59,6 +62,8 @@ class HandoffPacket(BaseModel):
     # Internal knowledge that matches: for the expert's eyes only, never sent to the customer.
     expert_notes: list[PacketPassage]
     bot_said: list[str]
+    # What the answerer's backend learned (Rasa's intent, a form's slots), label: value.
+    facts: dict[str, str] = {}
     customer_id: str
     customer_attributes: dict[str, Any]
     redacted: bool
@@ -119,6 +124,7 @@ def build_packet(
     messages: Sequence[Message],
     question: str | None = None,
     internal_hits: Sequence[SearchHit] = (),
+    facts: Mapping[str, str] | None = None,
     redact_personal_data: bool = True,
     phone_regions: Sequence[str] = DEFAULT_REGIONS,
 ) -> HandoffPacket:
@@ -148,6 +154,10 @@ def build_packet(
     else:
         parts.append("The bot did not answer.")
     parts.append(f"Escalated because {reason_text(reason)}.")
+    noted = {mask(str(label)): mask(str(value)) for label, value in (facts or {}).items()}
+    if noted:
+        listed = "; ".join(f"{label}: {_clip(value)}" for label, value in noted.items())
+        parts.append(f"The bot noted: {listed}.")
     return HandoffPacket(
         reason=reason,
         reason_text=reason_text(reason),
@@ -160,7 +170,8 @@ def build_packet(
         ],
         retrieved=[_passage(hit) for hit in hits[:5]],
         expert_notes=[_passage(hit) for hit in internal_hits if hit.audience == "internal"],
-        bot_said=[m.text for m in bot_turns],
+        bot_said=[text for m, text in zip(messages, texts, strict=True) if m.author == "bot"],
+        facts=noted,
         customer_id=conversation.customer_id,
         customer_attributes=_masked(conversation.customer_attributes, mask),
         redacted=redact_personal_data,

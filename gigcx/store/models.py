@@ -115,6 +115,11 @@ class Message(Base):
             "text": self.text,
             "citations": self.citations,
             "created_at": self.created_at.isoformat(),
+            # Only the titles: a payload is the answerer's business (e.g. Rasa's `/affirm`).
+            "quick_replies": [
+                str(item.get("title", "")) if isinstance(item, dict) else str(item)
+                for item in (self.meta or {}).get("quick_replies") or []
+            ],
         }
 
 

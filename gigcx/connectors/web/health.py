@@ -47,7 +47,8 @@ async def readyz(request: Request) -> JSONResponse:
     }
     answerer_check = getattr(gigcx.front_line.answerer, "check", None)
     if answerer_check is not None:
-        checks["answerer"] = lambda: _answerer(answerer_check)
+        mode = gigcx.settings.bot.mode
+        checks["answerer"] = lambda: _answerer(answerer_check, mode)
     results = dict(
         zip(checks, await asyncio.gather(*(_run(check) for check in checks.values())), strict=True)
     )
@@ -82,12 +83,12 @@ def _has_outbox(gigcx: GigCX) -> bool:
     return any(channel.plugin.outbox_kinds for channel in gigcx.channels)
 
 
-async def _answerer(check: Callable[[], Awaitable[list[str]]]) -> str:
+async def _answerer(check: Callable[[], Awaitable[list[str]]], mode: str) -> str:
     problems = await check()
     if problems:
-        # Logged in full; the public answer only says that it failed (see `_run`).
-        log.warning("answerer not ready: %s", "; ".join(problems))
-        return "failed: not ready"
+        # Logged in full; the public answer only names the answerer (see `_run`).
+        log.warning("answerer %s not ready: %s", mode, "; ".join(problems))
+        return f"failed: {mode} not ready"
     return "ok"
 
 

@@ -74,6 +74,10 @@ class MessageOut(BaseModel):
     text: str
     citations: list[dict[str, Any]]
     created_at: str
+    quick_replies: list[str] = Field(
+        default_factory=list,
+        description="Buttons offered under a bot reply: sending one's text picks it.",
+    )
 
 
 class NewConversation(_Body):

@@ -81,6 +81,8 @@
     '.sources{margin:6px 0 0;padding:0;list-style:none;font-size:12px}' +
     '.sources a{color:var(--brand)}' +
     '.draft{opacity:.75}' +
+    '.quick{display:flex;flex-wrap:wrap;gap:6px;align-self:flex-start;max-width:95%}' +
+    '.quick button{border:1px solid var(--brand);border-radius:999px;padding:5px 12px;background:#fff;color:var(--brand);font-size:13px;cursor:pointer}' +
     '.msg.notice{align-self:center;max-width:95%;background:transparent;border:0;color:#57606a;font-size:12px;text-align:center;padding:2px 8px}' +
     '.typing{padding:0 14px 6px;font-size:12px;color:#57606a;background:#f6f7f9}' +
     '.typing[hidden]{display:none}' +
@@ -223,6 +225,11 @@
     });
     log.insertBefore(item, next);
     state.messages[message.seq] = item;
+    if (message.author === "bot" && message.quick_replies && message.quick_replies.length) {
+      item.quickReplies = quickReplies(message.quick_replies);
+      log.insertBefore(item.quickReplies, item.nextSibling);
+    }
+    pruneQuickReplies();
     // A reply to a POST can arrive before an earlier message the socket has not delivered
     // yet: only advance over an unbroken run, so a reconnect fetches what is missing.
     while (state.messages[state.lastSeq + 1]) state.lastSeq += 1;
@@ -235,6 +242,37 @@
   }
 
   function scrollToNewest() { log.scrollTop = log.scrollHeight; }
+
+  // Buttons the bot offers under its reply; clicking one sends its title, as if typed.
+  function quickReplies(titles) {
+    var row = document.createElement("div");
+    row.className = "quick";
+    row.setAttribute("role", "group");
+    row.setAttribute("aria-label", "Suggested replies");
+    titles.forEach(function (title) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.textContent = title;
+      button.addEventListener("click", function () {
+        row.remove();
+        send(title);
+      });
+      row.appendChild(button);
+    });
+    return row;
+  }
+
+  // Only the newest message's buttons stay: an answer makes older ones moot.
+  function pruneQuickReplies() {
+    var newest = Math.max.apply(null, Object.keys(state.messages).map(Number));
+    Object.keys(state.messages).forEach(function (seq) {
+      var item = state.messages[seq];
+      if (item.quickReplies && Number(seq) !== newest) {
+        item.quickReplies.remove();
+        item.quickReplies = null;
+      }
+    });
+  }
 
   // ------------------------------------------------------------------ unread
 
