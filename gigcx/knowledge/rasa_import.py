@@ -125,17 +125,20 @@ class ImportPlan:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """File names written (new or changed), left as they were, and removed."""
+    """File names written (new or changed), left as they were, and removed; `created` are
+    the written ones that did not exist before."""
 
     out: Path
     written: list[str]
     unchanged: list[str]
     removed: list[str]
+    created: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
             "written": self.written,
+            "created": self.created,
             "unchanged": self.unchanged,
             "removed": self.removed,
         }
@@ -830,14 +833,8 @@ def _move(source: Path, target: Path) -> None:
     os.replace(source, target)
 
 
-def write_plan(plan: ImportPlan, out: Path, generated_on: date | None = None) -> WriteResult:
-    """Write the plan's files into `out`: all of them, or (on any error) nothing.
-
-    Files an earlier import wrote (known by their header) are rewritten, or removed when the
-    project no longer produces them; a file of the same name that gigcx did not write is never
-    touched: the import refuses instead.
-    """
-    generated_on = generated_on or date.today()
+def _prepare(plan: ImportPlan, out: Path, generated_on: date) -> tuple[dict[str, str], WriteResult]:
+    """The files' texts and what writing them into `out` would do; refuses name collisions."""
     if out.exists() and not out.is_dir():
         raise RasaImportError(str(out), None, "the output path exists and is not a folder")
     existing = {path.name: path for path in out.glob("*.faq.y*ml")} if out.is_dir() else {}
@@ -857,20 +854,36 @@ def write_plan(plan: ImportPlan, out: Path, generated_on: date | None = None) ->
         if name in existing and _body(existing[name].read_text(encoding="utf-8")) == _body(text)
     )
     to_write = [name for name in texts if name not in unchanged]
+    created = [name for name in to_write if name not in existing]
+    return texts, WriteResult(out, to_write, unchanged, stale, created)
 
+
+def preview_write(plan: ImportPlan, out: Path) -> WriteResult:
+    """What `write_plan` would write, leave and remove in `out`; writes nothing."""
+    return _prepare(plan, out, date.today())[1]
+
+
+def write_plan(plan: ImportPlan, out: Path, generated_on: date | None = None) -> WriteResult:
+    """Write the plan's files into `out`: all of them, or (on any error) nothing.
+
+    Files an earlier import wrote (known by their header) are rewritten, or removed when the
+    project no longer produces them; a file whose entries did not change is left as it is. A
+    file of the same name that gigcx did not write is never touched: the import refuses.
+    """
+    texts, result = _prepare(plan, out, generated_on or date.today())
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.rasa-import-", dir=out.parent))
     try:
-        for name in to_write:
+        for name in result.written:
             (staging / name).write_text(texts[name], encoding="utf-8")
         if not out.exists():
             staging.chmod(0o755)  # mkdtemp makes it private; it becomes the output folder
             _move(staging, out)  # a new folder appears whole
         else:
-            _swap_in(staging, out, to_write, stale)
+            _swap_in(staging, out, result.written, result.removed)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return WriteResult(out, to_write, unchanged, stale)
+    return result
 
 
 def _swap_in(staging: Path, out: Path, to_write: list[str], stale: list[str]) -> None:
