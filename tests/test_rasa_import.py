@@ -232,8 +232,7 @@ def test_reimport_updates_in_place_and_removes_files_no_longer_produced(
         + "    - opening hours\n"
     )
     (helpdesk / "data" / "answers.yml").write_text(
-        'version: "3.1"\nresponses:\n  utter_faq/opening_hours:\n'
-        "  - text: We are open 9 to 5.\n"
+        'version: "3.1"\nresponses:\n  utter_faq/opening_hours:\n  - text: We are open 9 to 5.\n'
     )
     first = write_plan(plan_import(helpdesk), out)
     assert sorted(first.created) == ["faq.faq.yml", "intents.faq.yml"]
