@@ -587,6 +587,8 @@ def plan_import(project_dir: Path) -> ImportPlan:
             file_name = PLAIN_INTENTS_FILE
         entry = _entry(project, intent, response, how)
         if entry is None:
+            why = f"its answer {response.name} cannot be imported (see that response)"
+            project.skipped.append(Skipped(intent.file, intent.line, f"intent {intent.name}", why))
             continue
         used_responses.add(response.name)
         files.setdefault(file_name, []).append(entry)
@@ -851,7 +853,8 @@ def _prepare(plan: ImportPlan, out: Path, generated_on: date) -> tuple[dict[str,
     unchanged = sorted(
         name
         for name, text in texts.items()
-        if name in existing and _body(existing[name].read_text(encoding="utf-8")) == _body(text)
+        if name in existing
+        and _body(existing[name].read_text(encoding="utf-8", errors="replace")) == _body(text)
     )
     to_write = [name for name in texts if name not in unchanged]
     created = [name for name in to_write if name not in existing]
