@@ -372,7 +372,7 @@ def test_cli_writes_files_and_prints_a_summary_grouped_by_why(tmp_path: Path) ->
 
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert f"Wrote 5 FAQ entries in 1 file to {out}" in text
+    assert f"Imported 5 FAQ entries in 1 file to {out}" in text
     assert "intents.faq.yml: 5 entries, new" in text
     assert "Forms (2)" in text
     assert "domain.yml:201 form open_incident_form" in text
@@ -391,7 +391,7 @@ def test_cli_dry_run_writes_nothing_and_json_reports_entries_and_skipped(tmp_pat
     )
 
     assert dry.exit_code == 0, dry.output
-    assert "Would write 49 FAQ entries in 4 files" in " ".join(dry.output.split())
+    assert "Would import 49 FAQ entries in 4 files" in " ".join(dry.output.split())
     assert "- Can rasa support any language?" in dry.output
     assert not out.exists()
     report = json.loads(as_json.output)

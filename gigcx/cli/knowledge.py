@@ -293,7 +293,16 @@ SKIPPED_GROUPS = {
 SKIPPED_PER_GROUP = 10
 
 
-@import_app.command("rasa")
+IMPORT_RASA_HELP = (
+    "Import a Rasa 3 project's FAQ-like intents and answers as FAQ files, one per group.\n\n"
+    "Retrieval intents (faq/ask_x with utter_faq/ask_x) and intents that a one-step rule or "
+    "story answers with a text response become entries; forms, slots, custom actions and the "
+    "rest are listed as not imported, with file and line. Run it again after changing the "
+    "project: the files it wrote are updated in place."
+)
+
+
+@import_app.command("rasa", help=IMPORT_RASA_HELP)
 def import_rasa(
     project: Annotated[
         Path, typer.Argument(help="The Rasa 3 project folder (with domain.yml and data/).")
@@ -312,13 +321,6 @@ def import_rasa(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Import a Rasa 3 project's FAQ-like intents and answers as FAQ files, one per group.
-
-    Retrieval intents (faq/ask_x with utter_faq/ask_x) and intents a one-step rule or story
-    answers with a text response become entries; forms, slots, custom actions and the rest
-    are listed as not imported, with file and line. Run it again after changing the project:
-    the files it wrote are updated in place.
-    """
     from gigcx.knowledge.rasa_import import (
         RasaImportError,
         plan_import,
@@ -344,7 +346,7 @@ def import_rasa(
 
 def _print_import(plan: ImportPlan, result: WriteResult, dry_run: bool) -> None:
     files = len(plan.files)
-    verb = "Would write" if dry_run else "Wrote"
+    verb = "Would import" if dry_run else "Imported"
     out.print(
         f"{verb} [bold]{plan.entry_count}[/] FAQ entries in {files} file{'s' * (files != 1)} "
         f"to [bold]{escape(str(result.out))}[/] "

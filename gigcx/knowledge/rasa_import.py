@@ -798,7 +798,8 @@ _FaqDumper.add_representer(str, _represent_str)
 
 def _header(project: Path, generated_on: date) -> str:
     return (
-        f"{HEADER_MARK} from the Rasa project {project.as_posix()} on {generated_on.isoformat()}.\n"
+        f"{HEADER_MARK} from the Rasa project {project.resolve().as_posix()} "
+        f"on {generated_on.isoformat()}.\n"
         "# Edit the Rasa project and re-import; local edits are overwritten.\n"
     )
 
