@@ -219,6 +219,61 @@ def test_output_files_start_with_the_generated_header(tmp_path: Path) -> None:
     assert "# Edit the Rasa project and re-import; local edits are overwritten." in header
 
 
+def test_response_variations_buttons_conditions_and_slots(helpdesk: Path) -> None:
+    domain = helpdesk / "domain.yml"
+    domain.write_text(
+        domain.read_text().replace(
+            "  utter_iamabot:\n  - text: I am a bot, powered by Rasa.\n",
+            "  utter_iamabot:\n"
+            "  - text: I am a bot, {name}.\n"  # needs a slot: left out
+            "  - text: I am a bot, powered by Rasa.\n"
+            "    buttons:\n    - title: Talk to a person\n      payload: /human_handoff\n"
+            "  - text: Beep boop, a bot.\n"
+            "  - text: I am the VIP bot.\n    condition:\n    - type: slot\n"
+            "      name: vip\n      value: true\n",
+        )
+    )
+    rules = helpdesk / "data" / "rules.yml"
+    rules.write_text(
+        rules.read_text()
+        + "\n  - rule: a picture\n    steps:\n    - intent: greet\n    - action: utter_picture\n"
+    )
+    domain.write_text(
+        domain.read_text().replace(
+            "responses:\n", "responses:\n  utter_picture:\n  - image: https://example.com/a.png\n"
+        )
+    )
+
+    plan = plan_import(helpdesk)
+    entry = entries_by_intent(plan)["bot_challenge"]
+    why = {s.why for s in plan.skipped if s.what == "response utter_iamabot"}
+
+    assert entry.answer == "I am a bot, powered by Rasa."
+    assert entry.answer_variations == ["Beep boop, a bot."]
+    assert "buttons dropped; the text was imported" in why
+    assert "some variations left out: 1 needing a slot ({name}), 1 conditional" in why
+    assert "greet" not in entries_by_intent(plan)
+    picture = skipped_what(plan)["response utter_picture"]
+    assert picture.why.startswith("has no text to quote (image)")
+    assert "utter_picture cannot be imported" in skipped_what(plan)["intent greet"].why
+
+
+def test_a_domain_folder_is_merged(helpdesk: Path) -> None:
+    domain = helpdesk / "domain.yml"
+    text = domain.read_text()
+    head, responses = text.split("responses:\n", 1)
+    (helpdesk / "domain").mkdir()
+    (helpdesk / "domain" / "main.yml").write_text(head)
+    (helpdesk / "domain" / "responses.yml").write_text("version: '3.0'\nresponses:\n" + responses)
+    domain.unlink()
+
+    plan = plan_import(helpdesk)
+
+    bot = entries_by_intent(plan)["bot_challenge"]
+    assert "(domain/responses.yml:" in bot.source
+    assert skipped_what(plan)["form open_incident_form"].file == "domain/responses.yml"
+
+
 # ---------------------------------------------------------------- re-import
 
 

@@ -586,15 +586,17 @@ def plan_import(project_dir: Path) -> ImportPlan:
             how = f', {dialogue.kind} "{dialogue.name}" ({dialogue.file}:{dialogue.line})'
             file_name = PLAIN_INTENTS_FILE
         entry = _entry(project, intent, response, how)
+        used_responses.add(response.name)  # imported, or its problem is reported by now
         if entry is None:
             why = f"its answer {response.name} cannot be imported (see that response)"
             project.skipped.append(Skipped(intent.file, intent.line, f"intent {intent.name}", why))
             continue
-        used_responses.add(response.name)
         files.setdefault(file_name, []).append(entry)
 
     _skip_unused(project, used_responses)
-    return ImportPlan(project_dir, dict(sorted(files.items())), project.skipped)
+    # A response shared by two intents reports its dropped buttons once.
+    skipped = list(dict.fromkeys(project.skipped))
+    return ImportPlan(project_dir, dict(sorted(files.items())), skipped)
 
 
 def _safe_name(group: str) -> str:
@@ -674,6 +676,7 @@ def _answer_texts(project: _Project, response: _Response) -> list[str]:
 
 
 def _skip_unused(project: _Project, used: set[str]) -> None:
+    """List responses no entry tried to use, forms and custom actions as not imported."""
     for response in project.responses.values():
         if response.name in used:
             continue
