@@ -78,7 +78,7 @@ def test_helpdesk_bot_challenge_becomes_an_entry_answered_by_utter_iamabot(tmp_p
     assert "response utter_iamabot (domain.yml:" in bot.source
     assert 'rule "answer bot challenge" (data/rules.yml:' in bot.source
     # One-step rules and stories only: greet is followed by two utterances, so it is left out.
-    assert set(entries) == {"goodbye", "thank", "bot_challenge", "help", "out_of_scope"}
+    assert set(entries) == {"goodbye", "thank", "bot_challenge", "help"}
     assert list(plan.files) == ["intents.faq.yml"]
 
     write_plan(plan, tmp_path / "out")
@@ -162,6 +162,18 @@ def test_synonyms_add_a_few_alternatives(helpdesk: Path) -> None:
     assert 1 <= len(synonym_wordings) <= rasa_import.SYNONYM_ALTERNATIVES_PER_ENTRY
 
 
+def test_requests_for_a_person_and_out_of_scope_are_left_to_gigcx_escalation() -> None:
+    plan = plan_import(RASA_DEMO)
+    skipped = skipped_what(plan)
+
+    assert "human_handoff" not in entries_by_intent(plan)
+    handoff = skipped["intent human_handoff"]
+    assert handoff.file == "data/nlu/nlu.yml" and handoff.line
+    assert "keep the customer from reaching a person" in handoff.why
+    # Its answer is not listed a second time as an unused response.
+    assert "response utter_contact_email" not in skipped
+
+
 def test_financial_demo_imports_its_one_step_answers_and_skips_its_forms(tmp_path: Path) -> None:
     plan = plan_import(FINANCIAL)
     entries = entries_by_intent(plan)
@@ -181,13 +193,14 @@ def test_rasa_demo_retrieval_intents_become_one_file_per_group(tmp_path: Path) -
     entries = entries_by_intent(plan)
     retrieval = [intent for intent in entries if "/" in intent]
 
-    # 37 retrieval sub-intents (20 faq, 15 chitchat, 2 out_of_scope), each with a response.
-    assert len(retrieval) == 37
+    # 37 retrieval sub-intents, each with a response: 20 faq and 15 chitchat are imported; the
+    # 2 out_of_scope ones are listed instead, as gigcx escalates what its knowledge lacks.
+    assert len(retrieval) == 35
     assert {name: len(plan.files[name]) for name in plan.files if name != "intents.faq.yml"} == {
         "chitchat.faq.yml": 15,
         "faq.faq.yml": 20,
-        "out_of_scope.faq.yml": 2,
     }
+    assert "gigcx escalates this itself" in skipped_what(plan)["intent out_of_scope/other"].why
     languages = entries["faq/languages"]
     assert languages.answer == "You can use Rasa to build assistants in any language you want!"
     assert languages.source.startswith("rasa:data/nlu/faq.yml:")
@@ -427,8 +440,8 @@ def test_cli_writes_files_and_prints_a_summary_grouped_by_why(tmp_path: Path) ->
 
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert f"Imported 5 FAQ entries in 1 file to {out}" in text
-    assert "intents.faq.yml: 5 entries, new" in text
+    assert f"Imported 4 FAQ entries in 1 file to {out}" in text
+    assert "intents.faq.yml: 4 entries, new" in text
     assert "Forms (2)" in text
     assert "domain.yml:201 form open_incident_form" in text
     assert (out / "intents.faq.yml").exists()
@@ -446,13 +459,13 @@ def test_cli_dry_run_writes_nothing_and_json_reports_entries_and_skipped(tmp_pat
     )
 
     assert dry.exit_code == 0, dry.output
-    assert "Would import 49 FAQ entries in 4 files" in " ".join(dry.output.split())
+    assert "Would import 46 FAQ entries in 3 files" in " ".join(dry.output.split())
     assert "- Can rasa support any language?" in dry.output
     assert not out.exists()
     report = json.loads(as_json.output)
     assert report["dry_run"] is True
     assert {name: len(entries) for name, entries in report["files"].items()}["faq.faq.yml"] == 20
-    assert report["entries"] == 49
+    assert report["entries"] == 46
     assert {"file", "line", "what", "why"} == set(report["skipped"][0])
     assert not out.exists()
 

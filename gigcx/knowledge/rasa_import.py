@@ -31,6 +31,17 @@ RASA_2_HELP = (
     'domain, and set `version: "3.1"`'
 )
 
+# Rasa's usual names for "get me a person" and "not something I know": gigcx escalates these
+# itself (see README, *How the front line decides*); an FAQ answer such as "I can't help you
+# with that" or "email us" would be matched instead, and the customer would never reach a person.
+ESCALATED_INTENTS = frozenset(
+    {"human_handoff", "handoff", "trigger_handoff", "out_of_scope", "nlu_fallback"}
+)
+ESCALATED_WHY = (
+    "gigcx escalates this itself (a request for a person, or a question the knowledge does not "
+    "cover); an FAQ answer here would keep the customer from reaching a person"
+)
+
 # `[text](entity)`, `[text](entity:value)` or `[text]{"entity": ..., "value": ...}`.
 _ANNOTATION = re.compile(r"\[(?P<text>[^\]]+)\](?:\((?P<entity>[^)]*)\)|(?P<json>\{[^}]*\}))")
 # `{slot}` in a response text; `{currency}{amount-of-money}` too.
@@ -553,6 +564,13 @@ def plan_import(project_dir: Path) -> ImportPlan:
 
     for intent in project.intents.values():
         if not intent.examples:
+            continue
+        if intent.name.split("/", 1)[0] in ESCALATED_INTENTS:
+            what = f"intent {intent.name}"
+            project.skipped.append(Skipped(intent.file, intent.line, what, ESCALATED_WHY))
+            answer = answers.get(intent.name)
+            # Said once, at the intent, not again at its response.
+            used_responses.add(answer.action if answer else f"utter_{intent.name}")
             continue
         if "/" in intent.name:
             group = intent.name.split("/", 1)[0]
