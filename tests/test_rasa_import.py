@@ -407,6 +407,27 @@ def test_markdown_training_data_is_refused_as_rasa_2(helpdesk: Path) -> None:
         plan_import(helpdesk)
 
 
+def test_markdown_stories_are_refused_but_a_readme_in_data_is_not(helpdesk: Path) -> None:
+    (helpdesk / "data" / "README.md").write_text("# Our data\n\n## Layout\n\nnlu.yml holds...\n")
+    assert entries_by_intent(plan_import(helpdesk))["bot_challenge"]
+
+    (helpdesk / "data" / "core").mkdir()
+    (helpdesk / "data" / "core" / "stories.md").write_text(
+        "## happy path\n* greet\n  - utter_greet\n"
+    )
+    with pytest.raises(RasaImportError, match=r"^data/core/stories.md: .*rasa data convert"):
+        plan_import(helpdesk)
+
+
+def test_a_project_without_data_folder_has_nothing_to_import(tmp_path: Path) -> None:
+    shutil.copy(HELPDESK / "domain.yml", tmp_path / "domain.yml")
+
+    plan = plan_import(tmp_path)
+
+    assert plan.files == {}
+    assert "form open_incident_form" in skipped_what(plan)
+
+
 def test_a_yaml_error_names_the_file_and_line(helpdesk: Path) -> None:
     rules = helpdesk / "data" / "rules.yml"
     lines = rules.read_text().splitlines()

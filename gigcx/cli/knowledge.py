@@ -371,6 +371,12 @@ def _print_import(plan: ImportPlan, result: WriteResult, dry_run: bool) -> None:
         out.print(
             f"  {escape(name)}: {removal} (the project no longer produces it)", highlight=False
         )
+    if not plan.files:
+        out.print(
+            "[yellow]No intent in the project could become an FAQ entry[/]; the list below "
+            "says why for each.",
+            highlight=False,
+        )
     if plan.skipped:
         _print_skipped(plan.skipped)
     if not dry_run and plan.files:

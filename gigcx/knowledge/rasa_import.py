@@ -306,13 +306,27 @@ def _check_rasa_3(relative: str, data: _Map) -> None:
         )
 
 
+# Rasa 1/2 Markdown: NLU (`## intent:greet`) or stories (`## story` headings, `* greet` turns).
+_MARKDOWN_NLU = re.compile(r"^##\s*(intent|synonym|lookup|regex):", re.MULTILINE)
+_MARKDOWN_STORY = re.compile(r"^##[^\n]*\n(?:[ \t]*>[^\n]*\n)*[ \t]*\*[ \t]*\S", re.MULTILINE)
+
+
+def _is_rasa_markdown(path: Path) -> bool:
+    """A Markdown file of Rasa 1/2 training data (not a README that happens to sit in data/)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(_MARKDOWN_NLU.search(text) or _MARKDOWN_STORY.search(text))
+
+
 def _read_project(root: Path) -> _Project:
     project = _Project(root)
     if not root.is_dir():
         raise RasaImportError(str(root), None, "not a folder; give the Rasa project's folder")
     domain_files = _domain_files(root)
     data_dir = root / "data"
-    markdown = sorted(data_dir.rglob("*.md")) if data_dir.is_dir() else []
+    markdown = [p for p in sorted(data_dir.rglob("*.md")) if _is_rasa_markdown(p)]
     if markdown:
         relative = markdown[0].relative_to(root).as_posix()
         raise RasaImportError(
