@@ -1,4 +1,4 @@
-"""`gigcx knowledge sync|search`: the brand team's commands over `gigcx.knowledge`."""
+"""`gigcx knowledge sync|search|import`: the brand team's commands over `gigcx.knowledge`."""
 
 from __future__ import annotations
 
@@ -29,8 +29,13 @@ from gigcx.config import Settings
 if TYPE_CHECKING:
     from gigcx.bot.calibration import Calibration
     from gigcx.knowledge import ChunkingOptions, KnowledgeIndex, SearchHit, SyncReport
+    from gigcx.knowledge.rasa_import import ImportPlan, Skipped, WriteResult
 
 knowledge_app = typer.Typer(help="Sync and search a brand's knowledge files.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Turn another tool's project into knowledge files.", no_args_is_help=True
+)
+knowledge_app.add_typer(import_app, name="import")
 # Files listed per kind of change in the terminal; --json lists them all. Failures: always all.
 LIST_AT_MOST = 25
 
@@ -268,3 +273,138 @@ def _print_hits(query: str, hits: list[SearchHit], as_json: bool) -> None:
         out.print(f"   [dim]{escape(hit.path)}[/]", highlight=False, soft_wrap=True)
         out.print(Padding(Text(hit.snippet), (0, 0, 0, 3)))
     out.print()
+
+
+# ---------------------------------------------------------------- knowledge import rasa
+
+# What was not imported, grouped by the kind of thing (the first word of Skipped.what).
+# In the order they are printed.
+SKIPPED_GROUPS = {
+    "intent": "Intents without a one-step answer",
+    "response": "Responses not imported, or imported in part",
+    "rule": "Rules and stories",
+    "story": "Rules and stories",
+    "form": "Forms",
+    "custom": "Custom actions",
+    "slot": "Slots",
+    "lookup": "Lookup tables and regexes",
+    "regex": "Lookup tables and regexes",
+}
+SKIPPED_PER_GROUP = 10
+
+
+IMPORT_RASA_HELP = (
+    "Import a Rasa 3 project's FAQ-like intents and answers as FAQ files, one per group.\n\n"
+    "Retrieval intents (faq/ask_x with utter_faq/ask_x) and intents that a one-step rule or "
+    "story answers with a text response become entries; forms, slots, custom actions and the "
+    "rest are listed as not imported, with file and line. Run it again after changing the "
+    "project: the files it wrote are updated in place."
+)
+
+
+@import_app.command("rasa", help=IMPORT_RASA_HELP)
+def import_rasa(
+    project: Annotated[
+        Path, typer.Argument(help="The Rasa 3 project folder (with domain.yml and data/).")
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for the *.faq.yml files (default: ./knowledge/rasa in the current "
+            "directory). Files the import did not write there are never touched.",
+        ),
+    ] = Path("knowledge/rasa"),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    from gigcx.knowledge.rasa_import import (
+        RasaImportError,
+        plan_import,
+        preview_write,
+        write_plan,
+    )
+
+    try:
+        plan = plan_import(project)
+        result = preview_write(plan, out_dir) if dry_run else write_plan(plan, out_dir)
+    except RasaImportError as error:
+        raise fail(escape(str(error))) from None
+    except OSError as error:
+        raise fail(
+            escape(f"{error.filename or out_dir}: cannot write ({error.strerror})")
+        ) from None
+    if as_json:
+        data = {"dry_run": dry_run, **plan.to_dict(), **result.to_dict()}
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    _print_import(plan, result, dry_run)
+
+
+def _print_import(plan: ImportPlan, result: WriteResult, dry_run: bool) -> None:
+    files = len(plan.files)
+    verb = "Would import" if dry_run else "Imported"
+    out.print(
+        f"{verb} [bold]{plan.entry_count}[/] FAQ entries in {files} file{'s' * (files != 1)} "
+        f"to [bold]{escape(str(result.out))}[/] "
+        f"(from the Rasa project {escape(str(plan.project))})",
+        highlight=False,
+    )
+    for name, entries in plan.files.items():
+        if name in result.unchanged:
+            state = "unchanged"
+        elif name in result.created:
+            state = "new"
+        else:
+            state = "updated"
+        out.print(f"  {escape(name)}: {len(entries)} entries, {state}", highlight=False)
+        if dry_run:
+            for entry in entries[:LIST_AT_MOST]:
+                out.print(f"    - {escape(entry.question)}", highlight=False)
+            if len(entries) > LIST_AT_MOST:
+                out.print(f"    ... and {len(entries) - LIST_AT_MOST} more (see --json)")
+    for name in result.removed:
+        removal = "would be removed" if dry_run else "removed"
+        out.print(
+            f"  {escape(name)}: {removal} (the project no longer produces it)", highlight=False
+        )
+    if not plan.files:
+        out.print(
+            "[yellow]No intent in the project could become an FAQ entry[/]; the list below "
+            "says why for each.",
+            highlight=False,
+        )
+    if plan.skipped:
+        _print_skipped(plan.skipped)
+    if not dry_run and plan.files:
+        out.print(
+            "Next: `gigcx knowledge sync` indexes them when this folder is inside your "
+            "knowledge folder (knowledge.path in gigcx.yaml).",
+            highlight=False,
+        )
+
+
+def _print_skipped(skipped: list[Skipped]) -> None:
+    titles = list(dict.fromkeys(SKIPPED_GROUPS.values()))
+    groups: dict[str, list[Skipped]] = {title: [] for title in [*titles, "Other"]}
+    for item in sorted(skipped, key=lambda s: (s.file, s.line or 0)):
+        groups[SKIPPED_GROUPS.get(item.what.split(" ", 1)[0], "Other")].append(item)
+    out.print(
+        f"[yellow]{len(skipped)} things not imported[/] (gigcx answers from text; what needs "
+        "conversation state or code is left to the experts):",
+        highlight=False,
+    )
+    for title, items in groups.items():
+        if not items:
+            continue
+        reasons = {item.why for item in items}
+        shared = f": {reasons.pop()}" if len(reasons) == 1 else ""
+        out.print(f"  [bold]{title}[/] ({len(items)}){escape(shared)}", highlight=False)
+        for item in items[:SKIPPED_PER_GROUP]:
+            why = "" if shared else f": {item.why}"
+            out.print(f"    {escape(item.where)}  {escape(item.what + why)}", highlight=False)
+        if len(items) > SKIPPED_PER_GROUP:
+            out.print(f"    ... and {len(items) - SKIPPED_PER_GROUP} more (see --json)")

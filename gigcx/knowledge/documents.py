@@ -125,6 +125,10 @@ class FaqEntry(_Metadata):
     question: str
     answer: str
     alternatives: list[str] = []
+    # Other wordings of the answer (a Rasa response's variations); the bot quotes `answer`.
+    answer_variations: list[str] = []
+    # Where the entry came from (e.g. written by `gigcx knowledge import rasa`); not indexed.
+    source: str | None = None
 
 
 def is_knowledge_file(name: str) -> bool:
