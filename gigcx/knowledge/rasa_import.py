@@ -7,6 +7,7 @@ into a folder, all of them or none.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -832,8 +833,12 @@ _FaqDumper.add_representer(str, _represent_str)
 
 
 def _header(project: Path, generated_on: date) -> str:
+    # Relative to where the command ran when inside it: a committed file names no one's home.
+    where = project.resolve()
+    with contextlib.suppress(ValueError):
+        where = where.relative_to(Path.cwd().resolve())
     return (
-        f"{HEADER_MARK} from the Rasa project {project.resolve().as_posix()} "
+        f"{HEADER_MARK} from the Rasa project {where.as_posix()} "
         f"on {generated_on.isoformat()}.\n"
         "# Edit the Rasa project and re-import; local edits are overwritten.\n"
     )
