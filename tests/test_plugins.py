@@ -228,12 +228,13 @@ async def test_the_runtime_refuses_a_plugin_setting_its_model_refuses(
 
 def test_an_unknown_answerer_or_plugin_lists_the_installed_ones(tmp_path: Path) -> None:
     config = tmp_path / "gigcx.yaml"
-    config.write_text("brand: acme\nbot:\n  mode: rasa\n")
+    config.write_text("brand: acme\nbot:\n  mode: dialogflow\n")
     with pytest.raises(ConfigError) as error:
         load_settings(config)
     assert str(config) in str(error.value)
     assert (
-        "bot.mode: 'rasa' is not allowed; use one of: 'quote', 'llm' or 'opening_hours' "
+        "bot.mode: 'dialogflow' is not allowed; use one of: 'quote', 'llm', 'opening_hours' "
+        "or 'rasa' "
         "(the installed answerers)" in str(error.value)
     )
     config.write_text("brand: acme\nplugins:\n  opening_hour: {}\n")
