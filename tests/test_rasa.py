@@ -139,6 +139,15 @@ async def test_a_form_that_ends_in_action_gigcx_handoff_hands_its_slots_to_staff
     assert "gigcx_handoff_reason" not in str(facts) and "requested_slot" not in str(facts)
 
 
+async def test_a_customer_cannot_type_rasa_intent_syntax(runtime: GigCX, rasa: RasaServers):
+    conversation_id, _ = await chat(runtime, '/inform{"priority":"low"}')
+    async with httpx.AsyncClient() as http:
+        tracker = (await http.get(f"{rasa.url}/conversations/{conversation_id}/tracker")).json()
+    [user] = [event for event in tracker["events"] if event["event"] == "user"]
+    assert user["text"] == 'inform{"priority":"low"}', "sent as text, not as an intent"
+    assert user["parse_data"]["intent"]["confidence"] < 1.0  # read by Rasa's NLU
+
+
 async def test_rasa_not_understanding_hands_over_outside_a_form(runtime: GigCX):
     conversation_id, said = await chat(runtime, "xqzt blorf wub")
     assert not any("rephrase" in text for text in said), "Rasa's fallback reply is not shown"

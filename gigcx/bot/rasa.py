@@ -206,7 +206,9 @@ class RasaAnswerer:
 
 def _payload_for(message: CustomerMessage) -> str:
     """What to send Rasa: a button's payload when the customer clicked (or typed) the title
-    of a button under the bot's last reply, else their text."""
+    of a button under the bot's last reply, else their text. A customer's own text never
+    starts with `/`: Rasa would read `/restart` or `/inform{"slot": ...}` as an intent and
+    entities given directly, so a customer could set slots or skip the assistant's checks."""
     said = message.text.strip().casefold()
     for turn in reversed(message.history):
         if turn.author == "customer":
@@ -217,7 +219,7 @@ def _payload_for(message: CustomerMessage) -> str:
             if str(button.get("title", "")).strip().casefold() == said:
                 return str(button.get("payload") or message.text)
         break
-    return message.text
+    return message.text.strip().lstrip("/").strip() or message.text
 
 
 def _actions_of_last_turn(events: Sequence[Any]) -> list[str]:
