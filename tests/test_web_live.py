@@ -288,8 +288,12 @@ async def test_the_server_log_shows_every_request_but_never_a_conversation_token
         f"GET /v1/conversations/{cid}?%74oken=[redacted] HTTP/1.1",
         f"GET /v1/conversations/{cid}?after=0;token=[redacted] HTTP/1.1",
         f"GET /v1/conversations/{cid}/messages?Access_Token=[redacted]&after=0 HTTP/1.1",
-        f"GET /v1/conversations/{cid}%3Btoken%3D[redacted] HTTP/1.1",
         "GET /v1/conversations/[redacted]/messages HTTP/1.1",
     ]:
         assert shown in output
+    # uvicorn 0.55 and later log the raw path as sent; older ones the decoded path re-quoted.
+    assert (
+        f"GET /v1/conversations/{cid};token=[redacted] HTTP/1.1" in output
+        or f"GET /v1/conversations/{cid}%3Btoken%3D[redacted] HTTP/1.1" in output
+    )
     assert token not in output
