@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -41,21 +42,18 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from gigcx.app import start
-from gigcx.config import IndexSettings, KnowledgeSettings, Settings, StoreSettings
-from gigcx.knowledge import open_index, sync_knowledge
-from gigcx.knowledge.rasa_import import ImportPlan, plan_import, write_plan
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gigcx.app import start  # noqa: E402
+from gigcx.config import IndexSettings, KnowledgeSettings, Settings, StoreSettings  # noqa: E402
+from gigcx.knowledge import open_index, sync_knowledge  # noqa: E402
+from gigcx.knowledge.rasa_import import ImportPlan, plan_import, write_plan  # noqa: E402
+from tests.helpers.processes import free_port  # noqa: E402
+from tests.helpers.rasa import DEFAULT_VENV, RASA_ENV  # noqa: E402
+
 PROJECT = REPO.parent / "shared" / "data" / "rasa" / "rasa-demo"
 OUT = REPO / "benchmarks" / "out"
-DEFAULT_VENV = Path.home() / ".cache" / "gigcx" / "rasa-3.6.21"
-RASA_ENV = {
-    "RASA_TELEMETRY_ENABLED": "false",
-    "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    "PYTHONWARNINGS": "ignore",
-}
 console = Console()
 
 
@@ -183,7 +181,7 @@ def rasa_predictions(
     report = json.loads((project / "results" / "intent_report.json").read_text())
     own = {"intent_accuracy": round(float(report["accuracy"]), 4)}
 
-    port = 5105
+    port = free_port()
     with log.open("ab") as out:
         server = subprocess.Popen(
             [rasa, "run", "--enable-api", "-i", "127.0.0.1", "-p", str(port), "-m", str(model)],
