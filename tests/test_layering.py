@@ -22,6 +22,7 @@ ROOMS = {
     "gigcx.app": "app",
     "gigcx.plugins": "app",  # the seams app.start() builds answerers and channels through
     "gigcx.bot": "bot",
+    "gigcx.insights": "insights",  # what brand teams read: reads escalation, store, knowledge
     "gigcx.escalation": "escalation",
     "gigcx.store": "store",
     "gigcx.knowledge": "knowledge",
@@ -38,7 +39,7 @@ FLOORS = [
     {"cli", "connectors"},
     {"evaluation"},
     {"app"},
-    {"bot"},
+    {"bot", "insights"},
     {"escalation"},
     {"store", "knowledge"},
     {"config"},

@@ -37,6 +37,7 @@ Reason = Literal[
 RouteName = Literal["expert", "staff"]
 
 SEARCH_LIMIT = 8
+TRAIL_PASSAGES = 5  # passages kept in the decision trail of a turn
 # Passages of two products this close in meaning split the question between them.
 CLARIFY_MARGIN = 0.06
 
@@ -86,6 +87,20 @@ class Decision:
             "topic": self.topic,
             "tags": list(self.tags),
             "options": list(self.options),
+            # The decision trail (`/admin`): what was retrieved, best first, and the signals.
+            "passages": [
+                {
+                    "title": hit.title,
+                    "section": hit.section,
+                    "path": hit.path,
+                    "score": round(hit.score, 4),
+                    "product": hit.product,
+                }
+                for hit in self.hits[:TRAIL_PASSAGES]
+            ],
+            "evidence": {
+                name: round(float(value), 4) for name, value in sorted(self.evidence.items())
+            },
         }
 
 

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gigcx.store.models import Author, Conversation, ConversationState, Handoff, Message, utcnow
+from gigcx.store.models import (
+    AnswerRating,
+    Author,
+    Conversation,
+    ConversationState,
+    DecisionTrail,
+    Handoff,
+    Message,
+    utcnow,
+)
 from gigcx.store.outbox import OutboxKind, outbox_rows
 from gigcx.store.repository import ConversationNotFound, Repository, may_be_id, new_id
 
@@ -109,13 +119,20 @@ class Conversations(Repository):
                 message = await append_message(
                     session, conversation_id, author, text, citations, meta, only_in_state, source
                 )
-                if message is not None and relayed is not None and self.wants(relayed):
+                person = author in ("expert", "staff")
+                if message is not None and relayed is not None and (self.wants(relayed) or person):
                     handoff_id = await session.scalar(
                         newest_open_handoff(select(Handoff.id), conversation_id)
                     )
-                    if handoff_id is not None:
+                    if handoff_id is not None and self.wants(relayed):
                         session.add_all(
                             outbox_rows(self.consumers, handoff_id, relayed, message.id)
+                        )
+                    if handoff_id is not None and person:
+                        await session.execute(
+                            update(Handoff)
+                            .where(Handoff.id == handoff_id, Handoff.first_reply_at.is_(None))
+                            .values(first_reply_at=message.created_at)
                         )
         except IntegrityError:
             # Only the unique source can collide (sequence numbers are taken in turn): a
@@ -125,6 +142,59 @@ class Conversations(Repository):
                 raise
             return stored
         return message
+
+    async def rate_answer(self, conversation_id: str, seq: int, helpful: bool) -> bool:
+        """The customer's thumbs up (`helpful`) or down on the bot answer `seq`; rating it
+        again replaces the rating. False when `seq` is not a bot answer of the conversation."""
+        async with self._sessions.begin() as session:
+            trail = await session.scalar(
+                select(DecisionTrail).where(
+                    DecisionTrail.conversation_id == conversation_id,
+                    DecisionTrail.seq == seq,
+                    DecisionTrail.action == "answer",
+                )
+            )
+            if trail is None:
+                return False
+            rating = await session.scalar(
+                select(AnswerRating)
+                .where(AnswerRating.conversation_id == conversation_id, AnswerRating.seq == seq)
+                .with_for_update()
+            )
+            if rating is None:
+                session.add(
+                    AnswerRating(
+                        brand=trail.brand,
+                        conversation_id=conversation_id,
+                        seq=seq,
+                        helpful=helpful,
+                        created_at=utcnow(),
+                    )
+                )
+            else:
+                rating.helpful = helpful
+                rating.created_at = utcnow()
+        return True
+
+    async def answer_ratings(self, conversation_id: str) -> dict[int, bool]:
+        """{seq: helpful} of the conversation's rated bot answers."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(AnswerRating.seq, AnswerRating.helpful).where(
+                    AnswerRating.conversation_id == conversation_id
+                )
+            )
+            return {seq: helpful for seq, helpful in rows}
+
+    async def decision_trails(self, conversation_id: str) -> list[DecisionTrail]:
+        """The bot's decisions in the conversation, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(DecisionTrail)
+                .where(DecisionTrail.conversation_id == conversation_id)
+                .order_by(DecisionTrail.seq)
+            )
+            return list(rows)
 
     async def message_by_source(self, source: str) -> Message | None:
         """The message written from `source` (see `add_message`), if there is one."""
@@ -204,16 +274,19 @@ async def append_message(
     if only_in_state is not None:
         guard.append(Conversation.state == only_in_state)
     now = utcnow()
-    seq = await session.scalar(
-        update(Conversation)
-        .where(*guard)
-        .values(last_seq=Conversation.last_seq + 1, updated_at=now)
-        .returning(Conversation.last_seq)
-    )
-    if seq is None:
+    bumped = (
+        await session.execute(
+            update(Conversation)
+            .where(*guard)
+            .values(last_seq=Conversation.last_seq + 1, updated_at=now)
+            .returning(Conversation.last_seq, Conversation.brand)
+        )
+    ).first()
+    if bumped is None:
         if only_in_state is None or await session.get(Conversation, conversation_id) is None:
             raise ConversationNotFound(f"no conversation {conversation_id!r}")
         return None
+    seq, brand = bumped
     message = Message(
         conversation_id=conversation_id,
         seq=seq,
@@ -225,8 +298,35 @@ async def append_message(
         created_at=now,
     )
     session.add(message)
+    trail = decision_trail(brand, conversation_id, seq, now, meta) if author == "bot" else None
+    if trail is not None:
+        session.add(trail)
     await session.flush()
     return message
+
+
+def decision_trail(
+    brand: str, conversation_id: str, seq: int, at: datetime, meta: dict[str, Any] | None
+) -> DecisionTrail | None:
+    """The trail row of a bot message that carries the bot's decision (`meta["decision"]`,
+    see `gigcx.bot.decision.Decision.summary`); None for any other message."""
+    decision = (meta or {}).get("decision")
+    if not isinstance(decision, dict) or not decision.get("action"):
+        return None
+    return DecisionTrail(
+        brand=brand,
+        conversation_id=conversation_id,
+        seq=seq,
+        action=str(decision["action"])[:16],
+        reason=decision.get("reason"),
+        route=decision.get("route"),
+        confidence=float(decision.get("confidence") or 0.0),
+        query=str(decision.get("query") or ""),
+        product=decision.get("product"),
+        passages=list(decision.get("passages") or []),
+        evidence=dict(decision.get("evidence") or {}),
+        created_at=at,
+    )
 
 
 async def move_conversation(

@@ -66,6 +66,7 @@ class Base(DeclarativeBase):
 
 class Conversation(Base):
     __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_brand_created", "brand", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     brand: Mapped[str] = mapped_column(String(64), index=True)
@@ -125,7 +126,10 @@ class Message(Base):
 
 class Handoff(Base):
     __tablename__ = "handoffs"
-    __table_args__ = (Index("ix_handoffs_state_deadline", "state", "claim_deadline"),)
+    __table_args__ = (
+        Index("ix_handoffs_state_deadline", "state", "claim_deadline"),
+        Index("ix_handoffs_created_at", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), index=True)
@@ -144,6 +148,8 @@ class Handoff(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The first message a person (expert or staff) sent the customer on it (0010).
+    first_reply_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Csat(Base):
@@ -331,3 +337,81 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class DecisionTrail(Base):
+    """What the bot did with one customer message and why (0010): the action, the reason and
+    route of an escalation, the passages it retrieved with their scores, the signals it read.
+    Written in the transaction of the bot's message (`seq`): an answer, a clarifying question
+    or the handover notice. What `/admin` counts and shows."""
+
+    __tablename__ = "decision_trails"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq", name="uq_decision_trails_seq"),
+        Index("ix_decision_trails_brand_created", "brand", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    brand: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))  # answer | clarify | escalate | small_talk
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    route: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    confidence: Mapped[float] = mapped_column(default=0.0)
+    query: Mapped[str] = mapped_column(Text, default="")
+    product: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # [{title, section, path, score, product}], best first
+    passages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # {signal: value}: what the answerability model and the signal readers saw
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnswerRating(Base):
+    """The customer's thumbs up or down on one bot answer (0010); rating again replaces it."""
+
+    __tablename__ = "answer_ratings"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq", name="uq_answer_ratings_seq"),
+        Index("ix_answer_ratings_brand_created", "brand", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    brand: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    helpful: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+DraftState = Literal["pending", "accepted", "rejected"]
+
+
+class KnowledgeDraft(Base):
+    """A knowledge entry drafted from a gig expert's resolution (0010), for the brand team
+    to edit, accept (written as a `*.faq.yml` entry into the knowledge's drafts folder) or
+    reject. Personal data is masked before it is stored."""
+
+    __tablename__ = "knowledge_drafts"
+    __table_args__ = (
+        UniqueConstraint("handoff_id", name="uq_knowledge_drafts_handoff"),
+        Index("ix_knowledge_drafts_brand_state", "brand", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    brand: Mapped[str] = mapped_column(String(64))
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    question: Mapped[str] = mapped_column(Text)
+    alternatives: Mapped[list[str]] = mapped_column(JSON, default=list)
+    answer: Mapped[str] = mapped_column(Text)
+    product: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expert: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    # Where an accepted draft was written, relative to the knowledge folder.
+    path: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
