@@ -28,7 +28,7 @@ def upgrade() -> None:
         "decision_trails",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("brand", sa.String(64), nullable=False),
-        sa.Column("conversation_id", sa.String(32), sa.ForeignKey("conversations.id"), nullable=False),
+        _conversation_id(),
         sa.Column("seq", sa.Integer, nullable=False),
         sa.Column("action", sa.String(16), nullable=False),
         sa.Column("reason", sa.String(32), nullable=True),
@@ -46,7 +46,7 @@ def upgrade() -> None:
         "answer_ratings",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("brand", sa.String(64), nullable=False),
-        sa.Column("conversation_id", sa.String(32), sa.ForeignKey("conversations.id"), nullable=False),
+        _conversation_id(),
         sa.Column("seq", sa.Integer, nullable=False),
         sa.Column("helpful", sa.Boolean, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -58,7 +58,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("brand", sa.String(64), nullable=False),
         sa.Column("handoff_id", sa.String(32), sa.ForeignKey("handoffs.id"), nullable=False),
-        sa.Column("conversation_id", sa.String(32), sa.ForeignKey("conversations.id"), nullable=False),
+        _conversation_id(),
         sa.Column("question", sa.Text, nullable=False),
         sa.Column("alternatives", sa.JSON, nullable=False),
         sa.Column("answer", sa.Text, nullable=False),
@@ -84,6 +84,12 @@ def upgrade() -> None:
         "AND (handoffs.closed_at IS NULL OR m.created_at <= handoffs.closed_at))"
     )
     _trails_from_messages()
+
+
+def _conversation_id() -> sa.Column[str]:
+    return sa.Column(
+        "conversation_id", sa.String(32), sa.ForeignKey("conversations.id"), nullable=False
+    )
 
 
 def _trails_from_messages() -> None:
