@@ -20,6 +20,7 @@ from gigcx.config import Settings
 from gigcx.escalation import Escalations
 from gigcx.events import EventBus, InProcessEventBus
 from gigcx.events.redis_bus import RedisEventBus
+from gigcx.insights.drafts import Drafter
 from gigcx.knowledge import KnowledgeIndex, open_index
 from gigcx.store import ConversationStore, create_engine, upgrade_database
 
@@ -133,7 +134,9 @@ async def start(
             raise
     bus = bus or InProcessEventBus()
     index = index or open_index(settings)
-    escalations = Escalations(settings, store, bus)
+    # Each gig expert's resolution becomes a knowledge draft for the brand team.
+    drafter = Drafter(settings, store, index.embedder.embed_documents)
+    escalations = Escalations(settings, store, bus, on_resolved=drafter)
     bot = FrontLineBot(settings, index, answerability)
     threads = knowledge_thread_pool()
     answerer = plugins.create_answerer(settings, AnswererContext(settings, bot, threads))

@@ -8,6 +8,7 @@ import typer
 from gigcx.cli.chat import ask
 from gigcx.cli.escalation import experts_app, ledger_app
 from gigcx.cli.evaluate import evaluate
+from gigcx.cli.insights import report
 from gigcx.cli.knowledge import knowledge_app
 from gigcx.cli.plugin_list import plugins
 from gigcx.cli.serve import db_upgrade, serve
@@ -27,5 +28,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(experts_app, name="experts")
 app.add_typer(ledger_app, name="ledger")
 app.command("plugins")(plugins)
+app.command("report")(report)
 
 __all__ = ["app"]

@@ -24,6 +24,7 @@ from gigcx.cli.common import (
     out,
     settings_from,
 )
+from gigcx.cli.insights import drafts_app
 from gigcx.config import Settings
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ import_app = typer.Typer(
     help="Turn another tool's project into knowledge files.", no_args_is_help=True
 )
 knowledge_app.add_typer(import_app, name="import")
+knowledge_app.add_typer(drafts_app, name="drafts")
 # Files listed per kind of change in the terminal; --json lists them all. Failures: always all.
 LIST_AT_MOST = 25
 

@@ -13,6 +13,7 @@ import os
 import socket
 import unicodedata
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -55,10 +56,19 @@ class ClaimRefused(Exception):
 class Escalations:
     """The handoff state machine of one brand, publishing an event for every change."""
 
-    def __init__(self, settings: Settings, store: ConversationStore, bus: EventBus) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ConversationStore,
+        bus: EventBus,
+        on_resolved: Callable[[Handoff], Awaitable[object]] | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
+        # Told of each resolution after it is stored and announced (the knowledge drafter);
+        # its failure is logged, never the resolution's.
+        self.on_resolved = on_resolved
         self.claim_timeout = timedelta(seconds=settings.escalation.claim_timeout_seconds)
         self.resolve_timeout = timedelta(seconds=settings.escalation.resolve_timeout_seconds)
 
@@ -311,6 +321,11 @@ class Escalations:
         )
         if handoff is not None:
             await self._changed(handoff, events.CONVERSATION_RESOLVED, "resolved")
+            if self.on_resolved is not None:
+                try:
+                    await self.on_resolved(handoff)
+                except Exception:
+                    log.exception("after resolving handoff %s", handoff.id)
         return handoff
 
     async def send_reply(

@@ -2,22 +2,27 @@
 
 SQLite file by default, PostgreSQL by URL; the schema only changes through numbered
 migrations in `migrations/versions`. One small repository per responsibility
-(`conversations`, `handoffs`, `experts`, `cards`, `outbox`, `leases`), all sharing one
+(`conversations`, `handoffs`, `experts`, `cards`, `outbox`, `leases`, `reports`,
+`drafts`), all sharing one
 session factory; `ConversationStore` is all of them at once, what the rest of gigcx uses.
 """
 
 from gigcx.store.cards import ChannelCards
 from gigcx.store.conversations import Conversations
 from gigcx.store.database import StoreUnavailable, create_engine, upgrade_database
+from gigcx.store.drafts import Drafts
 from gigcx.store.experts import Experts
 from gigcx.store.handoffs import ClaimerNotEligible, Handoffs
 from gigcx.store.leases import Leases
 from gigcx.store.models import Conversation, Handoff, Message
 from gigcx.store.outbox import EXPERT_CHANNEL_KINDS, Outbox, OutboxKind
+from gigcx.store.reports import Reports
 from gigcx.store.repository import ConversationNotFound
 
 
-class ConversationStore(Conversations, Handoffs, Experts, ChannelCards, Outbox, Leases):
+class ConversationStore(
+    Conversations, Handoffs, Experts, ChannelCards, Outbox, Leases, Reports, Drafts
+):
     """Every repository over one engine and session factory; each call is one transaction.
 
     `ConversationStore(engine, consumers={"slack": EXPERT_CHANNEL_KINDS})`: every handoff
