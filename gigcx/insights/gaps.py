@@ -6,6 +6,7 @@ query that feeds it and the admin page that shows it live elsewhere.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -59,9 +60,34 @@ class GapCluster:
     low_rated: int
 
 
+_GREETING = re.compile(
+    r"^(?:(?:hi|hello|hey|hiya|dear|good (?:morning|afternoon|evening))"
+    r"(?: there| team| support| all)?\b[\s,.!:;-]*)"
+)
+_COURTESY = re.compile(
+    r"(?:[\s,.!?;:-]*\b(?:thanks?(?: you)?(?: so much| a lot| in advance)?|thx|ty|cheers"
+    r"|pls(?: help)?|please(?: help)?|asap))+[\s,.!;:-]*$"
+)
+
+
 def fold_text(text: str) -> str:
-    """The form two questions share when they differ only in case or spacing."""
-    return " ".join(text.split()).casefold()
+    """The form two questions share when they differ only in case, spacing, a greeting or a
+    sign-off ("Hi, where is my order? thanks" -> "where is my order?"). End punctuation
+    stays: on the labelled groups, dropping it merged more topics."""
+    folded = " ".join(text.split()).casefold()
+    bare = _COURTESY.sub("", _GREETING.sub("", folded))
+    return bare or folded
+
+
+def meaning_text(question: GapQuestion) -> str:
+    """What is embedded for a question: its folded text with its product named generically,
+    so that one question about several products is one gap (products are counted apart)."""
+    text = fold_text(question.text)
+    if question.product:
+        product = fold_text(question.product)
+        if product:
+            text = re.sub(rf"\b{re.escape(product)}\b", "product", text)
+    return text
 
 
 def find_gaps(
@@ -75,8 +101,8 @@ def find_gaps(
 ) -> list[GapCluster]:
     """Group `questions` by meaning. Largest first (ties: most recent last_seen first).
 
-    Each distinct text (case and spacing folded) is embedded once. The result does not depend
-    on the order of `questions`.
+    Each distinct text (see `meaning_text`) is embedded once. The result does not depend on
+    the order of `questions`.
     """
     if not -1.0 <= similarity <= 1.0:
         raise ValueError(f"similarity must be a cosine between -1 and 1, got {similarity}")
@@ -87,7 +113,7 @@ def find_gaps(
 
     by_text: dict[str, list[GapQuestion]] = {}
     for question in questions:
-        by_text.setdefault(fold_text(question.text), []).append(question)
+        by_text.setdefault(meaning_text(question), []).append(question)
     # Sorted, so that batches (and their padding) are the same whatever the input order.
     texts = sorted(by_text)
     vectors = _embed_all(texts, embed)
