@@ -31,7 +31,7 @@ from gigcx.insights.gaps import (  # noqa: E402
     DEFAULT_SIMILARITY,
     GapQuestion,
     find_gaps,
-    fold_text,
+    meaning_text,
 )
 from gigcx.knowledge.embeddings import create_embedder  # noqa: E402
 
@@ -528,7 +528,7 @@ def main() -> None:
     args = parser.parse_args()
 
     questions, labels = make_questions(args.questions)
-    distinct = len({fold_text(q.text) for q in questions})
+    distinct = len({meaning_text(q) for q in questions})
     embedder = create_embedder(EmbeddingSettings())
     embedder.embed_documents(["load the model before the clock starts"])
     rss_before = rss_mb()
@@ -581,14 +581,14 @@ def main() -> None:
             )
         ):
             for example in cluster.examples:
-                found[fold_text(example.text)] = number
-        predicted = [found[fold_text(q.text)] for q in questions]
+                found[meaning_text(example)] = number
+        predicted = [found[meaning_text(q)] for q in questions]
         print(f"agreement with topics   {adjusted_rand_score(labels, predicted):>10.3f}   (ARI)")
     for cluster in clusters[:5]:
         top_topic, _ = Counter(
             labels[i]
             for i, q in enumerate(questions)
-            if fold_text(q.text) in {fold_text(e.text) for e in cluster.examples}
+            if meaning_text(q) in {meaning_text(e) for e in cluster.examples}
         ).most_common(1)[0]
         print(
             f"  {cluster.size:>5}  {cluster.label!r}  ({top_topic}), {cluster.days_seen} days,"
