@@ -10,7 +10,7 @@ session factory; `ConversationStore` is all of them at once, what the rest of gi
 from gigcx.store.cards import ChannelCards
 from gigcx.store.conversations import Conversations
 from gigcx.store.database import StoreUnavailable, create_engine, upgrade_database
-from gigcx.store.drafts import Drafts
+from gigcx.store.draft_rows import Drafts
 from gigcx.store.experts import Experts
 from gigcx.store.handoffs import ClaimerNotEligible, Handoffs
 from gigcx.store.leases import Leases
