@@ -1,0 +1,173 @@
+"""/admin over HTTP, as the brand team's browser (and a script) meets it: off until a token is
+set, the login and its limit, a signed cookie that any worker accepts, CSRF on every form,
+and the headers that keep the pages out of frames, caches and referrers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from gigcx.app import GigCX
+from gigcx.connectors.web import create_app
+from gigcx.connectors.web.admin import SESSION_COOKIE, new_session, session_valid
+from tests.helpers.admin import ADMIN_TOKEN, csrf_of, sign_in, with_admin
+
+PAGES = ("/admin", "/admin/experts", "/admin/gaps", "/admin/conversations", "/admin/drafts")
+
+
+def client_for(runtime: GigCX, token: str | None = ADMIN_TOKEN) -> httpx.AsyncClient:
+    runtime.settings = with_admin(runtime.settings, token)
+    app = create_app(runtime.settings, runtime)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+@pytest.fixture
+async def client(gigcx_runtime: GigCX) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(gigcx_runtime) as client:
+        yield client
+
+
+async def test_admin_is_off_until_a_token_is_set(gigcx_runtime: GigCX):
+    async with client_for(gigcx_runtime, None) as client:
+        for path in (*PAGES, "/admin/login"):
+            response = await client.get(path)
+            assert response.status_code == 404, path
+            assert "admin is off: set web.admin_token" in response.text
+        refused = await client.post("/admin/login", data={"token": "anything-at-all-here"})
+        assert refused.status_code == 404
+        # Not even the console's or the widget's credentials open it.
+        bearer = await client.get(
+            "/admin", headers={"Authorization": "Bearer kestrel-demo-widget-key"}
+        )
+        assert bearer.status_code == 404
+
+
+async def test_every_page_sends_a_stranger_to_the_login_form(client: httpx.AsyncClient):
+    for path in PAGES:
+        response = await client.get(path + "?days=7")
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/admin/login?next=")
+    login = await client.get("/admin/login?next=/admin/experts")
+    assert login.status_code == 200
+    assert 'type="password"' in login.text and 'name="token"' in login.text
+    assert ADMIN_TOKEN not in login.text
+
+
+async def test_a_wrong_token_is_refused_and_the_right_one_signs_in(client: httpx.AsyncClient):
+    wrong = await sign_in(client, "not-the-admin-token-at-all")
+    assert wrong.status_code == 401
+    assert "That token is not right" in wrong.text
+    assert SESSION_COOKIE not in wrong.headers.get("set-cookie", "")
+    right = await sign_in(client)
+    assert right.status_code == 303 and right.headers["location"] == "/admin"
+    cookie = right.headers["set-cookie"]
+    for attribute in ("HttpOnly", "Path=/admin", "SameSite=strict", "Max-Age="):
+        assert attribute.lower() in cookie.lower(), cookie
+    assert "secure" not in cookie.lower()  # plain http here; https would add Secure
+    assert ADMIN_TOKEN not in cookie
+    for path in PAGES:
+        page = await client.get(path)
+        assert page.status_code == 200, (path, page.text[:300])
+        assert "Sign out" in page.text
+
+
+async def test_scripts_may_send_the_token_as_a_bearer_and_a_wrong_one_is_401(
+    client: httpx.AsyncClient,
+):
+    ok = await client.get("/admin", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert ok.status_code == 200 and "Conversations" in ok.text
+    wrong = await client.get("/admin", headers={"Authorization": "Bearer console-secret"})
+    assert wrong.status_code == 401
+
+
+async def test_an_address_guessing_tokens_must_wait_even_with_the_right_one(
+    client: httpx.AsyncClient,
+):
+    for _ in range(10):  # web.admin_failures_per_minute_per_ip
+        assert (await sign_in(client, "guess-guess-guess-guess")).status_code == 401
+    limited = await sign_in(client, "guess-guess-guess-guess")
+    assert limited.status_code == 429
+    assert "try again in" in limited.text and int(limited.headers["retry-after"]) > 0
+    assert (await sign_in(client)).status_code == 429
+    bearer = await client.get("/admin", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert bearer.status_code == 429
+
+
+async def test_the_session_is_signed_expires_and_dies_with_the_token(gigcx_runtime: GigCX):
+    session = new_session(ADMIN_TOKEN)
+    assert session_valid(ADMIN_TOKEN, session)
+    assert not session_valid("another-admin-token-rotated", session)
+    assert not session_valid(ADMIN_TOKEN, session[:-1] + ("0" if session[-1] != "0" else "1"))
+    assert not session_valid(ADMIN_TOKEN, new_session(ADMIN_TOKEN, now=0))  # long expired
+    expires, nonce, signature = session.split(".")
+    forged = f"{int(expires) + 10**6}.{nonce}.{signature}"
+    assert not session_valid(ADMIN_TOKEN, forged)
+    # A cookie made by one worker works in another (nothing is kept in a process).
+    async with client_for(gigcx_runtime) as other:
+        cookie = {"Cookie": f"{SESSION_COOKIE}={session}"}
+        assert (await other.get("/admin", headers=cookie)).status_code == 200
+    # Rotating the token signs everyone out.
+    async with client_for(gigcx_runtime, "a-brand-new-admin-token-0001") as rotated:
+        assert (await rotated.get("/admin", headers=cookie)).status_code == 303
+
+
+async def test_forms_need_the_sessions_csrf_token(client: httpx.AsyncClient):
+    await sign_in(client)
+    page = (await client.get("/admin")).text
+    token = csrf_of(page)
+    for data in ({}, {"csrf": "0" * 64}):
+        refused = await client.post("/admin/logout", data=data)
+        assert refused.status_code == 403, data
+        assert "security token" in refused.text
+    assert (await client.get("/admin")).status_code == 200  # still signed in
+    out = await client.post("/admin/logout", data={"csrf": token})
+    assert out.status_code == 303 and out.headers["location"] == "/admin/login?signed_out=1"
+    assert (await client.get("/admin")).status_code == 303
+    # A draft's form is refused the same way.
+    await sign_in(client)
+    refused = await client.post("/admin/drafts/nope", data={"action": "reject"})
+    assert refused.status_code == 403
+
+
+async def test_every_admin_response_is_unframeable_uncached_and_script_free(
+    client: httpx.AsyncClient,
+):
+    await sign_in(client)
+    for path in (*PAGES, "/admin/login", "/admin?month=nope"):
+        response = await client.get(path)
+        headers = response.headers
+        csp = headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'none'" in csp, path
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["cache-control"] == "no-store"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert "<script" not in response.text.lower(), path
+
+
+async def test_a_bad_period_or_filter_gets_a_page_naming_the_value(client: httpx.AsyncClient):
+    await sign_in(client)
+    for path, named in (
+        ("/admin?month=2026-13", "'2026-13'"),
+        ("/admin/experts?days=0", "days 0"),
+        ("/admin/gaps?days=lots", "'lots'"),
+        ("/admin/conversations?outcome=lost", "'lost'"),
+        ("/admin/conversations?before=yesterday", "'yesterday'"),
+        ("/admin/drafts?state=maybe", "'maybe'"),
+    ):
+        response = await client.get(path)
+        assert response.status_code == 400, path
+        assert named in response.text.replace("&#39;", "'"), (path, response.text)
+    missing = await client.get("/admin/conversations/0123456789abcdef0123456789abcdef")
+    assert missing.status_code == 404 and "There is no conversation" in missing.text
+
+
+async def test_login_sends_back_only_inside_admin(client: httpx.AsyncClient):
+    for next_page, lands in (
+        ("/admin/gaps?days=7", "/admin/gaps?days=7"),
+        ("https://evil.example/", "/admin"),
+        ("//evil.example/admin", "/admin"),
+    ):
+        response = await client.post("/admin/login", data={"token": ADMIN_TOKEN, "next": next_page})
+        assert response.headers["location"] == lands
