@@ -558,10 +558,22 @@ async def drafts_page(request: Request, admin: Signed) -> Response:
         drafts = await draft_review.list_drafts(gigcx.store, gigcx.settings.brand, state)
     except draft_review.DraftError as error:
         raise Refused(400, "Not a state", f"{error}.") from None
-    return _page("drafts.html", request, admin, nav="drafts", drafts=drafts, state=state)
+    return _page(
+        "drafts.html",
+        request,
+        admin,
+        nav="drafts",
+        drafts=drafts,
+        state=state,
+        names=await _expert_names(gigcx),
+    )
 
 
-def _draft_page(
+async def _expert_names(gigcx: GigCX) -> dict[str, str]:
+    return {e.key: e.name for e in await gigcx.store.experts(gigcx.settings.brand)}
+
+
+async def _draft_page(
     request: Request,
     admin: Admin,
     draft: Any,
@@ -591,6 +603,7 @@ def _draft_page(
         values=shown,
         products=[(p.id, p.name) for p in admin.gigcx.settings.products],
         done=request.query_params.get("done"),
+        names=await _expert_names(admin.gigcx),
     )
 
 
@@ -603,7 +616,7 @@ async def _draft(admin: Admin, draft_id: str) -> Any:
 
 @router.get("/drafts/{draft_id}")
 async def draft_page(request: Request, draft_id: str, admin: Signed) -> Response:
-    return _draft_page(request, admin, await _draft(admin, draft_id))
+    return await _draft_page(request, admin, await _draft(admin, draft_id))
 
 
 @router.post("/drafts/{draft_id}")
@@ -640,6 +653,6 @@ async def decide_draft(request: Request, draft_id: str, admin: Signed) -> Respon
             raise draft_review.DraftError(f"action {action!r}: use Save, Accept or Reject")
     except draft_review.DraftError as error:
         draft = await _draft(admin, draft_id)
-        return _draft_page(request, admin, draft, status=409, error=str(error), values=fields)
+        return await _draft_page(request, admin, draft, status=409, error=str(error), values=fields)
     done = {"save": "saved", "accept": "accepted", "reject": "rejected"}[action]
     return RedirectResponse(f"/admin/drafts/{draft.id}?done={done}", status_code=303)

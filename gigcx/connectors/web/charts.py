@@ -33,11 +33,13 @@ def _text(x: float, y: float, text: str, *, anchor: str = "middle", cls: str = "
 
 
 def _nice_top(value: float) -> float:
-    """A round top for the axis: 1, 2, 5 or 10 times a power of ten, at least `value`."""
+    """A top for the axis at least `value` whose four grid steps are round whole numbers."""
     if value <= 0:
-        return 1
-    power = 10 ** math.floor(math.log10(value))
-    return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
+        return 4
+    quarter = value / 4
+    power = 10 ** math.floor(math.log10(max(quarter, 1)))
+    steps = (s * power for s in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10))
+    return 4 * next(s for s in steps if s >= quarter and float(s).is_integer())
 
 
 def _frame(title: str, y_label: str, x_label: str, series: Sequence[Series]) -> list[str]:
@@ -98,7 +100,7 @@ def stacked_bars(
     slot = plot_w / max(1, len(days))
     bar_w = max(1.0, slot * 0.7)
     parts = _frame(title, y_label, "Day (UTC)", series)
-    parts += _grid(top, "{:.0f}" if top >= 4 else "{:.1f}")
+    parts += _grid(top, "{:.0f}")
     for i, day in enumerate(days):
         y = TOP + plot_h
         for s in series:
