@@ -13,7 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from gigcx.config import Settings
+from gigcx.config import Settings, StoreSettings
 from gigcx.insights.report import (
     Period,
     conversation_rows,
@@ -220,3 +220,67 @@ async def test_gigcx_report_prints_the_month(brand_settings: Settings, tmp_path:
     assert rows[-1]["day"] == "total" and rows[-1]["conversations"] == "8"
     bad = run("--month", "2026-13")
     assert bad.returncode == 2 and "2026-13" in bad.stderr
+
+
+async def test_a_store_from_before_0010_gets_trails_and_first_replies(store_url: str) -> None:
+    """Upgrading keeps history readable: earlier bot turns become trail rows (from the
+    decision kept with each message), earlier handoffs get their first person's reply."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from gigcx.store import create_engine, upgrade_database
+    from gigcx.store.database import _alembic_config
+    from gigcx.store.models import as_utc
+
+    engine = create_engine(StoreSettings(url=store_url))
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "0009"))
+    at = utcnow() - timedelta(hours=2)
+    rows = {
+        "conversations": "INSERT INTO conversations (id, brand, customer_id, token_hash, "
+        "customer_attributes, state, last_seq, created_at, updated_at) VALUES "
+        "(:cid, 'kestrel', 'anon', '', '{}', 'resolved', 3, :at, :at)",
+        "messages": "INSERT INTO messages (conversation_id, seq, author, text, citations, meta, "
+        "created_at) VALUES (:cid, 2, 'bot', 'Passing you on', '[]', "
+        '\'{"decision": {"action": "escalate", "reason": "expert_needed", '
+        '"route": "expert", "confidence": 0.3, "query": "x2 sidetone?"}}\', :at)',
+        "reply": "INSERT INTO messages (conversation_id, seq, author, text, citations, meta, "
+        "created_at) VALUES (:cid, 3, 'expert', 'Yes', '[]', '{}', :later)",
+        "handoffs": "INSERT INTO handoffs (id, conversation_id, reason, route, tags, packet, "
+        "state, offers, claim_deadline, created_at, closed_at) VALUES (:hid, "
+        ":cid, 'expert_needed', 'expert', '[]', '{}', 'resolved', 1, :at, "
+        ":at, :end)",
+    }
+    async with engine.begin() as connection:
+        for sql in rows.values():
+            await connection.execute(
+                text(sql),
+                {
+                    "cid": "c" + "0" * 31,
+                    "hid": "d" + "0" * 31,
+                    **{
+                        # SQLite keeps UTC wall times without a zone (what the store writes)
+                        name: moment if "postgresql" in store_url else moment.replace(tzinfo=None)
+                        for name, moment in {
+                            "at": at,
+                            "later": at + timedelta(minutes=3),
+                            "end": at + timedelta(minutes=9),
+                        }.items()
+                    },
+                },
+            )
+    await upgrade_database(engine)
+    store = ConversationStore(engine)
+    [trail] = await store.decision_trails("c" + "0" * 31)
+    assert (trail.action, trail.reason, trail.query, trail.passages) == (
+        "escalate",
+        "expert_needed",
+        "x2 sidetone?",
+        [],
+    )
+    handoff = await store.get_handoff("d" + "0" * 31)
+    assert handoff.first_reply_at is not None
+    assert as_utc(handoff.first_reply_at) == at + timedelta(minutes=3)
+    report = await overview(store, BRAND, Period.last_days(1))
+    assert report.time_to_first_reply.p50 == 180.0
+    await engine.dispose()

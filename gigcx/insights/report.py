@@ -5,11 +5,11 @@ and per expert. Read from the store the server writes; shown by `/admin` and `gi
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -17,7 +17,7 @@ from typing import Any
 
 from gigcx.escalation.ledger import BadMonth, month_bounds
 from gigcx.store import ConversationStore
-from gigcx.store.reports import HandoffTimes, Rated
+from gigcx.store.reports import Rated, Waits, percentile
 
 MAX_DAYS = 3660
 SATISFIED = 4  # a CSAT of 4 or 5 (of 5) counts as satisfied
@@ -53,16 +53,8 @@ class Period:
         return [first + timedelta(days=n) for n in range((self.until - self.since).days)]
 
 
-@dataclass(frozen=True)
-class Durations:
-    count: int
-    p50: float | None  # seconds
-    p90: float | None
-
-    @classmethod
-    def of(cls, seconds: Sequence[float]) -> Durations:
-        ordered = sorted(seconds)
-        return cls(len(ordered), _percentile(ordered, 50), _percentile(ordered, 90))
+# How long handoffs waited (count, p50, p90 in seconds), e.g. to be claimed.
+Durations = Waits
 
 
 @dataclass(frozen=True)
@@ -136,18 +128,6 @@ class ConversationRow:
     route: str | None
 
 
-def _percentile(ordered: Sequence[float], percent: int) -> float | None:
-    """Nearest-rank percentile of sorted values."""
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(percent / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def _seconds(start: datetime, end: datetime | None) -> float | None:
-    return None if end is None else max(0.0, (end - start).total_seconds())
-
-
 def _satisfaction(ratings: Iterable[Rated], route: str) -> Satisfaction:
     rated = satisfied = total = 0
     for r in ratings:
@@ -161,30 +141,27 @@ def _satisfaction(ratings: Iterable[Rated], route: str) -> Satisfaction:
     return Satisfaction(rated, satisfied, average)
 
 
-def _times(handoffs: Sequence[HandoffTimes]) -> tuple[Durations, Durations, Durations]:
-    claim = [s for h in handoffs if (s := _seconds(h.created_at, h.claimed_at)) is not None]
-    reply = [s for h in handoffs if (s := _seconds(h.created_at, h.first_reply_at)) is not None]
-    resolved = [
-        s
-        for h in handoffs
-        if h.state == "resolved" and (s := _seconds(h.created_at, h.closed_at)) is not None
-    ]
-    return Durations.of(claim), Durations.of(reply), Durations.of(resolved)
-
-
 def _ranked(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
 
 
 async def overview(store: ConversationStore, brand: str, period: Period) -> Overview:
     since, until = period.since, period.until
-    per_day = await store.conversations_per_day(brand, since, until)
-    decisions = await store.decisions_per_day(brand, since, until)
-    contained = await store.contained_conversations(brand, since, until)
-    handoffs = await store.handoff_times(brand, since, until)
-    ratings = await store.ratings(brand, since, until)
-
-    escalated_per_day = Counter(h.created_at.astimezone(UTC).date() for h in handoffs)
+    # Independent reads, side by side (each its own connection).
+    per_day, decisions, contained, handoffs, ratings = await asyncio.gather(
+        store.conversations_per_day(brand, since, until),
+        store.decisions_per_day(brand, since, until),
+        store.contained_conversations(brand, since, until),
+        store.handoff_stats(brand, since, until),
+        store.ratings(brand, since, until),
+    )
+    escalated_per_day: Counter[date] = Counter()
+    by_reason: Counter[str] = Counter()
+    by_route: Counter[str] = Counter()
+    for day, reason, route, count in handoffs.counts:
+        escalated_per_day[day] += count
+        by_reason[reason] += count
+        by_route[route] += count
     rated_per_day: dict[tuple[date, str], list[Rated]] = defaultdict(list)
     for r in ratings:
         rated_per_day[(r.day, "bot" if r.route == "bot" else "people")].append(r)
@@ -205,7 +182,6 @@ async def overview(store: ConversationStore, brand: str, period: Period) -> Over
                 csat_satisfied=sum(r.count for r in people if r.score >= SATISFIED),
             )
         )
-    claim, reply, resolution = _times(handoffs)
     return Overview(
         brand=brand,
         period=period,
@@ -213,12 +189,12 @@ async def overview(store: ConversationStore, brand: str, period: Period) -> Over
         bot_answers=sum(n for (_, action), n in decisions.items() if action == "answer"),
         contained=contained,
         clarified=sum(n for (_, action), n in decisions.items() if action == "clarify"),
-        escalated=len(handoffs),
-        by_reason=_ranked(Counter(h.reason for h in handoffs)),
-        by_route=_ranked(Counter(h.route for h in handoffs)),
-        time_to_claim=claim,
-        time_to_first_reply=reply,
-        resolution_time=resolution,
+        escalated=sum(by_route.values()),
+        by_reason=_ranked(by_reason),
+        by_route=_ranked(by_route),
+        time_to_claim=handoffs.to_claim,
+        time_to_first_reply=handoffs.to_first_reply,
+        resolution_time=handoffs.to_resolve,
         csat_bot=_satisfaction(ratings, "bot"),
         csat_expert=_satisfaction(ratings, "expert"),
         csat_staff=_satisfaction(ratings, "staff"),
@@ -246,7 +222,7 @@ async def experts_report(store: ConversationStore, brand: str, period: Period) -
                 available=bool(expert and expert.active and expert.available),
                 open_handoffs=holding.get(key, 0),
                 resolutions=len(mine),
-                handle_p50=_percentile(sorted(float(e.handle_seconds) for e in mine), 50),
+                handle_p50=percentile(sorted(float(e.handle_seconds) for e in mine), 50),
                 csat=Satisfaction(
                     len(scores),
                     sum(1 for s in scores if s >= SATISFIED),

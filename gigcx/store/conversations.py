@@ -146,34 +146,44 @@ class Conversations(Repository):
     async def rate_answer(self, conversation_id: str, seq: int, helpful: bool) -> bool:
         """The customer's thumbs up (`helpful`) or down on the bot answer `seq`; rating it
         again replaces the rating. False when `seq` is not a bot answer of the conversation."""
-        async with self._sessions.begin() as session:
-            trail = await session.scalar(
-                select(DecisionTrail).where(
-                    DecisionTrail.conversation_id == conversation_id,
-                    DecisionTrail.seq == seq,
-                    DecisionTrail.action == "answer",
-                )
-            )
-            if trail is None:
-                return False
-            rating = await session.scalar(
-                select(AnswerRating)
-                .where(AnswerRating.conversation_id == conversation_id, AnswerRating.seq == seq)
-                .with_for_update()
-            )
-            if rating is None:
-                session.add(
-                    AnswerRating(
-                        brand=trail.brand,
-                        conversation_id=conversation_id,
-                        seq=seq,
-                        helpful=helpful,
-                        created_at=utcnow(),
+        try:
+            async with self._sessions.begin() as session:
+                trail = await session.scalar(
+                    select(DecisionTrail).where(
+                        DecisionTrail.conversation_id == conversation_id,
+                        DecisionTrail.seq == seq,
+                        DecisionTrail.action == "answer",
                     )
                 )
-            else:
-                rating.helpful = helpful
-                rating.created_at = utcnow()
+                if trail is None:
+                    return False
+                rating = await session.scalar(
+                    select(AnswerRating)
+                    .where(AnswerRating.conversation_id == conversation_id, AnswerRating.seq == seq)
+                    .with_for_update()
+                )
+                if rating is None:
+                    session.add(
+                        AnswerRating(
+                            brand=trail.brand,
+                            conversation_id=conversation_id,
+                            seq=seq,
+                            helpful=helpful,
+                            created_at=utcnow(),
+                        )
+                    )
+                else:
+                    rating.helpful = helpful
+                    rating.created_at = utcnow()
+        except IntegrityError:
+            # Another first vote on this answer (a second tab, a double click) was inserted
+            # between our look and our insert; it is committed now, so this one replaces it.
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(AnswerRating)
+                    .where(AnswerRating.conversation_id == conversation_id, AnswerRating.seq == seq)
+                    .values(helpful=helpful, created_at=utcnow())
+                )
         return True
 
     async def answer_ratings(self, conversation_id: str) -> dict[int, bool]:

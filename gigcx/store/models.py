@@ -110,6 +110,7 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def to_dict(self) -> dict[str, Any]:
+        decision = (self.meta or {}).get("decision")
         return {
             "seq": self.seq,
             "author": self.author,
@@ -121,6 +122,11 @@ class Message(Base):
                 str(item.get("title", "")) if isinstance(item, dict) else str(item)
                 for item in (self.meta or {}).get("quick_replies") or []
             ],
+            # A bot answer (not a clarifying question, small talk or handover notice) may get
+            # the customer's thumbs up or down: what `rate_answer` accepts.
+            "rateable": self.author == "bot"
+            and isinstance(decision, dict)
+            and decision.get("action") == "answer",
         }
 
 

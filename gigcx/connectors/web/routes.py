@@ -1,5 +1,6 @@
 """The chat API's HTTP routes: the widget's settings, start a conversation, post and read
-messages, ask for a person, leave an e-mail address, rate the resolution. The WebSocket that
+messages, rate a bot answer, ask for a person, leave an e-mail address, rate the resolution.
+The WebSocket that
 pushes new messages is in `websocket.py`; what the routes depend on (the runtime, the
 conversation and its token, rate limits) in `dependencies.py`.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from gigcx.app import GigCX
@@ -26,6 +27,7 @@ from gigcx.connectors.web.identity import IdentityRefused, secrets_match, verify
 from gigcx.connectors.web.ratelimit import Check
 from gigcx.connectors.web.schemas import (
     MAX_SEQ,
+    AnswerRatingIn,
     ConversationCreated,
     ConversationOut,
     ErrorOut,
@@ -192,6 +194,33 @@ async def post_message(
     )
 
 
+@router.put(
+    "/conversations/{conversation_id}/messages/{seq}/rating",
+    status_code=204,
+    responses=ERRORS,
+    summary="The customer's thumbs up or down on a bot answer; rating again replaces it",
+)
+async def rate_answer(
+    body: AnswerRatingIn,
+    request: Request,
+    conversation: Annotated[Conversation, Depends(conversation_for)],
+    gigcx: Annotated[GigCX, Depends(runtime)],
+    seq: Annotated[int, Path(ge=0, le=MAX_SEQ, description="The bot answer's seq")],
+) -> None:
+    per_conversation = request.app.state.web.messages_per_minute_per_conversation
+    await check_rate(
+        request,
+        Check("rating", conversation.id, per_conversation, "ratings in this conversation"),
+        per_ip(request),
+    )
+    if not await gigcx.store.rate_answer(conversation.id, seq, body.helpful):
+        raise HTTPException(
+            404,
+            f"message {seq} of this conversation is not a bot answer: only messages with "
+            '"rateable": true can be rated',
+        )
+
+
 @router.post(
     "/conversations/{conversation_id}/handoff",
     response_model=HandoverOut,
@@ -297,8 +326,17 @@ async def list_messages(
 ) -> MessagesOut:
     messages = await gigcx.store.messages_after(conversation.id, after)
     fresh = await gigcx.store.get_conversation(conversation.id)
+    shown = [message.to_dict() for message in messages]
+    # The customer's own votes, so a reloaded widget shows them pressed.
+    if any(item["rateable"] for item in shown):
+        ratings = await gigcx.store.answer_ratings(conversation.id)
+        for item in shown:
+            if item["rateable"]:
+                item["rating"] = ratings.get(item["seq"])
     return MessagesOut(
-        messages=[_out(m) for m in messages], state=fresh.state, last_seq=fresh.last_seq
+        messages=[MessageOut(**item) for item in shown],
+        state=fresh.state,
+        last_seq=fresh.last_seq,
     )
 
 

@@ -6,7 +6,14 @@ import math
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+)
 from pydantic_core import PydanticCustomError
 
 MAX_SEQ = 2**31 - 1  # sequence numbers are 32-bit in the store
@@ -78,6 +85,16 @@ class MessageOut(BaseModel):
         default_factory=list,
         description="Buttons offered under a bot reply: sending one's text picks it.",
     )
+    rateable: bool = Field(
+        False,
+        description="A bot answer the customer may rate helpful or not "
+        "(PUT /v1/conversations/{conversation_id}/messages/{seq}/rating).",
+    )
+    rating: bool | None = Field(
+        None,
+        description="The customer's rating of this bot answer (true: helpful), null when "
+        "unrated; only GET .../messages fills it in.",
+    )
 
 
 class NewConversation(_Body):
@@ -100,6 +117,11 @@ class NewConversation(_Body):
 class NewRating(_Body):
     score: int = Field(ge=1, le=5, description="1 (bad) to 5 (great).")
     comment: Text = Field("", max_length=2000)
+
+
+class AnswerRatingIn(_Body):
+    # Strict: "yes", 1 or "false" is a mistake to name, not a vote to guess.
+    helpful: StrictBool = Field(description="true: the answer helped (👍); false: it did not (👎).")
 
 
 class NewContact(_Body):

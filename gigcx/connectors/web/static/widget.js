@@ -81,6 +81,10 @@
     '.sources{margin:6px 0 0;padding:0;list-style:none;font-size:12px}' +
     '.sources a{color:var(--brand)}' +
     '.draft{opacity:.75}' +
+    '.rate{display:flex;align-items:center;flex-wrap:wrap;gap:4px;margin-top:6px;padding-top:6px;border-top:1px solid #eef0f3;white-space:normal;font-size:12px;color:#57606a}' +
+    '.rate button{display:inline-flex;align-items:center;border:1px solid #c9ced6;border-radius:999px;padding:2px 7px;background:#fff;color:#57606a;cursor:pointer}' +
+    '.rate button[aria-pressed=true]{background:var(--brand);border-color:var(--brand);color:#fff}' +
+    '.rate-note{margin-left:4px}.rate-note.failed{color:#b42318}' +
     '.quick{display:flex;flex-wrap:wrap;gap:6px;align-self:flex-start;max-width:95%}' +
     '.quick button{border:1px solid var(--brand);border-radius:999px;padding:5px 12px;background:#fff;color:var(--brand);font-size:13px;cursor:pointer}' +
     '.msg.notice{align-self:center;max-width:95%;background:transparent;border:0;color:#57606a;font-size:12px;text-align:center;padding:2px 8px}' +
@@ -216,6 +220,7 @@
       });
       item.appendChild(list);
     }
+    if (message.author === "bot" && message.rateable) item.appendChild(rateRow(message));
     // Keep sequence order even if an event arrives early.
     var next = null;
     Object.keys(state.messages).forEach(function (seq) {
@@ -260,6 +265,91 @@
       row.appendChild(button);
     });
     return row;
+  }
+
+  // "Helpful?" with a thumbs up and down under a bot answer. A click shows the vote at once
+  // and sends it; the vote can be changed; a failed request puts back the vote the server has.
+  function rateRow(message) {
+    var row = document.createElement("div");
+    row.className = "rate";
+    row.setAttribute("role", "group");
+    row.setAttribute("aria-label", "Was this answer helpful?");
+    var label = document.createElement("span");
+    label.textContent = "Helpful?";
+    label.setAttribute("aria-hidden", "true"); // the group's name says it
+    row.appendChild(label);
+    var saved = message.rating === true || message.rating === false ? message.rating : null;
+    var latest = 0; // only the newest click's answer changes what is shown
+    var buttons = {};
+    var note = document.createElement("span");
+    note.className = "rate-note";
+    note.setAttribute("aria-live", "polite");
+
+    function press(value) {
+      buttons.up.setAttribute("aria-pressed", String(value === true));
+      buttons.down.setAttribute("aria-pressed", String(value === false));
+    }
+
+    function showNote(text, failed) {
+      note.textContent = text;
+      note.className = failed ? "rate-note failed" : "rate-note";
+    }
+
+    function vote(helpful) {
+      if (!state.conversation) return;
+      var attempt = ++latest;
+      press(helpful);
+      showNote("", false);
+      api("PUT", "/v1/conversations/" + state.conversation.id + "/messages/" + message.seq + "/rating",
+        { helpful: helpful }).then(
+        function () {
+          saved = helpful; // what a newer click that fails falls back to
+          if (attempt !== latest) return;
+          showNote("Thanks!", false);
+        },
+        function () {
+          if (attempt !== latest) return;
+          press(saved);
+          showNote("Couldn't save your rating. Try again.", true);
+        }
+      );
+    }
+
+    [["up", true, "Helpful"], ["down", false, "Not helpful"]].forEach(
+      function (spec) {
+        var button = document.createElement("button");
+        button.type = "button";
+        button.appendChild(thumb(spec[1]));
+        button.setAttribute("aria-label", spec[2]);
+        button.addEventListener("click", function () { vote(spec[1]); });
+        buttons[spec[0]] = button;
+        row.appendChild(button);
+      }
+    );
+    row.appendChild(note);
+    press(saved);
+    return row;
+  }
+
+  // A thumb drawn in SVG, not the 👍 emoji: a computer without an emoji font shows a box.
+  var SVG = "http://www.w3.org/2000/svg";
+  function thumb(up) {
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "16");
+    svg.setAttribute("height", "16");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var shape = document.createElementNS(SVG, "path");
+    shape.setAttribute("d", "M3 11h4v10H3zM7 11l4-8c1.6 0 2.6 1.3 2.2 2.8L12.4 9H19a2 2 0 0 1 2 " +
+      "2.3l-1.3 7.5A2 2 0 0 1 17.7 21H7");
+    shape.setAttribute("fill", "none");
+    shape.setAttribute("stroke", "currentColor");
+    shape.setAttribute("stroke-width", "1.8");
+    shape.setAttribute("stroke-linejoin", "round");
+    if (!up) shape.setAttribute("transform", "matrix(1 0 0 -1 0 24)"); // the same hand, down
+    svg.appendChild(shape);
+    return svg;
   }
 
   // Only the newest message's buttons stay: an answer makes older ones moot.
