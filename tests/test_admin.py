@@ -5,15 +5,22 @@ and the headers that keep the pages out of frames, caches and referrers."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
 
-from gigcx.app import GigCX
+from gigcx.app import GigCX, start
+from gigcx.config import Settings, StoreSettings
 from gigcx.connectors.web import create_app
 from gigcx.connectors.web.admin import SESSION_COOKIE, new_session, session_valid
-from tests.helpers.admin import ADMIN_TOKEN, csrf_of, sign_in, with_admin
+from gigcx.store.models import utcnow
+from tests.helpers.admin import ADMIN_TOKEN, csrf_of, seed_history, sign_in, with_admin
+from tests.helpers.experts import ALEX, register_experts
+from tests.test_report import decision
 
+XSS = "<img src=x onerror=alert(1)><script>alert(2)</script>"
+ESCAPED = "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)&lt;/script&gt;"
 PAGES = ("/admin", "/admin/experts", "/admin/gaps", "/admin/conversations", "/admin/drafts")
 
 
@@ -171,3 +178,72 @@ async def test_login_sends_back_only_inside_admin(client: httpx.AsyncClient):
     ):
         response = await client.post("/admin/login", data={"token": ADMIN_TOKEN, "next": next_page})
         assert response.headers["location"] == lands
+
+
+async def test_the_pages_read_the_same_on_sqlite_and_postgresql_and_escape_customer_text(
+    brand_settings: Settings, store_url: str
+):
+    """Each page over each database, signed in as a script (bearer): the numbers the store
+    holds, and a customer's markup only ever as text."""
+    settings = with_admin(brand_settings.model_copy(update={"store": StoreSettings(url=store_url)}))
+    runtime = await start(settings)
+    try:
+        store = runtime.store
+        await register_experts(runtime)
+        made = await seed_history(store, days=6)
+        stamp = (utcnow() - timedelta(seconds=1)).isoformat()
+        conversation = await store.create_conversation("kestrel")
+        await store.add_message(conversation.id, "customer", XSS)
+        opened = await store.open_handoff(
+            conversation.id,
+            reason="expert_needed",
+            route="expert",
+            tags=[XSS],
+            packet={
+                "summary": f"Customer asked: {XSS}",
+                "transcript": [{"seq": 1, "author": "customer", "text": XSS}],
+            },
+            notice="Passing you to a person.",
+            notice_meta=decision("escalate", "expert_needed", "expert"),
+            claim_timeout=timedelta(minutes=5),
+        )
+        assert opened is not None
+        draft = await store.add_draft(
+            brand="kestrel",
+            handoff_id=opened[0].id,
+            conversation_id=conversation.id,
+            question=XSS,
+            alternatives=[XSS],
+            answer=XSS,
+            product=None,
+            tags=[],
+            expert=ALEX,
+        )
+        app = create_app(settings, runtime)
+        transport = httpx.ASGITransport(app=app)
+        bearer = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=bearer
+        ) as client:
+            home = await client.get("/admin?days=7")
+            assert home.status_code == 200
+            assert f'data-name="conversations">{made + 1}<' in home.text
+            assert "The bot had no answer" in home.text and "Needs the customer" in home.text
+            experts = await client.get("/admin/experts?days=7")
+            assert "Alex Moreau" in experts.text and "EUR" in experts.text
+            for path in (
+                "/admin/conversations?outcome=escalated",
+                f"/admin/conversations/{conversation.id}",
+                "/admin/drafts",
+                f"/admin/drafts/{draft.id}",
+            ):
+                page = await client.get(path)
+                assert page.status_code == 200, (path, page.text[:300])
+                assert ESCAPED in page.text, path
+                assert XSS not in page.text and "<img" not in page.text, path
+            since = (await client.get("/admin/conversations", params={"before": stamp})).text
+            assert "← Newest" in since and ESCAPED not in since  # older than the markup
+            elsewhere = await store.create_conversation("another-brand")
+            assert (await client.get(f"/admin/conversations/{elsewhere.id}")).status_code == 404
+    finally:
+        await runtime.close()

@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from gigcx.config import Settings
-from gigcx.insights.report import Period, experts_report, overview
+from gigcx.insights.report import Period, experts_report, human_duration, overview
 from tests.conftest import REPO
 from tests.helpers.admin import ADMIN_TOKEN, seed_history, with_admin
 from tests.helpers.experts import ALEX, register_experts
@@ -149,7 +149,11 @@ async def test_the_overview_shows_the_periods_numbers_and_charts_drawn_with_data
     await expect(main).to_contain_text("Last 30 days")
     for label in ("The customer asked for a person", "The bot had no answer", "Gig experts"):
         await expect(main.get_by_role("cell", name=label, exact=True)).to_be_visible()
-    await expect(main.get_by_role("row", name="Time to claim")).to_contain_text(" s")
+    claim = truth.time_to_claim
+    await expect(main.get_by_role("row", name="Time to claim")).to_contain_text(
+        f"{human_duration(claim.p50)}{human_duration(claim.p90)}{claim.count}"
+    )
+    assert human_duration(claim.p50).endswith("min")  # people waited minutes, in words
     share = f"{truth.csat_bot.share:.0%}"
     await expect(main.get_by_role("row", name="Bot answers (thumbs up)")).to_contain_text(share)
     # The per-day chart: titled, with a legend and many bars of real height.
@@ -186,6 +190,12 @@ async def test_the_experts_page_shows_resolutions_satisfaction_and_payout(
     await expect(alex).to_contain_text("Available")
     await expect(page.locator("main")).to_contain_text("Payout due")
     await shot(page, "experts")
+    # On a phone the table scrolls inside its card; the page itself does not.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.get_by_role("link", name="Overview").click()
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    await shot(page, "overview-phone")
 
 
 async def test_a_conversation_shows_transcript_decisions_and_packet_with_markup_as_text(

@@ -264,6 +264,7 @@ _templates.filters.update(
     reason=lambda code: _label(code, REASON_LABELS),
     route=lambda code: _label(code, ROUTE_LABELS),
     percent=lambda value: "-" if value is None else f"{value:.0%}",
+    plural=lambda word, n: word if n == 1 else f"{word}s",
     last_day=lambda period: f"{period.until - timedelta(seconds=1):%b %-d, %Y}",
 )
 
