@@ -247,3 +247,16 @@ async def test_the_pages_read_the_same_on_sqlite_and_postgresql_and_escape_custo
             assert (await client.get(f"/admin/conversations/{elsewhere.id}")).status_code == 404
     finally:
         await runtime.close()
+
+
+async def test_over_https_the_session_cookie_is_secure(gigcx_runtime: GigCX):
+    gigcx_runtime.settings = with_admin(gigcx_runtime.settings)
+    app = create_app(gigcx_runtime.settings, gigcx_runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        signed = await sign_in(client)
+        assert "; secure" in signed.headers["set-cookie"].lower()
+        # A script's bearer token needs no CSRF token (no cookie rides along with it).
+        bearer = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        missing = await client.post("/admin/drafts/nope", data={"action": "reject"}, headers=bearer)
+        assert missing.status_code == 404 and "There is no draft" in missing.text

@@ -206,6 +206,10 @@ async def test_a_conversation_shows_transcript_decisions_and_packet_with_markup_
     await page.get_by_role("link", name="Escalated", exact=True).click()
     link = page.get_by_role("link", name=XSS)
     await expect(link).to_be_visible()  # the list shows the customer's text as text
+    await expect(page.get_by_role("row", name=XSS)).to_contain_text(
+        "The customer asked for a person"
+    )
+    await shot(page, "conversations")
     await link.click()
     transcript = page.locator(".transcript")
     await expect(transcript.get_by_text(XSS, exact=True).first).to_be_visible()
