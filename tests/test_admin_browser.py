@@ -58,6 +58,18 @@ async def ask(http: httpx.AsyncClient, *texts: str) -> dict[str, Any]:
     return {"id": created["conversation_id"], "auth": auth, **turn}
 
 
+async def thumbs(
+    http: httpx.AsyncClient, conversation: dict[str, Any], seq: int, *, helpful: bool
+) -> None:
+    """The customer's thumbs on a bot answer, as the widget sends it."""
+    rated = await http.put(
+        f"/v1/conversations/{conversation['id']}/messages/{seq}/rating",
+        json={"helpful": helpful},
+        headers=conversation["auth"],
+    )
+    assert rated.status_code in (200, 201, 204), rated.text
+
+
 async def expert_resolves(http: httpx.AsyncClient, conversation_id: str, answer: str) -> None:
     """Alex claims the conversation's handoff in the console, answers and resolves."""
     handoffs = (await http.get("/v1/console/handoffs", headers=EXPERT)).json()
@@ -90,7 +102,7 @@ async def story(brand_settings: Settings, tmp_path: Path) -> AsyncIterator[Story
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
             answered = await ask(http, "how do I pair my x2 with my phone")
             [reply] = [m for m in answered["replies"] if m["author"] == "bot"]
-            assert await store.rate_answer(answered["id"], reply["seq"], True)
+            await thumbs(http, answered, reply["seq"], helpful=True)
             marked_up = await ask(http, XSS, "can I talk to a person?")
             await expert_resolves(http, marked_up["id"], "Sorry about that; here is how it works.")
             first = await ask(http, SIDETONE[0])
@@ -98,7 +110,7 @@ async def story(brand_settings: Settings, tmp_path: Path) -> AsyncIterator[Story
             assert first["state"] == "waiting", first
             if second["state"] == "bot":  # the bot tried an answer the customer thumbs down
                 [wrong] = [m for m in second["replies"] if m["author"] == "bot"]
-                assert await store.rate_answer(second["id"], wrong["seq"], False)
+                await thumbs(http, second, wrong["seq"], helpful=False)
             await expert_resolves(
                 http, first["id"], "Yes: in the Kestrel Connect app open Calls > Sidetone."
             )
