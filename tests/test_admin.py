@@ -260,3 +260,17 @@ async def test_over_https_the_session_cookie_is_secure(gigcx_runtime: GigCX):
         bearer = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         missing = await client.post("/admin/drafts/nope", data={"action": "reject"}, headers=bearer)
         assert missing.status_code == 404 and "There is no draft" in missing.text
+
+
+def test_an_admin_token_that_is_short_or_reused_is_refused_naming_the_field():
+    from gigcx.config import WebSettings
+
+    for settings, says in (
+        ({"admin_token": "too-short"}, "at least 16 characters"),
+        ({"admin_token": "x" * 20, "console_token": "x" * 20}, "differ from web.console_token"),
+        ({"admin_token": "k" * 20, "widget_keys": ["k" * 20]}, "differ from every key"),
+    ):
+        with pytest.raises(ValueError, match=says) as refused:
+            WebSettings(**settings)
+        assert "web.admin_token" in str(refused.value)
+    assert WebSettings(admin_token=ADMIN_TOKEN).admin_token is not None
