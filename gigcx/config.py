@@ -453,6 +453,9 @@ class RedisSettings(_Section):
         return value
 
 
+MIN_ADMIN_TOKEN = 16
+
+
 class WebSettings(_Section):
     host: str = Field("127.0.0.1", description="Address `gigcx serve` listens on.")
     port: int = Field(8080, ge=1, le=65535)
@@ -492,6 +495,33 @@ class WebSettings(_Section):
     console_failures_per_minute_per_ip: int = Field(
         10, ge=1, description="Wrong console tokens from one address before it must wait."
     )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Enables the brand team's dashboard at /admin; the team signs in with "
+        "this token (GIGCX_WEB__ADMIN_TOKEN). At least 16 characters, and not the console "
+        "token or a widget key.",
+    )
+    admin_failures_per_minute_per_ip: int = Field(
+        10, ge=1, description="Wrong admin tokens from one address before it must wait."
+    )
+
+    @model_validator(mode="after")
+    def _admin_token_is_its_own(self) -> WebSettings:
+        if self.admin_token is None:
+            return self
+        token = self.admin_token.get_secret_value()
+        if len(token) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"web.admin_token: must be at least {MIN_ADMIN_TOKEN} characters; make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        if self.console_token is not None and token == self.console_token.get_secret_value():
+            raise ValueError("web.admin_token: must differ from web.console_token")
+        if token in self.widget_keys:
+            raise ValueError(
+                "web.admin_token: must differ from every key in web.widget_keys (those are public)"
+            )
+        return self
 
 
 class EmailSettings(_Section):

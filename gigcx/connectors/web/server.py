@@ -25,7 +25,7 @@ import gigcx
 from gigcx import metrics
 from gigcx.app import GigCX, start
 from gigcx.config import Settings, load_settings
-from gigcx.connectors.web import console, health, pages, websocket
+from gigcx.connectors.web import admin, console, health, pages, websocket
 from gigcx.connectors.web.body_size import BodySizeLimit
 from gigcx.connectors.web.log_redaction import redact_tokens_in_server_logs
 from gigcx.connectors.web.routes import router
@@ -93,6 +93,7 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     # same calls as any expert channel, and is on whenever web.console_token is set).
     app.include_router(console.router)
     app.include_router(pages.router)
+    app.include_router(admin.router)  # /admin, the brand team's pages; off without web.admin_token
     app.include_router(health.router)
     app.middleware("http")(_count_request)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
