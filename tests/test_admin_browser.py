@@ -248,7 +248,6 @@ async def test_a_conversation_shows_transcript_decisions_and_packet_with_markup_
 async def test_knowledge_gaps_group_the_questions_the_bot_could_not_answer(
     browser: Browser, story: Story
 ):
-    pytest.importorskip("gigcx.insights.gaps", reason="the grouping lands from branch gaps")
     page, dialogs = await signed_in_page(browser, story)
     await page.get_by_role("link", name="Knowledge gaps").click()
     await expect(page.locator("main")).to_contain_text("may take a few seconds")

@@ -34,6 +34,7 @@ from gigcx.connectors.web.identity import secrets_match
 from gigcx.connectors.web.ratelimit import Check, Refusal
 from gigcx.escalation.packet import reason_text
 from gigcx.insights import drafts as draft_review
+from gigcx.insights.knowledge_gaps import knowledge_gaps
 from gigcx.insights.report import (
     OUTCOMES,
     Overview,
@@ -449,20 +450,11 @@ async def experts_page(request: Request, admin: Signed) -> Response:
 async def gaps_page(request: Request, admin: Signed) -> Response:
     period = _period(request)
     gigcx = admin.gigcx
-    clusters: list[Any] = []
-    seconds = None
-    try:
-        from gigcx.insights.knowledge_gaps import knowledge_gaps
-    except ImportError:  # the grouping (gigcx.insights.gaps) is not in this build yet
-        missing = True
-    else:
-        missing = False
-        started = time.perf_counter()
-        # Embeds every question in a worker thread: the event loop serves others meanwhile.
-        clusters = await knowledge_gaps(
-            gigcx.store, gigcx.index.embedder, gigcx.settings.brand, period
-        )
-        seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    # Embeds every question in a worker thread: the event loop serves others meanwhile.
+    clusters = await knowledge_gaps(gigcx.store, gigcx.index.embedder, gigcx.settings.brand, period)
+    seconds = time.perf_counter() - started
+    missing = False
     return _page(
         "gaps.html",
         request,
