@@ -204,14 +204,16 @@ async def overview(store: ConversationStore, brand: str, period: Period) -> Over
 
 async def experts_report(store: ConversationStore, brand: str, period: Period) -> list[ExpertRow]:
     """Every expert of the brand (and anyone the ledger names), most resolutions first."""
-    entries = await store.ledger(brand, period.since, period.until)
+    entries = await store.ledger_rows(brand, period.since, period.until)
     holding = await store.open_per_assignee(brand)
     experts = {e.key: e for e in await store.experts(brand)}
-    keys = set(experts) | {entry.expert for entry in entries}
+    by_expert: dict[str, list[tuple[str, int, int | None, Decimal, str]]] = defaultdict(list)
+    for entry in entries:
+        by_expert[entry[0]].append(entry)
     rows = []
-    for key in keys:
-        mine = [entry for entry in entries if entry.expert == key]
-        scores = [entry.csat for entry in mine if entry.csat is not None]
+    for key in set(experts) | set(by_expert):
+        mine = by_expert.get(key, [])
+        scores = [csat for _, _, csat, _, _ in mine if csat is not None]
         expert = experts.get(key)
         rows.append(
             ExpertRow(
@@ -222,14 +224,14 @@ async def experts_report(store: ConversationStore, brand: str, period: Period) -
                 available=bool(expert and expert.active and expert.available),
                 open_handoffs=holding.get(key, 0),
                 resolutions=len(mine),
-                handle_p50=percentile(sorted(float(e.handle_seconds) for e in mine), 50),
+                handle_p50=percentile(sorted(float(e[1]) for e in mine), 50),
                 csat=Satisfaction(
                     len(scores),
                     sum(1 for s in scores if s >= SATISFIED),
                     round(sum(scores) / len(scores), 2) if scores else None,
                 ),
-                payout=sum((entry.payout for entry in mine), Decimal(0)),
-                currency=mine[0].currency if mine else "",
+                payout=sum((e[3] for e in mine), Decimal(0)),
+                currency=mine[0][4] if mine else "",
             )
         )
     return sorted(rows, key=lambda r: (-r.resolutions, not r.active, r.name.lower()))

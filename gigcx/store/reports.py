@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Date, Select, case, cast, exists, func, select
@@ -23,6 +24,7 @@ from gigcx.store.models import (
     Csat,
     DecisionTrail,
     Handoff,
+    LedgerEntry,
     Message,
 )
 from gigcx.store.repository import Repository
@@ -265,6 +267,27 @@ class Reports(Repository):
                 for d, score, route, n in scores.all()
             ]
             return result
+
+    async def ledger_rows(
+        self, brand: str, since: datetime, until: datetime
+    ) -> list[tuple[str, int, int | None, Decimal, str]]:
+        """The period's paid resolutions as plain tuples (expert, handle seconds, CSAT,
+        payout, currency): the experts table reads tens of thousands, not ORM rows."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(
+                    LedgerEntry.expert,
+                    LedgerEntry.handle_seconds,
+                    LedgerEntry.csat,
+                    LedgerEntry.payout,
+                    LedgerEntry.currency,
+                ).where(
+                    LedgerEntry.brand == brand,
+                    LedgerEntry.resolved_at >= since,
+                    LedgerEntry.resolved_at < until,
+                )
+            )
+            return [tuple(row) for row in rows.all()]  # type: ignore[misc]
 
     async def open_per_assignee(self, brand: str) -> dict[str, int]:
         """{expert id: handoffs they hold now}."""
