@@ -15,6 +15,8 @@ import numpy as np
 
 from gigcx.config import Settings
 from gigcx.escalation.redaction import redact
+from gigcx.insights.knowledge_gaps import gap_questions
+from gigcx.insights.report import Period
 from gigcx.knowledge.drafts_folder import (
     DraftFileError,
     remove_entry,
@@ -123,23 +125,17 @@ class Drafter:
         if self.embed is None:
             return []
         now = datetime.now(UTC)
-        escalated, _, earlier = await self.store.gap_trails(
-            self.settings.brand, now - CATCH_UP, now + timedelta(seconds=1), SIMILAR_POOL
-        )
-        regions = self.settings.escalation.phone_regions
+        recent = Period(now - CATCH_UP, now + timedelta(seconds=1), "last 30 days")
+        asked = await gap_questions(self.store, self.settings.brand, recent, limit=SIMILAR_POOL)
         seen = {" ".join(question.lower().split())}
         candidates = []
-        for trail in escalated:
-            if trail.conversation_id == handoff.conversation_id:
+        for other in asked:
+            key = " ".join(other.text.lower().split())
+            if other.kind != "escalated" or other.conversation_id == handoff.conversation_id:
                 continue
-            asked = trail.query
-            if trail.reason in _NOT_THE_QUESTION:
-                asked = earlier.get(trail.conversation_id, "")
-            text = redact(asked, regions).strip()
-            key = " ".join(text.lower().split())
-            if text and key not in seen and len(text) <= 300:
+            if key not in seen and len(other.text) <= 300:
                 seen.add(key)
-                candidates.append(text)
+                candidates.append(other.text)
         if not candidates:
             return []
         try:

@@ -454,7 +454,6 @@ async def gaps_page(request: Request, admin: Signed) -> Response:
     # Embeds every question in a worker thread: the event loop serves others meanwhile.
     clusters = await knowledge_gaps(gigcx.store, gigcx.index.embedder, gigcx.settings.brand, period)
     seconds = time.perf_counter() - started
-    missing = False
     return _page(
         "gaps.html",
         request,
@@ -463,7 +462,6 @@ async def gaps_page(request: Request, admin: Signed) -> Response:
         period=period,
         period_query=_period_query(request),
         clusters=clusters,
-        missing=missing,
         seconds=seconds,
     )
 
