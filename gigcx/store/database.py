@@ -33,10 +33,11 @@ def create_engine(store: StoreSettings) -> AsyncEngine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers go on while one writer commits; writers wait for each other
-    # instead of failing with "database is locked".
+    # instead of failing with "database is locked". The wait is set first: switching a new
+    # file to WAL needs the write lock too, and a process that is migrating holds it.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
