@@ -133,21 +133,31 @@ class FrontLine:
             self.settings.brand, customer_id, attributes, token_hash
         )
 
-    async def handle_customer_message(self, conversation_id: str, text: str) -> TurnResult:
-        """Store the customer's message and let the bot reply, unless a person has it."""
-        await self._reopen_if_resolved(await self.store.get_conversation(conversation_id))
-        message = await self.store.add_message(conversation_id, "customer", text)
-        assert message is not None
+    async def handle_customer_message(
+        self, conversation_id: str, text: str, conversation: Conversation | None = None
+    ) -> TurnResult:
+        """Store the customer's message and let the bot reply, unless a person has it.
+
+        `conversation`: the conversation as the caller just read it (the API reads it to check
+        the token), so the turn does not read it again."""
+        if conversation is None or conversation.state == "resolved":
+            conversation = await self.store.get_conversation(conversation_id)
+        conversation = await self._reopen_if_resolved(conversation)
+        message, state = await self.store.add_customer_message(conversation_id, text)
         await self._publish(conversation_id, events.MESSAGE_CREATED, message=message.to_dict())
 
         started = time.perf_counter()
-        state = (await self.store.get_conversation(conversation_id)).state
         if state != "bot":
             # A person has it: the bot stays silent, and waits for no turn lock (one left by a
             # worker that died would otherwise hold this message up until it expires).
             return TurnResult(customer_message=message, state=state)
-        async with self._lock(conversation_id):
-            result = await self._bot_turn(conversation_id, message)
+        async with self._lock(conversation_id) as waited:
+            if waited:
+                # Another turn of this conversation ran meanwhile and may have handed it over.
+                conversation = await self.store.get_conversation(conversation_id)
+            else:
+                conversation.state = state
+            result = await self._bot_turn(conversation, message)
         if result.decision is not None:
             decision = result.decision
             metrics.DECISIONS.labels(decision.action, decision.reason or "").inc()
@@ -176,19 +186,22 @@ class FrontLine:
         return conversation
 
     @contextlib.asynccontextmanager
-    async def _lock(self, conversation_id: str) -> AsyncIterator[None]:
+    async def _lock(self, conversation_id: str) -> AsyncIterator[bool]:
         """One bot turn at a time per conversation: in this process, and with `turn_locks`
         (Redis, when scaled out) across processes, so two messages of one conversation
-        that reach two workers at once are answered one after the other."""
+        that reach two workers at once are answered one after the other. Yields whether
+        another turn may have run while this one waited (so what was read before is stale)."""
         lock = self._locks.get(conversation_id)
         if lock is None:
             lock = self._locks[conversation_id] = asyncio.Lock()
+        waited = lock.locked()
         async with lock:
             if self.turn_locks is None:
-                yield
+                yield waited
                 return
             async with self._turn_lease(self.turn_locks, conversation_id):
-                yield
+                # Another worker's turn may have run: only the store knows.
+                yield True
 
     @contextlib.asynccontextmanager
     async def _turn_lease(self, client: redis.Redis, conversation_id: str) -> AsyncIterator[None]:
@@ -239,8 +252,8 @@ class FrontLine:
             except (RedisError, OSError) as error:
                 log.warning("could not renew the turn lease of %s: %s", conversation_id, error)
 
-    async def _bot_turn(self, conversation_id: str, message: Message) -> TurnResult:
-        conversation = await self.store.get_conversation(conversation_id)
+    async def _bot_turn(self, conversation: Conversation, message: Message) -> TurnResult:
+        conversation_id = conversation.id
         result = TurnResult(customer_message=message, state=conversation.state)
         if conversation.state != "bot":
             return result  # a person has the conversation: the bot stays silent
@@ -452,8 +465,8 @@ class FrontLine:
 
     async def _history(self, conversation_id: str, before_seq: int) -> list[Turn]:
         window = 2 * self.settings.bot.history_turns
-        if window == 0:
-            return []
+        if window == 0 or before_seq <= 1:
+            return []  # nothing to read (a conversation's first message is seq 1)
         messages = await self.store.messages_after(
             conversation_id, after_seq=max(0, before_seq - 1 - window)
         )

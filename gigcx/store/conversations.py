@@ -113,27 +113,10 @@ class Conversations(Repository):
             stored = await self.message_by_source(source)
             if stored is not None:
                 return stored
-        relayed = _RELAYED.get(author)
         try:
-            async with self._sessions.begin() as session:
-                message = await append_message(
-                    session, conversation_id, author, text, citations, meta, only_in_state, source
-                )
-                person = author in ("expert", "staff")
-                if message is not None and relayed is not None and (self.wants(relayed) or person):
-                    handoff_id = await session.scalar(
-                        newest_open_handoff(select(Handoff.id), conversation_id)
-                    )
-                    if handoff_id is not None and self.wants(relayed):
-                        session.add_all(
-                            outbox_rows(self.consumers, handoff_id, relayed, message.id)
-                        )
-                    if handoff_id is not None and person:
-                        await session.execute(
-                            update(Handoff)
-                            .where(Handoff.id == handoff_id, Handoff.first_reply_at.is_(None))
-                            .values(first_reply_at=message.created_at)
-                        )
+            written = await self._write_message(
+                conversation_id, author, text, citations, meta, only_in_state, source
+            )
         except IntegrityError:
             # Only the unique source can collide (sequence numbers are taken in turn): a
             # concurrent repeat committed it first.
@@ -141,7 +124,49 @@ class Conversations(Repository):
             if stored is None:
                 raise
             return stored
-        return message
+        return None if written is None else written[0]
+
+    async def add_customer_message(
+        self, conversation_id: str, text: str
+    ) -> tuple[Message, ConversationState]:
+        """The customer's message, committed, and the conversation's state as it was
+        committed: the front line needs no second read to know whether the bot has it."""
+        written = await self._write_message(conversation_id, "customer", text, (), None, None)
+        assert written is not None  # only a write guarded by a state can be refused
+        return written
+
+    async def _write_message(
+        self,
+        conversation_id: str,
+        author: Author,
+        text: str,
+        citations: Sequence[dict[str, Any]],
+        meta: dict[str, Any] | None,
+        only_in_state: ConversationState | None,
+        source: str | None = None,
+    ) -> tuple[Message, ConversationState] | None:
+        relayed = _RELAYED.get(author)
+        async with self._sessions.begin() as session:
+            written = await append_message_in_state(
+                session, conversation_id, author, text, citations, meta, only_in_state, source
+            )
+            if written is None:
+                return None
+            message, state = written
+            person = author in ("expert", "staff")
+            if relayed is not None and (self.wants(relayed) or person):
+                handoff_id = await session.scalar(
+                    newest_open_handoff(select(Handoff.id), conversation_id)
+                )
+                if handoff_id is not None and self.wants(relayed):
+                    session.add_all(outbox_rows(self.consumers, handoff_id, relayed, message.id))
+                if handoff_id is not None and person:
+                    await session.execute(
+                        update(Handoff)
+                        .where(Handoff.id == handoff_id, Handoff.first_reply_at.is_(None))
+                        .values(first_reply_at=message.created_at)
+                    )
+        return message, state
 
     async def rate_answer(self, conversation_id: str, seq: int, helpful: bool) -> bool:
         """The customer's thumbs up (`helpful`) or down on the bot answer `seq`; rating it
@@ -278,6 +303,23 @@ async def append_message(
     source: str | None = None,
 ) -> Message | None:
     """The next message of the conversation, in the caller's transaction."""
+    written = await append_message_in_state(
+        session, conversation_id, author, text, citations, meta, only_in_state, source
+    )
+    return None if written is None else written[0]
+
+
+async def append_message_in_state(
+    session: AsyncSession,
+    conversation_id: str,
+    author: Author,
+    text: str,
+    citations: Sequence[dict[str, Any]],
+    meta: dict[str, Any] | None,
+    only_in_state: ConversationState | None,
+    source: str | None = None,
+) -> tuple[Message, ConversationState] | None:
+    """`append_message`, also saying the conversation's state it was written in."""
     # Bumping the counter row first locks it, so concurrent writers take turns; a failed
     # insert rolls the bump back with it: no gaps, no duplicates.
     guard = [Conversation.id == conversation_id]
@@ -289,14 +331,14 @@ async def append_message(
             update(Conversation)
             .where(*guard)
             .values(last_seq=Conversation.last_seq + 1, updated_at=now)
-            .returning(Conversation.last_seq, Conversation.brand)
+            .returning(Conversation.last_seq, Conversation.brand, Conversation.state)
         )
     ).first()
     if bumped is None:
         if only_in_state is None or await session.get(Conversation, conversation_id) is None:
             raise ConversationNotFound(f"no conversation {conversation_id!r}")
         return None
-    seq, brand = bumped
+    seq, brand, state = bumped
     message = Message(
         conversation_id=conversation_id,
         seq=seq,
@@ -312,7 +354,7 @@ async def append_message(
     if trail is not None:
         session.add(trail)
     await session.flush()
-    return message
+    return message, state
 
 
 def decision_trail(

@@ -186,7 +186,7 @@ async def post_message(
         Check("conversation", conversation.id, per_conversation, "messages in this conversation"),
         per_ip(request),
     )
-    turn = await gigcx.front_line.handle_customer_message(conversation.id, text)
+    turn = await gigcx.front_line.handle_customer_message(conversation.id, text, conversation)
     return TurnOut(
         message=_out(turn.customer_message),
         replies=[_out(reply) for reply in turn.replies],

@@ -10,24 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import gigcx
-from gigcx import metrics
 from gigcx.app import GigCX, start
 from gigcx.config import Settings, load_settings
 from gigcx.connectors.web import admin, console, health, pages, websocket
 from gigcx.connectors.web.body_size import BodySizeLimit
 from gigcx.connectors.web.log_redaction import redact_tokens_in_server_logs
+from gigcx.connectors.web.request_metrics import RequestMetrics
 from gigcx.connectors.web.routes import router
 from gigcx.plugins import Channel
 from gigcx.validation import field_problems
@@ -95,7 +94,7 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(admin.router)  # /admin, the brand team's pages; off without web.admin_token
     app.include_router(health.router)
-    app.middleware("http")(_count_request)
+    app.add_middleware(RequestMetrics)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     # Starlette's class, so FastAPI's own errors (its 400 for an unreadable body) come here too.
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
@@ -125,18 +124,6 @@ async def _start_channels(app: FastAPI, runtime: GigCX, running: list[Channel]) 
         running.append(channel)
         app.state.channels[enabled.name] = channel
         log.info("channel %s (%s) started", enabled.name, enabled.plugin.kind)
-
-
-async def _count_request(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    template = getattr(route, "path", "unmatched")
-    metrics.REQUESTS.labels(request.method, template, str(response.status_code)).inc()
-    metrics.REQUEST_SECONDS.labels(template).observe(time.perf_counter() - started)
-    return response
 
 
 async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
