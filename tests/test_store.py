@@ -377,3 +377,37 @@ async def test_a_handoff_routed_to_staff_is_claimed_by_staff_only(store: Convers
     assert refused.value.reason == "not_staff"
     claimed = await store.claim_handoff("kestrel", handoff_id, "desk", MINUTE)
     assert claimed is not None and claimed.assignee == "desk"
+
+
+async def test_messages_written_together_are_all_kept_in_order_and_one_bad_write_fails_alone(
+    store: ConversationStore, store_url: str
+):
+    """Many customers writing at once (SQLite shares one transaction among them): every
+    acknowledged message is in the store after it is reopened, numbered without gaps, and a
+    write to a conversation that does not exist fails on its own."""
+    busy = await store.create_conversation("kestrel")
+    others = [await store.create_conversation("kestrel") for _ in range(20)]
+
+    async def write(n: int) -> object:
+        if n == 37:
+            return await store.add_message("f" * 32, "customer", "to nobody")
+        target = busy.id if n % 2 else others[n % 20].id
+        return await store.add_message(target, "customer", f"message {n}")
+
+    outcomes = await asyncio.gather(*(write(n) for n in range(200)), return_exceptions=True)
+    failed = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
+    assert failed == [37]
+    assert isinstance(outcomes[37], ConversationNotFound)
+
+    reopened = create_engine(StoreSettings(url=store_url))
+    try:
+        again = ConversationStore(reopened)
+        busy_messages = await again.messages_after(busy.id)
+        assert [m.seq for m in busy_messages] == list(range(1, 100))
+        assert sorted(m.text for m in busy_messages) == sorted(
+            f"message {n}" for n in range(1, 200, 2) if n != 37
+        )
+        kept = [len(await again.messages_after(c.id)) for c in others]
+        assert sum(kept) == 100
+    finally:
+        await reopened.dispose()

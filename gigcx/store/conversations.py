@@ -53,8 +53,11 @@ class Conversations(Repository):
             created_at=now,
             updated_at=now,
         )
-        async with self._sessions.begin() as session:
+
+        async def write(session: AsyncSession) -> None:
             session.add(conversation)
+
+        await self._write(write)
         return conversation
 
     async def get_conversation(self, conversation_id: str) -> Conversation:
@@ -146,13 +149,14 @@ class Conversations(Repository):
         source: str | None = None,
     ) -> tuple[Message, ConversationState] | None:
         relayed = _RELAYED.get(author)
-        async with self._sessions.begin() as session:
+
+        async def write(session: AsyncSession) -> tuple[Message, ConversationState] | None:
             written = await append_message_in_state(
                 session, conversation_id, author, text, citations, meta, only_in_state, source
             )
             if written is None:
                 return None
-            message, state = written
+            message = written[0]
             person = author in ("expert", "staff")
             if relayed is not None and (self.wants(relayed) or person):
                 handoff_id = await session.scalar(
@@ -166,7 +170,9 @@ class Conversations(Repository):
                         .where(Handoff.id == handoff_id, Handoff.first_reply_at.is_(None))
                         .values(first_reply_at=message.created_at)
                     )
-        return message, state
+            return written
+
+        return await self._write(write)
 
     async def rate_answer(self, conversation_id: str, seq: int, helpful: bool) -> bool:
         """The customer's thumbs up (`helpful`) or down on the bot answer `seq`; rating it

@@ -4,11 +4,15 @@ outbox's consumers (a change writes its outbox rows in its own transaction)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gigcx.store.group_commit import GroupCommit
 from gigcx.store.models import OutboxKind
+
+T = TypeVar("T")
 
 
 class ConversationNotFound(LookupError):
@@ -38,6 +42,20 @@ class Repository:
         self.engine = engine
         self.consumers: dict[str, frozenset[OutboxKind]] = dict(consumers or {})
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # SQLite writes one transaction at a time: the busiest writes (messages, new
+        # conversations) share transactions there. PostgreSQL commits concurrent
+        # transactions side by side, and groups their disk flushes itself.
+        self._group_commit = (
+            GroupCommit(self._sessions) if engine.dialect.name == "sqlite" else None
+        )
+
+    async def _write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work(session)` in a committed transaction (shared with other writes on SQLite);
+        its result once committed."""
+        if self._group_commit is not None:
+            return await self._group_commit.run(work)
+        async with self._sessions.begin() as session:
+            return await work(session)
 
     def wants(self, kind: OutboxKind) -> bool:
         """Whether any consumer reads changes of `kind` (otherwise none is written)."""
