@@ -2,8 +2,9 @@
 turning a user's mistake into one clear line on stderr.
 
 The CLI's modules import the heavy parts (the knowledge index, the bot, the web app) inside
-the commands that use them, so `gigcx --help`, `gigcx experts sync` or `gigcx ledger export`
-start in about a second instead of loading chromadb, langchain and the bot first.
+the commands that use them, so `gigcx --help`, `gigcx experts list` or `gigcx ledger export`
+never load chromadb, langchain, the embedding model or the web app, and an unchanged
+`gigcx knowledge sync` loads chromadb but not the model (tests/test_cli_imports.py).
 """
 
 from __future__ import annotations

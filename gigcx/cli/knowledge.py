@@ -124,6 +124,8 @@ def _run_sync(
     except (KnowledgeFolderMissing, KnowledgeIndexError, EmbeddingError) as error:
         raise fail(str(error)) from None
     check = None
+    # Nothing added, changed or removed: the check kept with the index still holds, and
+    # running it again would load the embedding model to ask the same questions.
     if not dry_run and report.has_changes:
         check = calibrate_brand(settings, index)
     _print_report(report, as_json, check)

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from langchain_text_splitters import RecursiveCharacterTextSplitter
-from langchain_text_splitters.markdown import ExperimentalMarkdownSyntaxTextSplitter
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from gigcx.validation import field_problems
@@ -304,6 +302,10 @@ def _markdown_chunks(relative: str, text: str, options: ChunkingOptions) -> list
     sections = _sections(body, title)
     if not sections:
         raise KnowledgeFileError(relative, "has headings but no text under them")
+    # Imported here: an unchanged sync hashes files and never splits one (langchain is slow
+    # to import).
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=options.chunk_size, chunk_overlap=options.chunk_overlap
     )
@@ -439,6 +441,8 @@ def _sections(body: str, title: str) -> list[tuple[str, str]]:
 
     `###` and deeper stay inside their `##` section; code fences are never split on.
     """
+    from langchain_text_splitters.markdown import ExperimentalMarkdownSyntaxTextSplitter
+
     splitter = ExperimentalMarkdownSyntaxTextSplitter(
         headers_to_split_on=[("#", "h1"), ("##", "h2")], strip_headers=True
     )

@@ -12,13 +12,15 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import bm25s
 import numpy as np
 
 from gigcx.knowledge.documents import FAQ_SUFFIXES
 from gigcx.knowledge.terms import terms
+
+if TYPE_CHECKING:
+    import bm25s
 
 # Reciprocal rank fusion constant (Cormack et al. 2009): ranks beyond ~k count little.
 RRF_K = 20
@@ -147,6 +149,8 @@ class ChunkTable:
         self._idf = {word: _idf(files, df) for word, df in document_frequency.items()}
         self._max_idf = _idf(files, 0)
         if any(tokenised):
+            import bm25s  # and scipy: only a process that searches needs them
+
             self._bm25 = bm25s.BM25()
             self._bm25.index(tokenised, show_progress=False)
 

@@ -19,13 +19,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import httpx
-from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
 from gigcx.config import Settings
 
-if TYPE_CHECKING:  # gigcx loads every installed channel at each command's start: stay light
+# gigcx loads every installed channel at each command's start (`gigcx experts list` too):
+# the HTTP client and fastapi are imported when the channel is created, not here.
+if TYPE_CHECKING:
     from gigcx.plugins import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ class HandoffWebhook:
     outbox_kinds = KINDS
 
     def __init__(self, runtime: Runtime, settings: WebhookSettings) -> None:
+        import httpx
+        from fastapi import APIRouter
+
         self.runtime = runtime
         self.settings = settings
         self.client = httpx.AsyncClient(timeout=settings.timeout_seconds)
@@ -103,6 +106,8 @@ class HandoffWebhook:
 
     async def deliver_due(self) -> int:
         """Post what is due now; how many were delivered."""
+        import httpx
+
         store = self.runtime.store
         delivered = 0
         for item in await store.take_outbox(NAME, datetime.now(UTC), LEASE):
