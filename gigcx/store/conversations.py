@@ -163,6 +163,7 @@ class Conversations(Repository):
                     newest_open_handoff(select(Handoff.id), conversation_id)
                 )
                 if handoff_id is not None and self.wants(relayed):
+                    await session.flush()  # the message's id, for the outbox item
                     session.add_all(outbox_rows(self.consumers, handoff_id, relayed, message.id))
                 if handoff_id is not None and person:
                     await session.execute(
@@ -359,7 +360,8 @@ async def append_message_in_state(
     trail = decision_trail(brand, conversation_id, seq, now, meta) if author == "bot" else None
     if trail is not None:
         session.add(trail)
-    await session.flush()
+    # Not flushed here: rows of messages written together go in one INSERT at the commit (a
+    # caller that needs the message's id flushes).
     return message, state
 
 

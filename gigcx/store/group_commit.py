@@ -62,7 +62,10 @@ class GroupCommit:
     async def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
         try:
             async with self._sessions.begin() as session:
-                results = [await work(session) for work, _ in batch]
+                # One write's rows are not flushed before the next one's statements: the
+                # batch's inserts go to the database together at the commit.
+                with session.sync_session.no_autoflush:
+                    results = [await work(session) for work, _ in batch]
         except Exception as error:
             if len(batch) == 1:
                 _settle(batch[0][1], error=error)

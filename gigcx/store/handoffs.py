@@ -333,6 +333,7 @@ class Handoffs(Repository):
                     session, handoff.conversation_id, "system", notice, (), notice_meta, "waiting"
                 )
                 assert message is not None  # moved to waiting in this transaction
+                await session.flush()  # the message's id, for the outbox item
                 session.add_all(
                     outbox_rows(self.consumers, handoff_id, OutboxKind.TIMED_OUT, message.id)
                 )
