@@ -4,17 +4,27 @@ SQLite, a local Chroma folder, the in-process event bus).
 Every customer opens a conversation and its WebSocket first; once all are connected they
 all ask their question at once (questions from the example brand's cases) and wait for the
 reply to be pushed. Reported: chats, errors, messages lost (see loadgen.count_lost), reply
-latency p50/p99 (question sent -> reply pushed), and throughput (replies per second from the
-first question to the last reply).
+latency p50/p99 (question sent -> reply pushed), throughput (replies per second from the
+first question to the last reply), the server's peak RSS, and the ceiling it is measured
+against: how many queries a second the embedding model embeds when batched, measured in the
+same run on the same machine (before the server starts, in a process of its own, on the
+same questions made distinct), and the ratio of the two.
 
-Run: .venv/bin/python benchmarks/websocket_chats.py [--chats 1000]
+With --profile, py-spy samples the server while the questions are answered and a table
+says where each thread's time went, by kind of work (the README's profile); the raw samples
+are kept in benchmarks/out/websocket_profile.txt (for a flame graph: flamegraph.pl).
+
+Run: .venv/bin/python benchmarks/websocket_chats.py [--chats 1000] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,12 +42,113 @@ from gigcx.config import load_settings  # noqa: E402
 from gigcx.knowledge import open_index, sync_knowledge  # noqa: E402
 from tests.helpers.processes import ServerProcess  # noqa: E402
 
-console = Console()
+console = Console(width=120)
+OUT = REPO / "benchmarks" / "out"
+
+# Kinds of work a sample is counted under: the first of these found walking from the
+# innermost frame outwards names it (a frame's text is "function (file:line)").
+KINDS: tuple[tuple[str, str], ...] = (
+    ("logging", "logging/"),
+    ("embedding model (torch)", "torch/"),
+    ("embedding model (torch)", "sentence_transformers/"),
+    ("retrieval and decision", "gigcx/knowledge/"),
+    ("retrieval and decision", "gigcx/bot/decision"),
+    ("retrieval and decision", "gigcx/bot/signals"),
+    ("retrieval and decision", "gigcx/bot/answerability"),
+    ("retrieval and decision", "gigcx/bot/staff_model"),
+    ("store (SQLAlchemy, aiosqlite)", "sqlalchemy/"),
+    ("store (SQLAlchemy, aiosqlite)", "aiosqlite/"),
+    ("store (SQLAlchemy, aiosqlite)", "gigcx/store/"),
+    ("events and WebSocket pushes", "gigcx/events/"),
+    ("events and WebSocket pushes", "websockets/"),
+    ("events and WebSocket pushes", "gigcx/connectors/web/websocket"),
+    ("HTTP (uvicorn, Starlette, FastAPI)", "uvicorn/"),
+    ("HTTP (uvicorn, Starlette, FastAPI)", "starlette/"),
+    ("HTTP (uvicorn, Starlette, FastAPI)", "fastapi/"),
+    ("turn around the bot (front line)", "gigcx/"),
+)
+
+# Run in a process of its own, so the load generator does not keep the model in memory.
+RAW_EMBEDDING = """
+import sys, time
+from gigcx.knowledge.embeddings import load_local_model
+texts = [line for line in sys.stdin.read().splitlines() if line]
+model = load_local_model()
+model.encode(texts[:64], batch_size=64)  # warm up
+started = time.perf_counter()
+model.encode(texts, batch_size=64, normalize_embeddings=True)
+print(len(texts) / (time.perf_counter() - started))
+"""
+
+
+def raw_embedding_throughput(asked: list[str], count: int = 2048) -> float:
+    """Queries a second the local model embeds in batches of 64: the ceiling of a turn."""
+    texts = [f"{asked[n % len(asked)]} ({n})" for n in range(count)]  # distinct, same lengths
+    result = subprocess.run(
+        [sys.executable, "-c", RAW_EMBEDDING],
+        input="\n".join(texts),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def start_profiler(pid: int, raw: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling every thread of `pid` (100 a second) until stopped."""
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid)]
+    command += ["-r", "100", "-f", "raw", "--threads", "--nonblocking", "-o", str(raw)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_table(raw: Path) -> Table:
+    """Samples per thread group and, for each, the share of each kind of work."""
+    by_thread: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        thread = frames[0].split(": ", 1)[-1].rstrip(")")
+        group = (
+            "event loop (main thread)"
+            if thread == "MainThread"
+            else "bot turns (gigcx-knowledge threads)"
+            if thread.startswith("gigcx-knowledge")
+            else "SQLite connections (aiosqlite threads)"
+            if "_connection_worker" in stack
+            else "other threads"
+        )
+        kind = next(
+            (name for frame in reversed(frames[1:]) for name, part in KINDS if part in frame),
+            "event loop internals (uvloop, sockets, C code)",
+        )
+        by_thread[group][kind] += int(count)
+    table = Table(title="Where the server's time went while answering (py-spy, busy samples)")
+    table.add_column("threads")
+    table.add_column("samples", justify="right")
+    table.add_column("work")
+    table.add_column("share", justify="right")
+    for group, kinds in sorted(by_thread.items(), key=lambda item: -item[1].total()):
+        total = kinds.total()
+        for n, (kind, samples) in enumerate(kinds.most_common(6)):
+            first = n == 0
+            share = f"{samples / total:.0%}"
+            table.add_row(group if first else "", str(total) if first else "", kind, share)
+    return table
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chats", type=int, default=1000)
+    parser.add_argument("--profile", action="store_true", help="sample the server with py-spy")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gigcx-ws-") as folder:
         brand = Path(folder) / "kestrel"
@@ -46,11 +157,12 @@ async def main() -> None:
         )
         settings = load_settings(brand / "gigcx.yaml")
         sync_knowledge(settings.knowledge.path, open_index(settings))
+        asked = questions()
+        ceiling = raw_embedding_throughput([question for question, _ in asked])
         env = {"GIGCX_WEB__MESSAGES_PER_MINUTE_PER_IP": "1000000"}  # one client address
         server = ServerProcess(brand / "gigcx.yaml", env, Path(folder) / "serve.log").start()
         try:
             await server.ready()
-            asked = questions()
             together = asyncio.Barrier(args.chats + 1)
             limits = httpx.Limits(max_connections=args.chats, max_keepalive_connections=args.chats)
             ws_base = server.url.replace("http://", "ws://")
@@ -62,17 +174,27 @@ async def main() -> None:
                     for n in range(args.chats)
                 ]
                 await together.wait()  # everyone connected
+                raw = OUT / "websocket_profile.txt"
+                if args.profile:
+                    OUT.mkdir(parents=True, exist_ok=True)
+                    profiler = start_profiler(server.process.pid, raw)
                 started = time.perf_counter()
                 chats = await asyncio.gather(*tasks)
                 took = time.perf_counter() - started
+                if args.profile:
+                    profiler.send_signal(signal.SIGINT)
+                    profiler.wait(timeout=60)
                 lost = await count_lost(http, chats)
+            rss = peak_rss_mb(server.process.pid)
         finally:
             server.stop()
     latencies = [c.reply_latency for c in chats if c.reply_latency is not None]
     errors = [c.error for c in chats if c.error]
     table = Table(title=f"{args.chats} concurrent WebSocket chats, one process")
-    for column in ("chats", "replied", "errors", "lost", "p50 ms", "p99 ms", "replies/s"):
+    columns = ("chats", "replied", "errors", "lost", "p50 ms", "p99 ms", "replies/s")
+    for column in (*columns, "raw embedding/s", "ratio", "peak RSS MB"):
         table.add_column(column, justify="right")
+    replies_per_second = len(latencies) / took
     table.add_row(
         str(len(chats)),
         str(len(latencies)),
@@ -80,11 +202,16 @@ async def main() -> None:
         str(lost),
         f"{percentile(latencies, 0.5) * 1000:.0f}",
         f"{percentile(latencies, 0.99) * 1000:.0f}",
-        f"{len(latencies) / took:.1f}",
+        f"{replies_per_second:.1f}",
+        f"{ceiling:.0f}",
+        f"{replies_per_second / ceiling:.2f}x",
+        f"{rss:.0f}",
     )
     console.print(table)
     for error in sorted(set(errors))[:5]:
         console.print(f"error: {error}")
+    if args.profile:
+        console.print(profile_table(OUT / "websocket_profile.txt"))
 
 
 if __name__ == "__main__":

@@ -176,6 +176,9 @@ class MeaningReader:
             self._labels.extend([label] * len(examples))
         self._texts = texts
         self._vectors: np.ndarray | None = None
+        self._staff_examples = [
+            n for n, label in enumerate(self._labels) if label.startswith("staff:")
+        ]
 
     def _examples(self) -> np.ndarray:
         if self._vectors is None:
@@ -209,7 +212,7 @@ class MeaningReader:
                     best[label] = score
         matched = {label for label, score in best.items() if score >= MEANING_THRESHOLD}
         staff = [label for label in matched if label.startswith("staff:")]
-        staff_examples = [n for n, label in enumerate(self._labels) if label.startswith("staff:")]
+        staff_examples = self._staff_examples
         nearest = (
             self._labels[staff_examples[int(np.argmax(similarity[:, staff_examples].max(0)))]]
             if staff_examples

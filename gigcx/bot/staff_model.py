@@ -17,8 +17,10 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from gigcx.bot.model_file import read_model_file
 from gigcx.config import LOCAL_EMBEDDING_MODEL
@@ -64,8 +66,12 @@ class StaffTopicModel:
         values = (*vector, *word_features(text))
         if len(values) != len(self.coef):
             raise ValueError(f"expected a {len(self.coef) - 3}-dimension vector, got {len(vector)}")
-        z = self.intercept + math.fsum(w * v for w, v in zip(self.coef, values, strict=True))
+        z = self.intercept + float(self._weights @ np.asarray(values, dtype=np.float64))
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    @cached_property
+    def _weights(self) -> np.ndarray:
+        return np.asarray(self.coef, dtype=np.float64)
 
     def to_dict(self) -> dict[str, object]:
         return {

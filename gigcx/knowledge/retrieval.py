@@ -122,6 +122,7 @@ class ChunkTable:
     chunks: list[StoredChunk]
     vectors: np.ndarray  # (n, dim), unit length
     _by_unit: dict[str, list[int]] = field(default_factory=dict, init=False)
+    _units: list[str] = field(default_factory=list, init=False)  # each chunk's unit
     _chunk_terms: list[frozenset[str]] = field(default_factory=list, init=False)
     _unit_terms: dict[str, frozenset[str]] = field(default_factory=dict, init=False)
     _idf: dict[str, float] = field(default_factory=dict, init=False)
@@ -137,9 +138,10 @@ class ChunkTable:
         tokenised = [terms(chunk.words_text) for chunk in self.chunks]
         self._chunk_terms = [frozenset(words) for words in tokenised]
         unit_terms: dict[str, set[str]] = defaultdict(set)
-        for number, chunk in enumerate(self.chunks):
-            self._by_unit.setdefault(chunk.unit, []).append(number)
-            unit_terms[chunk.unit] |= self._chunk_terms[number]
+        self._units = [chunk.unit for chunk in self.chunks]
+        for number, unit in enumerate(self._units):
+            self._by_unit.setdefault(unit, []).append(number)
+            unit_terms[unit] |= self._chunk_terms[number]
         self._unit_terms = {unit: frozenset(words) for unit, words in unit_terms.items()}
         files = len(self._unit_terms)
         document_frequency: dict[str, int] = defaultdict(int)
@@ -198,11 +200,11 @@ class ChunkTable:
             fused[number] += 1.0 / (RRF_K + rank + 1)
         file_score: dict[str, float] = {}
         for number, score in fused.items():
-            unit = self.chunks[number].unit
+            unit = self._units[number]
             file_score[unit] = max(file_score.get(unit, 0.0), score)
         units = sorted(file_score, key=lambda unit: file_score[unit], reverse=True)[:limit]
-        dense_rank = _file_ranks(self.chunks, dense_order)
-        lexical_rank = _file_ranks(self.chunks, lexical_order)
+        dense_rank = _file_ranks(self._units, dense_order)
+        lexical_rank = _file_ranks(self._units, lexical_order)
         best_lexical = float(lexical.max()) if len(lexical) else 0.0
         weights = {t: self.idf(t) for t in query_terms}
         total_weight = sum(weights.values()) or 1.0
@@ -292,13 +294,13 @@ def _top(scores: np.ndarray, count: int) -> list[int]:
         return []
     part = np.argpartition(-scores, count - 1)[:count]
     ordered = part[np.argsort(-scores[part], kind="stable")]
-    return [int(i) for i in ordered if np.isfinite(scores[i])]
+    return ordered[np.isfinite(scores[ordered])].tolist()
 
 
-def _file_ranks(chunks: list[StoredChunk], order: list[int]) -> dict[str, int]:
+def _file_ranks(units: list[str], order: list[int]) -> dict[str, int]:
     ranks: dict[str, int] = {}
     for number in order:
-        unit = chunks[number].unit
+        unit = units[number]
         if unit not in ranks:
             ranks[unit] = len(ranks)
     return ranks
