@@ -411,3 +411,15 @@ async def test_messages_written_together_are_all_kept_in_order_and_one_bad_write
         assert sum(kept) == 100
     finally:
         await reopened.dispose()
+
+
+async def test_sqlite_waits_for_the_disk_on_every_commit(tmp_path: Path):
+    """An acknowledged message must survive a power cut: WAL with synchronous=FULL (2)."""
+    engine = create_engine(StoreSettings(url=f"sqlite:///{tmp_path / 'gigcx.db'}"))
+    try:
+        async with engine.connect() as connection:
+            mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
+            synchronous = (await connection.exec_driver_sql("PRAGMA synchronous")).scalar()
+        assert (mode, synchronous) == ("wal", 2)
+    finally:
+        await engine.dispose()
