@@ -199,34 +199,39 @@ class FrontLine:
             if self.turn_locks is None:
                 yield waited
                 return
-            async with self._turn_lease(self.turn_locks, conversation_id):
-                # Another worker's turn may have run: only the store knows.
-                yield True
+            async with self._turn_lease(self.turn_locks, conversation_id) as waited_elsewhere:
+                yield waited or waited_elsewhere
 
     @contextlib.asynccontextmanager
-    async def _turn_lease(self, client: redis.Redis, conversation_id: str) -> AsyncIterator[None]:
+    async def _turn_lease(self, client: redis.Redis, conversation_id: str) -> AsyncIterator[bool]:
         """The conversation's turn across workers: a short lease in Redis, renewed in the
         background while the turn runs and released after it. A worker that dies stops
-        renewing, so its hold runs out after one lease instead of after the longest turn."""
+        renewing, so its hold runs out after one lease instead of after the longest turn.
+        Yields whether it had to wait for another worker's turn (or could not tell)."""
         shared = client.lock(
             f"{self.turn_lock_prefix}:turn:{conversation_id}",
             timeout=self.turn_lease_seconds,
             blocking_timeout=self._turn_wait_seconds,
             sleep=0.05,
         )
+        waited = False
         try:
-            held = bool(await shared.acquire())
+            # Free at once, as it nearly always is: nobody's turn ran in between.
+            held = bool(await shared.acquire(blocking=False))
+            if not held:
+                waited = True
+                held = bool(await shared.acquire())
             if not held:
                 log.warning("turn lock of %s still held; answering anyway", conversation_id)
         except (RedisError, OSError) as error:
-            held = False
+            held, waited = False, True
             log.warning("turn lock unavailable, answering anyway: %s", error)
         if not held:
-            yield
+            yield waited
             return
         renewing = asyncio.create_task(self._renew(shared, conversation_id))
         try:
-            yield
+            yield waited
         finally:
             renewing.cancel()
             # The renewal's own cancellation is returned, not raised; a cancellation of this
