@@ -138,6 +138,8 @@ async def state_snapshot(gigcx: GigCX, conversation_id: str) -> dict[str, Any]:
     """The state as the widget shows it: with the route while waiting, the agent once claimed."""
     state = (await gigcx.store.get_conversation(conversation_id)).state
     snapshot: dict[str, Any] = {"state": state}
+    if state not in ("waiting", "assigned"):
+        return snapshot  # with the bot, or resolved: no handoff to tell of
     handoff = await gigcx.store.open_handoff_for(conversation_id)
     if handoff is not None and state == "waiting":
         snapshot["route"] = handoff.route
