@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
@@ -127,11 +127,9 @@ class Conversations(Repository):
             if stored is None:
                 raise
             return stored
-        return None if written is None else written[0]
+        return None if written is None else written.message
 
-    async def add_customer_message(
-        self, conversation_id: str, text: str
-    ) -> tuple[Message, ConversationState]:
+    async def add_customer_message(self, conversation_id: str, text: str) -> Appended:
         """The customer's message, committed, and the conversation's state as it was
         committed: the front line needs no second read to know whether the bot has it."""
         written = await self._write_message(conversation_id, "customer", text, (), None, None)
@@ -147,16 +145,16 @@ class Conversations(Repository):
         meta: dict[str, Any] | None,
         only_in_state: ConversationState | None,
         source: str | None = None,
-    ) -> tuple[Message, ConversationState] | None:
+    ) -> Appended | None:
         relayed = _RELAYED.get(author)
 
-        async def write(session: AsyncSession) -> tuple[Message, ConversationState] | None:
-            written = await append_message_in_state(
+        async def write(session: AsyncSession) -> Appended | None:
+            written = await append_message(
                 session, conversation_id, author, text, citations, meta, only_in_state, source
             )
             if written is None:
                 return None
-            message = written[0]
+            message = written.message
             person = author in ("expert", "staff")
             if relayed is not None and (self.wants(relayed) or person):
                 handoff_id = await session.scalar(
@@ -299,6 +297,13 @@ def newest_open_handoff(query: Select[T], conversation_id: str) -> Select[T]:
     )
 
 
+class Appended(NamedTuple):
+    """A message just added, and the state of its conversation when it was written."""
+
+    message: Message
+    state: ConversationState
+
+
 async def append_message(
     session: AsyncSession,
     conversation_id: str,
@@ -308,25 +313,8 @@ async def append_message(
     meta: dict[str, Any] | None,
     only_in_state: ConversationState | None,
     source: str | None = None,
-) -> Message | None:
+) -> Appended | None:
     """The next message of the conversation, in the caller's transaction."""
-    written = await append_message_in_state(
-        session, conversation_id, author, text, citations, meta, only_in_state, source
-    )
-    return None if written is None else written[0]
-
-
-async def append_message_in_state(
-    session: AsyncSession,
-    conversation_id: str,
-    author: Author,
-    text: str,
-    citations: Sequence[dict[str, Any]],
-    meta: dict[str, Any] | None,
-    only_in_state: ConversationState | None,
-    source: str | None = None,
-) -> tuple[Message, ConversationState] | None:
-    """`append_message`, also saying the conversation's state it was written in."""
     # Bumping the counter row first locks it, so concurrent writers take turns; a failed
     # insert rolls the bump back with it: no gaps, no duplicates.
     guard = [Conversation.id == conversation_id]
@@ -362,7 +350,7 @@ async def append_message_in_state(
         session.add(trail)
     # Not flushed here: rows of messages written together go in one INSERT at the commit (a
     # caller that needs the message's id flushes).
-    return message, state
+    return Appended(message, state)
 
 
 def decision_trail(

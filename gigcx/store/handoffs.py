@@ -72,11 +72,12 @@ class Handoffs(Repository):
         """
         now = utcnow()
         async with self._sessions.begin() as session:
-            message = await append_message(
+            appended = await append_message(
                 session, conversation_id, "bot", notice, (), notice_meta, only_in_state="bot"
             )
-            if message is None:
+            if appended is None:
                 return None
+            message = appended.message
             await move_conversation(session, conversation_id, "bot", "waiting")
             handoff = Handoff(
                 id=new_id(),
@@ -329,10 +330,11 @@ class Handoffs(Repository):
                 )
                 if handoff is None:
                     return None
-                message = await append_message(
+                appended = await append_message(
                     session, handoff.conversation_id, "system", notice, (), notice_meta, "waiting"
                 )
-                assert message is not None  # moved to waiting in this transaction
+                assert appended is not None  # moved to waiting in this transaction
+                message = appended.message
                 await session.flush()  # the message's id, for the outbox item
                 session.add_all(
                     outbox_rows(self.consumers, handoff_id, OutboxKind.TIMED_OUT, message.id)
@@ -367,9 +369,10 @@ class Handoffs(Repository):
                 message = None
                 if notice is not None:
                     meta = {"kind": "handed_back", "handoff_id": handoff_id}
-                    message = await append_message(
+                    appended = await append_message(
                         session, handoff.conversation_id, "system", notice, (), meta, "bot"
                     )
+                    message = None if appended is None else appended.message
         except _ConversationMovedOn:
             return None
         return handoff, message
