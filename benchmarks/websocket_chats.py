@@ -173,8 +173,12 @@ async def main() -> None:
                 # its connections for every request, which with 1,000 took most of the
                 # load generator's time (on the same two cores as the server).
                 per_client = -(-args.chats // CLIENTS)
+                # Idle connections are dropped before the server's keep-alive (5 s) closes
+                # them under a request.
                 limits = httpx.Limits(
-                    max_connections=per_client, max_keepalive_connections=per_client
+                    max_connections=per_client,
+                    max_keepalive_connections=per_client,
+                    keepalive_expiry=3.0,
                 )
                 clients = [
                     await stack.enter_async_context(
