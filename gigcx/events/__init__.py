@@ -110,33 +110,46 @@ class EventBus(Protocol):
 
 
 class InProcessEventBus:
-    """Delivers events to subscribers in this process (the embedded default)."""
+    """Delivers events to subscribers in this process (the embedded default).
+
+    Subscriptions are kept by conversation, so an event costs one lookup however many
+    customers are connected (with 1,000 open WebSockets, offering each event to every one
+    of them was the event loop's largest cost)."""
 
     def __init__(self, capacity: int = 1000) -> None:
-        self._subscriptions: set[Subscription] = set()
+        # conversation id -> its subscribers; None: subscribers to every conversation
+        self._by_conversation: dict[str | None, set[Subscription]] = {}
         self._capacity = capacity
+
+    @property
+    def _subscriptions(self) -> list[Subscription]:
+        return [s for subscribers in self._by_conversation.values() for s in subscribers]
 
     async def publish(self, event: Event) -> None:
         self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
-        for subscription in list(self._subscriptions):
-            subscription.offer(event)
+        for key in (event.conversation_id, None):
+            for subscription in list(self._by_conversation.get(key, ())):
+                subscription.offer(event)
 
     async def check(self) -> None:
         return None
 
     async def close(self) -> None:
-        for subscription in list(self._subscriptions):
+        for subscription in self._subscriptions:
             subscription.close()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, conversation_id: str | None = None) -> AsyncIterator[Subscription]:
         """Events from now on, for one conversation or (None) for all."""
         subscription = Subscription(conversation_id, self._capacity)
-        self._subscriptions.add(subscription)
+        self._by_conversation.setdefault(conversation_id, set()).add(subscription)
         try:
             yield subscription
         finally:
-            self._subscriptions.discard(subscription)
+            subscribers = self._by_conversation.get(conversation_id, set())
+            subscribers.discard(subscription)
+            if not subscribers:
+                self._by_conversation.pop(conversation_id, None)
             subscription.close()

@@ -82,5 +82,5 @@ class RedisEventBus(InProcessEventBus):
         self._deliver(event)
 
     def _interrupt_all(self) -> None:
-        for subscription in list(self._subscriptions):
+        for subscription in self._subscriptions:
             subscription.interrupt()

@@ -22,7 +22,9 @@ from gigcx.connectors.web.schemas import Text
 from gigcx.store import Conversation
 
 
-def runtime(request: Request) -> GigCX:
+async def runtime(request: Request) -> GigCX:
+    # async, though it awaits nothing: FastAPI runs a plain `def` dependency in a worker
+    # thread, a thread hop on every request.
     return request.app.state.gigcx  # type: ignore[no-any-return]
 
 

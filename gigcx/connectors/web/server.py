@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -49,6 +50,10 @@ def create_app(settings: Settings, runtime: GigCX | None = None) -> FastAPI:
             return
         started = await start(settings)
         await started.warm_up()  # a failing embedding endpoint leaves it not ready, not down
+        # What is loaded by now (the model, the libraries, the knowledge) lives as long as the
+        # server: moved out of the collector's sight, so a full collection under load scans
+        # the requests' objects, not millions of the model's.
+        gc.freeze()
         app.state.gigcx = started
         stop = asyncio.Event()
         sweeps = asyncio.create_task(
