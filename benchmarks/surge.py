@@ -73,7 +73,8 @@ DOCS_PLOT = REPO / "docs" / "surge_queue.png"
 TICKS = os.sysconf("SC_CLK_TCK")
 PROFILE_AFTER, PROFILE_SECONDS = 20.0, 10
 CLIENTS = 32  # HTTP clients the customers share (see surge)
-console = Console(width=150)
+REDIS_URL = "redis://127.0.0.1:6379/0"
+console = Console(width=240)
 
 
 @dataclass
@@ -423,7 +424,7 @@ def who_used_cpu(
             who = "gigcx supervisor"
         elif "chroma" in name:
             who = "chroma server"
-        elif name.startswith("postgres") or "postgres:" in name:
+        elif "postgres" in name:
             who = "postgresql"
         elif "redis" in name:
             who = "redis"
@@ -446,7 +447,7 @@ async def service_counters(database: str) -> dict[str, float]:
         await admin.close()
     if row is not None:
         counters.update({f"pg {key}": float(value) for key, value in row.items()})
-    client = redis.from_url("redis://127.0.0.1:6379/0")
+    client = redis.from_url(REDIS_URL)
     try:
         stats = await client.info("commandstats")
     finally:
@@ -498,12 +499,13 @@ async def one_run(
     chroma_url: str,
     scratch: Path,
     with_profile: bool,
+    redis_url: str = REDIS_URL,
 ) -> Run:
     async with postgres_database() as store_url:
         env = {
             "GIGCX_STORE__URL": store_url,
             "GIGCX_INDEX__URL": chroma_url,
-            "GIGCX_REDIS__URL": "redis://127.0.0.1:6379/0",
+            "GIGCX_REDIS__URL": redis_url,
             "GIGCX_REDIS__NAMESPACE": f"gigcx-bench-{uuid.uuid4().hex[:8]}",
             # One load generator is one address: the per-address limit would refuse it.
             "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_IP": "1000000",
@@ -669,7 +671,11 @@ def report(runs: list[Run], rate: float, normal: float, seconds: float) -> None:
             )
         console.print(
             f"  {run.workers} worker(s), CPU during the surge (cores): "
-            + ", ".join(f"{who} {cpu / run.seconds:.2f}" for who, cpu in run.cpu_by_who.items())
+            + ", ".join(
+                f"{who} {cpu / run.seconds:.2f}"
+                for who, cpu in run.cpu_by_who.items()
+                if cpu / run.seconds >= 0.01
+            )
         )
         console.print(
             f"  {run.workers} worker(s), PostgreSQL connections: at most "
@@ -733,6 +739,11 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=worker_counts, default=[2], help="e.g. 2, or 1,2")
     parser.add_argument("--profile", action="store_true", help="py-spy every worker")
+    parser.add_argument(
+        "--redis-url",
+        default=REDIS_URL,
+        help="the workers' redis.url (e.g. with ?max_connections=N to try a larger pool)",
+    )
     parser.add_argument(
         "--update-docs",
         action="store_true",
