@@ -23,6 +23,9 @@ import httpx
 from tests.helpers.check_services import POSTGRES_ADMIN_URL, postgres_url
 
 BIN = Path(sys.executable).parent
+# The checkout these helpers belong to: its code is what the started servers run, not that of
+# whichever checkout the venv's `gigcx` script was installed from.
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -89,6 +92,8 @@ class ServerProcess:
     ) -> None:
         self.config = config
         self.env = {**os.environ, **env}
+        path = [str(CHECKOUT), *filter(None, self.env.get("PYTHONPATH", "").split(os.pathsep))]
+        self.env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
         self.log = log
         self.workers = workers
         self.port = port or free_port()
