@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text, update
 
@@ -23,6 +24,7 @@ from gigcx.store import (
 )
 from gigcx.store.database import current_revision
 from gigcx.store.models import Expert, Handoff, OutboxItem, utcnow
+from tests.helpers.processes import POSTGRES_ADMIN_URL, postgres_database
 from tests.test_cli import gigcx
 
 MINUTE = timedelta(minutes=1)
@@ -423,3 +425,32 @@ async def test_sqlite_waits_for_the_disk_on_every_commit(tmp_path: Path):
         assert (mode, synchronous) == ("wal", 2)
     finally:
         await engine.dispose()
+
+
+async def test_a_pooled_postgresql_connection_killed_while_idle_is_replaced_unseen(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A database restart leaves dead connections in the pool: one that sat idle is checked
+    before use and replaced, so the next request does not fail."""
+    monkeypatch.setattr("gigcx.store.database.PING_AFTER_IDLE_SECONDS", 0.0)
+    async with postgres_database() as url:
+        engine = create_engine(StoreSettings(url=url))
+        try:
+            await upgrade_database(engine)
+            store = ConversationStore(engine)
+            conversation = await store.create_conversation("kestrel")
+            database = url.rsplit("/", 1)[-1]
+            admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+            try:  # every connection the pool holds dies, as in a restart
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    database,
+                )
+            finally:
+                await admin.close()
+            assert killed >= 1
+            found = await store.find_conversation(conversation.id)
+            assert found is not None and found.id == conversation.id
+        finally:
+            await engine.dispose()

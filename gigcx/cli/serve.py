@@ -96,6 +96,9 @@ def serve(
     found = find_config(config)
     if found is not None:
         os.environ[f"{ENV_PREFIX}CONFIG"] = str(found.resolve())  # read by each worker
+    # Each worker's embedding model would otherwise use every core, and N workers would
+    # fight over them; set OMP_NUM_THREADS yourself to choose otherwise.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     with tempfile.TemporaryDirectory(prefix="gigcx-metrics-") as metrics_dir:
         # Each worker writes its metrics here; /metrics adds them up (see gigcx.metrics).
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gigcx.config import StoreSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LOCK = 0x67696763  # "gigc": the advisory lock key migrations hold on PostgreSQL
+POOL_SIZE = 25  # PostgreSQL connections each server process keeps open...
+POOL_OVERFLOW = 10  # ...and may open beyond them at a peak
+PING_AFTER_IDLE_SECONDS = 10.0
 
 
 class StoreUnavailable(Exception):
@@ -25,10 +30,37 @@ def create_engine(store: StoreSettings) -> AsyncEngine:
     sqlite_path = store.sqlite_path
     if sqlite_path is not None:
         sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(store.url, pool_pre_ping=sqlite_path is None)
-    if engine.dialect.name == "sqlite":
+    if sqlite_path is not None:
+        engine = create_async_engine(store.url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    # A surge keeps many turns in flight per worker: SQLAlchemy's default pool (5 + 10
+    # overflow) was full all through it, turns waited for a connection while holding
+    # others, and overflow connections were opened and closed for every few conversations.
+    engine = create_async_engine(
+        store.url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_recycle=3600
+    )
+    event.listen(engine.sync_engine.pool, "checkin", _note_checkin)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
     return engine
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """A connection that sat unused for a while is checked before it is handed out (a
+    restarted or failed-over database leaves dead ones in the pool); one in use a moment ago
+    is not. SQLAlchemy's `pool_pre_ping` checked every one: three round trips (asyncpg
+    pings with a transaction) on each of a conversation's ~11 checkouts."""
+    checked_in_at = record.info.get("checked_in_at")
+    if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as error:  # any failure means: not this connection, open another
+        raise DisconnectionError(f"a pooled connection is dead: {error}") from error
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
