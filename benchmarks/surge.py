@@ -293,7 +293,9 @@ async def surge(
     # the generator's time in httpcore's pool, which scans every connection it holds on
     # each request (the arrivals then started seconds late); a client per customer would
     # pay a pool's setup each time.
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    # Idle connections are dropped before uvicorn's keep-alive (5 s) closes them under a
+    # request.
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=3.0)
     clients = [httpx.AsyncClient(base_url=url, timeout=60, limits=limits) for _ in range(CLIENTS)]
     try:
 
