@@ -60,6 +60,7 @@ async def run_chat(
     """Open a conversation, ask `question`, wait for the bot's answer or handover. With
     `together`, every chat connects first and they all ask at once."""
     chat = Chat(question, started_at=time.perf_counter())
+    step = "create"  # what the customer was doing, named in an error
     try:
         created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
         if created.status_code != 201:
@@ -67,6 +68,7 @@ async def run_chat(
             return chat
         chat.conversation_id = created.json()["conversation_id"]
         chat.token = created.json()["token"]
+        step = "connect"
         url = f"{ws_base}/v1/conversations/{chat.conversation_id}/ws"
         # The token travels as a subprotocol, as the widget sends it: never in the URL.
         protocols = ["gigcx.v1", f"token.{chat.token}"]
@@ -75,6 +77,7 @@ async def run_chat(
             if together is not None:
                 await asyncio.wait_for(together.wait(), timeout * 5)
             sent_at = time.perf_counter()
+            step = "message"
             posted = await http.post(
                 f"/v1/conversations/{chat.conversation_id}/messages",
                 json={"text": question},
@@ -87,9 +90,10 @@ async def run_chat(
             chat.escalated = body["state"] != "bot"
             chat.acknowledged.append(body["message"]["seq"])
             chat.acknowledged += [reply["seq"] for reply in body["replies"]]
+            step = "reply"
             await asyncio.wait_for(_until_reply(socket, chat, sent_at), timeout)
     except (httpx.HTTPError, OSError, websockets.WebSocketException, TimeoutError) as error:
-        chat.error = f"{type(error).__name__}: {error}"[:200]
+        chat.error = f"{step}: {type(error).__name__}: {error}"[:200]
     return chat
 
 
