@@ -88,9 +88,18 @@ class RedisUnavailable(Exception):
     """Redis is configured but cannot be reached; the message says where and why."""
 
 
+REDIS_CONNECTIONS = 500  # per server process
+
+
 async def _connect_redis(settings: Settings) -> tuple[redis.Redis, RedisEventBus]:
     assert settings.redis.url is not None
-    client = redis.from_url(settings.redis.url)
+    # A caller waits for a free connection (up to 10 s) instead of failing: under a surge,
+    # turn leases, rate limits and events need more than redis-py's default 100 at once,
+    # and a failed publish makes WebSockets resume from the store.
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis.url, max_connections=REDIS_CONNECTIONS, timeout=10
+    )
+    client = redis.Redis.from_pool(pool)  # closing the client closes its pool
     bus = RedisEventBus(client, redis_prefix(settings))
     try:
         await client.ping()

@@ -86,6 +86,27 @@ async def test_losing_the_redis_connection_tells_subscribers_to_resume_from_the_
         await bus.close()
 
 
+async def test_a_publish_that_fails_makes_only_that_conversations_subscribers_resume(
+    prefix: str,
+):
+    """Redis answering but out of connections for one publish is not Redis lost: the
+    customers of other conversations on this worker keep their WebSockets."""
+    pool = redis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=1, timeout=0.05)
+    client = redis.Redis.from_pool(pool)
+    bus = RedisEventBus(client, prefix)
+    await bus.start()  # its subscriber holds the pool's one connection: publishing must fail
+    try:
+        async with bus.subscribe("c1") as mine, bus.subscribe("c2") as other:
+            await bus.publish(Event("typing", "kestrel", "c1", {"active": True}))
+            with pytest.raises(SubscriptionOverflow):
+                async for _event in mine:
+                    pass
+            assert not other.overflowed
+    finally:
+        await bus.close()
+        await client.aclose()
+
+
 async def test_rate_limits_are_counted_across_processes(clients: list[redis.Redis], prefix: str):
     worker_a, worker_b = (RedisLimiter(client, prefix) for client in clients)
     per_ip = Check("ip", "203.0.113.7", 3, "from this address")

@@ -40,8 +40,11 @@ class RedisEventBus(InProcessEventBus):
             await self.client.publish(self.channel, event.to_json())
         except (RedisError, OSError) as error:
             # The change itself is committed; whoever waits for it reads it from the store.
+            # Here, those who would have had the event resume from the store (the lost
+            # connection itself, if it is lost, interrupts everyone through the reader); a
+            # WebSocket on another worker fills the gap at its next event.
             log.warning("could not publish %s to Redis (%s)", event.type, error)
-            self._interrupt_all()
+            self._interrupt(event.conversation_id)
 
     async def check(self) -> None:
         await self.client.ping()
@@ -84,3 +87,9 @@ class RedisEventBus(InProcessEventBus):
     def _interrupt_all(self) -> None:
         for subscription in self._subscriptions:
             subscription.interrupt()
+
+    def _interrupt(self, conversation_id: str) -> None:
+        """Interrupt the subscribers that would have had an event of this conversation."""
+        for key in (conversation_id, None):
+            for subscription in list(self._by_conversation.get(key, ())):
+                subscription.interrupt()
