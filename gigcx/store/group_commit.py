@@ -10,7 +10,8 @@ arrives while it commits is the next batch.
 
 A write that fails (a conversation that does not exist, a duplicate) must not take the
 others down with it: when a batch fails, each of its writes is run again in a transaction of
-its own, so only the failing one fails, with its own error.
+its own, so only the failing one fails, with its own error. When the database itself fails
+(an OperationalError: locked too long, disk full) the whole batch fails at once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
@@ -45,17 +47,19 @@ class GroupCommit:
         return await future
 
     async def _drain(self) -> None:
+        batch: list[tuple[Write, asyncio.Future[Any]]] = []
         try:
             while self._queue:
                 batch = [item for item in self._queue[:MAX_BATCH] if not item[1].done()]
                 del self._queue[:MAX_BATCH]
                 if batch:
                     await self._commit(batch)
+                batch = []
         finally:
             # Cancelled (the server is stopping): nobody is left waiting for ever.
-            for _, future in self._queue:
-                if not future.done():
-                    future.set_exception(RuntimeError("the store stopped before this write"))
+            stopped = RuntimeError("the store stopped before this write was committed")
+            for _, future in [*batch, *self._queue]:
+                _settle(future, error=stopped)
             self._queue.clear()
             self._draining = None
 
@@ -67,8 +71,11 @@ class GroupCommit:
                 with session.sync_session.no_autoflush:
                     results = [await work(session) for work, _ in batch]
         except Exception as error:
-            if len(batch) == 1:
-                _settle(batch[0][1], error=error)
+            if len(batch) == 1 or isinstance(error, OperationalError):
+                # The database itself failed (locked too long, disk full): every write would
+                # fail again, one after the other.
+                for _, future in batch:
+                    _settle(future, error=error)
                 return
             for work, future in batch:  # again, one transaction each
                 try:
