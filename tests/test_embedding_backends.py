@@ -117,3 +117,44 @@ def test_queries_asked_at_once_are_embedded_as_one_batch_with_the_same_vectors()
     for batched, single in zip(vectors, alone, strict=True):
         assert max(abs(a - b) for a, b in zip(batched, single, strict=True)) < 1e-4
     assert sum(model.calls) == 24 and len(model.calls) < 24  # some went to the model together
+
+
+def test_a_query_is_answered_while_others_keep_arriving():
+    """Under a steady surge the queue of queries never empties: the caller that embeds must
+    still get back to its own customer as soon as its own query is done."""
+    import threading
+    import time
+
+    from gigcx.knowledge.embeddings import QueryBatcher
+
+    class Slow:
+        model_id = "slow"
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            time.sleep(0.02)  # one batch through the model
+            return [[float(len(text))] for text in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return self.embed_documents([text])[0]
+
+    batcher = QueryBatcher(Slow())
+    stop = threading.Event()
+    answered: list[float] = []
+
+    def mine() -> None:  # asked first, so it is the one that embeds
+        asked = time.monotonic()
+        assert batcher.embed_query("mine") == [4.0]
+        answered.append(time.monotonic() - asked)
+
+    def surge() -> None:  # then a new customer every 5 ms, each on a thread of its own
+        while not stop.is_set():
+            threading.Thread(target=batcher.embed_query, args=("another",), daemon=True).start()
+            time.sleep(0.005)
+
+    first = threading.Thread(target=mine)
+    first.start()
+    time.sleep(0.005)
+    threading.Thread(target=surge, daemon=True).start()
+    first.join(timeout=5)
+    stop.set()
+    assert answered and answered[0] < 0.5  # its own batch, not the rest of the surge

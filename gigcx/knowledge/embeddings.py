@@ -116,14 +116,18 @@ class QueryBatcher:
     """An embedder whose queries, asked at the same moment from several threads, go to the
     model as one batch: under load (a surge of customers) a batch of 16 short queries costs
     about as much as 5 asked one by one on this CPU model. Nothing waits for a batch to
-    fill: the first caller embeds what is queued, and whatever arrives meanwhile is the
-    next batch."""
+    fill: a caller finding nobody embedding embeds what is queued, and whatever arrives
+    meanwhile is the next batch.
+
+    The caller that embeds does so only until its own query is done, then hands over to a
+    caller still waiting: under a steady surge the queue is never empty, and a caller that
+    served batches until it was would never get back to its own customer."""
 
     def __init__(self, inner: Embedder, max_batch: int = 32) -> None:
         self.inner = inner
         self.model_id = inner.model_id
         self.max_batch = max_batch
-        self._lock = threading.Lock()
+        self._ready = threading.Condition()
         self._queued: list[tuple[str, Future[list[float]]]] = []
         self._embedding = False
 
@@ -132,22 +136,28 @@ class QueryBatcher:
 
     def embed_query(self, text: str) -> list[float]:
         wanted: Future[list[float]] = Future()
-        with self._lock:
+        with self._ready:
             self._queued.append((text, wanted))
-            leads = not self._embedding
+            while self._embedding and not wanted.done():
+                self._ready.wait()
+            if wanted.done():
+                return wanted.result()
             self._embedding = True
-        if leads:
-            self._embed_queued()
+        try:
+            self._embed_until_done(wanted)
+        finally:
+            with self._ready:
+                self._embedding = False
+                self._ready.notify_all()  # a caller still waiting takes over
         return wanted.result()
 
-    def _embed_queued(self) -> None:
-        while True:
-            with self._lock:
+    def _embed_until_done(self, own: Future[list[float]]) -> None:
+        while not own.done():
+            with self._ready:
                 batch = self._queued[: self.max_batch]
                 del self._queued[: self.max_batch]
-                if not batch:
-                    self._embedding = False
-                    return
+            if not batch:
+                return
             try:
                 vectors = self.inner.embed_documents([text for text, _ in batch])
             except Exception as error:  # every caller in the batch gets the error
@@ -156,6 +166,8 @@ class QueryBatcher:
             else:
                 for (_, wanted), vector in zip(batch, vectors, strict=True):
                     wanted.set_result(vector)
+            with self._ready:
+                self._ready.notify_all()  # their answers are ready
 
 
 def create_embedder(settings: EmbeddingSettings) -> Embedder:
