@@ -105,6 +105,17 @@ def start_profiler(pid: int, raw: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _thread_group(thread: str, stack: str) -> str:
+    """Which of the server's kinds of thread a sample was taken on."""
+    if thread == "MainThread":
+        return "event loop (main thread)"
+    if thread.startswith("gigcx-knowledge"):
+        return "bot turns (gigcx-knowledge threads)"
+    if "_connection_worker" in stack:
+        return "SQLite connections (aiosqlite threads)"
+    return "other threads"
+
+
 def profile_table(raw: Path) -> Table:
     """Samples per thread group and, for each, the share of each kind of work."""
     by_thread: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -112,15 +123,7 @@ def profile_table(raw: Path) -> Table:
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
         thread = frames[0].split(": ", 1)[-1].rstrip(")")
-        group = (
-            "event loop (main thread)"
-            if thread == "MainThread"
-            else "bot turns (gigcx-knowledge threads)"
-            if thread.startswith("gigcx-knowledge")
-            else "SQLite connections (aiosqlite threads)"
-            if "_connection_worker" in stack
-            else "other threads"
-        )
+        group = _thread_group(thread, stack)
         kind = next(
             (name for frame in reversed(frames[1:]) for name, part in KINDS if part in frame),
             "event loop internals (uvloop, sockets, C code)",

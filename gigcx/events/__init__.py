@@ -128,10 +128,17 @@ class InProcessEventBus:
     async def publish(self, event: Event) -> None:
         self._deliver(event)
 
+    def _subscribers_of(self, conversation_id: str) -> list[Subscription]:
+        """Who gets events of this conversation: its subscribers and those of every one."""
+        return [
+            subscription
+            for key in (conversation_id, None)
+            for subscription in self._by_conversation.get(key, ())
+        ]
+
     def _deliver(self, event: Event) -> None:
-        for key in (event.conversation_id, None):
-            for subscription in list(self._by_conversation.get(key, ())):
-                subscription.offer(event)
+        for subscription in self._subscribers_of(event.conversation_id):
+            subscription.offer(event)
 
     async def check(self) -> None:
         return None

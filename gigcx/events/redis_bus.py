@@ -90,6 +90,5 @@ class RedisEventBus(InProcessEventBus):
 
     def _interrupt(self, conversation_id: str) -> None:
         """Interrupt the subscribers that would have had an event of this conversation."""
-        for key in (conversation_id, None):
-            for subscription in list(self._by_conversation.get(key, ())):
-                subscription.interrupt()
+        for subscription in self._subscribers_of(conversation_id):
+            subscription.interrupt()
