@@ -69,13 +69,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # file to WAL needs the write lock too, and a process that is migrating holds it.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     # Every commit waits until the write-ahead log is on disk: a message the customer was
     # told is stored survives a power cut (NORMAL would lose the last commits). Group commit
     # (store/group_commit.py) is what keeps this affordable under load.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """WAL mode, once per file (it is kept in the file). Switching needs the file to itself,
+    and SQLite answers "locked" at once, without its busy wait, while another process opening
+    the same new file holds it: try again for as long as the busy wait would have waited."""
+    deadline = time.monotonic() + 30.0
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as error:  # the driver's OperationalError, wrapped by the adapter
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _alembic_config(connection: Connection) -> Config:
