@@ -1,15 +1,24 @@
 """A local stand-in for Slack's Web API (https://slack.com/api/<method>) that answers with
 Slack's response shapes and records every call, plus the response_url that interactive
 payloads carry for ephemeral replies. It keeps the channels' top-level messages (for
-conversations.history and chat.delete), and can be made slow or failing per method."""
+conversations.history and chat.delete), and can be made slow or failing per method.
+
+With `limits` (a SlackRateLimits) it enforces Slack's documented rate limits with token
+buckets, answering HTTP 429 with Retry-After as Slack does, and records the calls it
+limited and the ones that ignored a Retry-After (`rate_limited`, `violations`). A post to
+a user id goes to the app's direct message with that user (`dm_channel`). `first_seen`
+says when each button value (a handoff's) first became visible, for benchmarks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import math
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,10 +28,108 @@ from gigcx.config import SlackSettings
 from tests.helpers.local_server import JSONHandler, LocalServer
 
 
-class SlackAPIServer(LocalServer):
-    """`with SlackAPIServer() as slack:`; `slack.api_url` goes into the settings."""
+def _default_tier_per_minute() -> dict[int, float]:
+    return {1: 1.0, 2: 20.0, 3: 50.0, 4: 100.0}
 
-    def __init__(self) -> None:
+
+def _default_method_tiers() -> dict[str, int]:
+    return {
+        "chat.update": 3,
+        "chat.delete": 3,
+        "conversations.history": 3,
+        "conversations.info": 3,
+        "reactions.add": 3,
+        "chat.postEphemeral": 4,
+        "auth.test": 4,
+        "apps.connections.open": 1,
+        "conversations.open": 3,
+    }
+
+
+@dataclass(frozen=True)
+class SlackRateLimits:
+    """Slack's documented limits (api.slack.com/apis/rate-limits): chat.postMessage about
+    one message a second per channel with short bursts, and several hundred a minute per
+    workspace; other methods by tier, per minute per workspace."""
+
+    post_per_channel_per_second: float = 1.0
+    post_channel_burst: int = 3
+    post_workspace_per_minute: float = 300.0
+    tier_per_minute: dict[int, float] = field(default_factory=_default_tier_per_minute)
+    tier_burst_seconds: float = 6.0  # a tier bucket holds per_minute * this / 60 calls (>= 1)
+    method_tiers: dict[str, int] = field(default_factory=_default_method_tiers)
+
+
+Scope = tuple[str, str]
+"""What a 429 covers: (method, channel) for one channel's posts, (method, "*") for all."""
+
+
+@dataclass(frozen=True)
+class RateLimitedCall:
+    """A call the stand-in answered with HTTP 429 because of its rate limits."""
+
+    method: str
+    channel: str | None
+    scope: Scope
+    at: float  # time.perf_counter() when it arrived
+    retry_after: int  # the Retry-After it was given, in seconds
+
+
+@dataclass
+class _TokenBucket:
+    """Holds up to `capacity` tokens, refilled continuously at `rate` tokens a second."""
+
+    capacity: float
+    rate: float
+    tokens: float
+    updated: float  # time.monotonic() of the last refill
+
+    def refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def wait(self) -> float:
+        """Seconds until the bucket holds a whole token (0 when it holds one now)."""
+        if self.tokens >= 1.0:
+            return 0.0
+        return (1.0 - self.tokens) / self.rate if self.rate > 0 else math.inf
+
+
+def dm_channel(user_id: str) -> str:
+    """The id of the app's direct message with a user ("U123" -> "D123"), stable per user."""
+    return "D" + user_id[1:]
+
+
+def _conversation(channel: str) -> str:
+    """Where a post to `channel` lands: a user id means the DM with that user."""
+    return dm_channel(channel) if channel[:1] in ("U", "W") else channel
+
+
+def _retry_seconds(wait: float) -> int:
+    """A Retry-After header's whole seconds for a wait (at least 1)."""
+    return max(1, math.ceil(wait)) if math.isfinite(wait) else 3600
+
+
+def _button_values(node: Any, found: list[str]) -> None:
+    """Every string under a key named "value" in Block Kit blocks (buttons, select options)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "value" and isinstance(value, str):
+                found.append(value)
+            else:
+                _button_values(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _button_values(item, found)
+
+
+class SlackAPIServer(LocalServer):
+    """`with SlackAPIServer() as slack:`; `slack.api_url` goes into the settings.
+
+    `SlackAPIServer(limits=SlackRateLimits())` enforces Slack's rate limits; `None` (the
+    default) answers every call at once. `slack.limits` can be changed at any time."""
+
+    def __init__(self, limits: SlackRateLimits | None = None) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.received_at: list[float] = []  # time.perf_counter() of each call, for benchmarks
         self.responses: list[dict[str, Any]] = []
@@ -43,6 +150,18 @@ class SlackAPIServer(LocalServer):
         self.reactions: set[tuple[str, str, str]] = set()  # (channel, message ts, name)
         self.socket_url: str | None = None  # where apps.connections.open sends Socket Mode
         self.channels = {"C0EXPERTS", "C0STAFF"}
+        # Rate limits (see SlackRateLimits): the buckets by scope, and until when (monotonic)
+        # each scope was told to wait by a 429.
+        self._limits = limits
+        self._buckets: dict[Scope, _TokenBucket] = {}
+        self.blocked_until: dict[Scope, float] = {}
+        self.rate_limited: list[RateLimitedCall] = []  # every 429 the limits answered
+        self.violations: list[RateLimitedCall] = []  # those that came inside a Retry-After
+        # When each button value / handoff id first became visible (time.perf_counter()),
+        # and the channel it appeared in.
+        self.first_seen: dict[str, float] = {}
+        self.seen_in: dict[str, str] = {}
+        self._succeeded: Counter[str] = Counter()  # successful calls per method
         outer = self
 
         class Handler(JSONHandler):
@@ -64,13 +183,11 @@ class SlackAPIServer(LocalServer):
                 if outer.failures.get(method) == "down":
                     return self.send_json(503, {"ok": False, "error": "service_unavailable"})
                 if outer.failures.get(method) == "ratelimited":
-                    raw = json.dumps({"ok": False, "error": "ratelimited"}).encode()
-                    self.send_response(429)
-                    self.send_header("Retry-After", str(outer.retry_after))
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(raw)))
-                    self.end_headers()
-                    self.wfile.write(raw)
+                    return self.send_ratelimited(outer.retry_after)
+                limited = outer._admit(method, body)
+                if limited is not None:
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        self.send_ratelimited(limited)
                     return None
                 delay, when = outer.delays.get(method, (0.0, ""))
                 if when == "before":
@@ -81,6 +198,9 @@ class SlackAPIServer(LocalServer):
                     outer._ts = max(outer._ts + 0.0001, time.time())
                     ts = f"{outer._ts:.6f}"
                     answer = outer.answer(method, body, ts)
+                    if answer.get("ok"):
+                        outer._succeeded[method] += 1
+                        outer._note_seen(method, body, answer)
                 if when == "after":
                     time.sleep(delay)
                 # A client that gave up waiting (its timeout) is gone: Slack acted all the same.
@@ -90,7 +210,128 @@ class SlackAPIServer(LocalServer):
             def do_GET(self) -> None:  # some read methods (conversations.info) use GET
                 self.do_POST()
 
+            def send_ratelimited(self, retry_after: int) -> None:
+                """Slack's answer to a call over a rate limit: HTTP 429 with Retry-After."""
+                raw = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+                self.send_response(429)
+                self.send_header("Retry-After", str(retry_after))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
         super().__init__(Handler)
+
+    @property
+    def limits(self) -> SlackRateLimits | None:
+        """The rate limits enforced, or None for none."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: SlackRateLimits | None) -> None:
+        """New limits start with full buckets and no scope waiting."""
+        with self._lock:
+            self._limits = limits
+            self._buckets.clear()
+            self.blocked_until.clear()
+
+    def _bucket(self, scope: Scope, capacity: float, rate: float, now: float) -> _TokenBucket:
+        """The bucket of `scope` (full when first used), refilled up to `now`."""
+        bucket = self._buckets.get(scope)
+        if bucket is None:
+            bucket = self._buckets[scope] = _TokenBucket(capacity, rate, capacity, now)
+        bucket.refill(now)
+        return bucket
+
+    def _admit(self, method: str, body: dict[str, Any]) -> int | None:
+        """Apply the rate limits to a call: None when it may go on (its tokens taken), or
+        the Retry-After seconds to answer with HTTP 429 (the call is recorded as limited)."""
+        limits = self._limits
+        if limits is None:
+            return None
+        now = time.monotonic()
+        channel = body.get("channel")
+        channel = _conversation(channel) if isinstance(channel, str) else None
+        with self._lock:
+            if method == "chat.postMessage":
+                scopes: list[Scope] = [(method, channel or ""), (method, "*")]
+            elif method in limits.method_tiers:
+                scopes = [(method, "*")]
+            else:
+                return None
+            # A call inside a Retry-After it was given is a violation: answered 429 again.
+            for scope in scopes:
+                until = self.blocked_until.get(scope, 0.0)
+                if now < until:
+                    retry_after = _retry_seconds(until - now)
+                    call = RateLimitedCall(method, channel, scope, time.perf_counter(), retry_after)
+                    self.rate_limited.append(call)
+                    self.violations.append(call)
+                    return retry_after
+            if method == "chat.postMessage":
+                workspace_rate = limits.post_workspace_per_minute / 60
+                buckets = [
+                    self._bucket(
+                        scopes[0],
+                        float(limits.post_channel_burst),
+                        limits.post_per_channel_per_second,
+                        now,
+                    ),
+                    self._bucket(
+                        scopes[1],
+                        max(1.0, limits.post_workspace_per_minute / 10),
+                        workspace_rate,
+                        now,
+                    ),
+                ]
+            else:
+                per_minute = limits.tier_per_minute.get(limits.method_tiers[method])
+                if per_minute is None:  # a tier without a rate: unlimited
+                    return None
+                capacity = max(1.0, per_minute * limits.tier_burst_seconds / 60)
+                buckets = [self._bucket(scopes[0], capacity, per_minute / 60, now)]
+            waits = [bucket.wait() for bucket in buckets]
+            if max(waits) == 0.0:
+                for bucket in buckets:
+                    bucket.tokens -= 1.0
+                return None
+            # Empty: the scope is the bucket that keeps the call waiting longest.
+            longest = waits.index(max(waits))
+            scope = scopes[longest]
+            retry_after = _retry_seconds(waits[longest])
+            self.blocked_until[scope] = now + retry_after
+            call = RateLimitedCall(method, channel, scope, time.perf_counter(), retry_after)
+            self.rate_limited.append(call)
+            return retry_after
+
+    def _note_seen(self, method: str, body: dict[str, Any], answer: dict[str, Any]) -> None:
+        """Record when the button values (and handoff id) of a posted or updated message
+        first became visible. Called under the lock."""
+        if method not in ("chat.postMessage", "chat.update"):
+            return
+        values: list[str] = []
+        blocks = body.get("blocks")
+        if isinstance(blocks, str):  # a form-encoded call sends it as JSON text
+            blocks = json.loads(blocks)
+        _button_values(blocks, values)
+        metadata = body.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        if isinstance(metadata, dict):
+            payload = metadata.get("event_payload")
+            if isinstance(payload, dict) and isinstance(payload.get("handoff_id"), str):
+                values.append(payload["handoff_id"])
+        now = time.perf_counter()
+        channel = str(answer.get("channel") or body.get("channel") or "")
+        for value in values:
+            if value not in self.first_seen:
+                self.first_seen[value] = now
+                self.seen_in[value] = channel
+
+    def method_counts(self) -> dict[str, int]:
+        """How many calls of each method succeeded (answered ok), for benchmarks."""
+        with self._lock:
+            return dict(self._succeeded)
 
     @property
     def api_url(self) -> str:
@@ -126,6 +367,7 @@ class SlackAPIServer(LocalServer):
                 return {"ok": False, "error": "channel_not_found"}
             return {"ok": True, "channel": {"id": body["channel"], "is_member": True}}
         if method == "chat.postMessage":
+            channel = _conversation(body["channel"])
             message = {"text": body.get("text", ""), "ts": ts, "bot_id": "BBOT"}
             metadata = body.get("metadata")
             if isinstance(metadata, str):  # a form-encoded call sends it as JSON text
@@ -133,8 +375,8 @@ class SlackAPIServer(LocalServer):
             if metadata:
                 message["metadata"] = metadata
             if not body.get("thread_ts"):
-                self.history.setdefault(body["channel"], []).append(message)
-            return {"ok": True, "channel": body["channel"], "ts": ts, "message": message}
+                self.history.setdefault(channel, []).append(message)
+            return {"ok": True, "channel": channel, "ts": ts, "message": message}
         if method == "chat.delete":
             kept = self.history.get(body["channel"], [])
             if not any(m["ts"] == body["ts"] for m in kept):
