@@ -388,6 +388,39 @@ class IdentitySettings(_Section):
         return self
 
 
+class SlackLimits(_Section):
+    """How fast gigcx calls Slack's Web API: at most Slack's documented rates
+    (api.slack.com/apis/rate-limits), shared by every server process through Redis. A 429
+    pauses the method for everyone until its Retry-After has passed."""
+
+    posts_per_channel_per_second: float = Field(
+        1.0, gt=0, le=50, description="chat.postMessage into one channel or DM (Slack: about 1)."
+    )
+    posts_per_minute: float = Field(
+        300.0,
+        gt=0,
+        le=10_000,
+        description="chat.postMessage across the workspace (Slack: 'several hundred').",
+    )
+    tier3_per_minute: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="Each Tier 3 method (chat.update, chat.delete, reactions.add, "
+        "conversations.history, conversations.info): Slack allows 50+ a minute.",
+    )
+    card_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="A new handoff gets a card of its own when the channel can take it within "
+        "this long; otherwise it goes on the channel's queue board.",
+    )
+    board_seconds: float = Field(
+        3.0, ge=1, le=60, description="How often a changed queue board is updated in Slack."
+    )
+
+
 class SlackSettings(_Section):
     bot_token: SecretStr | None = Field(
         None, description="xoxb-... bot token; set it to turn the Slack connector on."
@@ -407,6 +440,7 @@ class SlackSettings(_Section):
     api_url: str = Field(
         "https://slack.com/api/", description="Slack Web API base URL (tests use a local one)."
     )
+    limits: SlackLimits = SlackLimits()
 
     @model_validator(mode="after")
     def _signed_requests_only(self) -> SlackSettings:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as redis
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import text
 
 from gigcx.connectors.slack import SlackConnector
@@ -280,14 +281,25 @@ async def test_a_long_rate_limit_goes_back_to_the_outbox_until_slack_says(
     assert as_utc(item.due_at) >= before + timedelta(seconds=30)
     assert await runtime.store.outbox_heads("slack", before + timedelta(seconds=29)) == []
 
-    # A short one is waited out by slack_sdk's handler, within the same delivery.
-    slack.retry_after = 0
-    late = before + timedelta(seconds=31)
-    [item] = await runtime.store.take_outbox("slack", late, SHORT_LEASE)
-    await runtime.store.outbox_retry(item, item.last_error, late)  # due now, for the test
+    # Every process holds its posts until then: another handoff is listed on the queue
+    # board instead of waiting, and nothing reaches Slack.
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        await escalate(http, "can I talk to a person please")
+    assert await bridge.deliver_due() == 1
+    assert slack.arrived.count("chat.postMessage") == 1
+    [listed] = await runtime.store.board_entries("slack", "C0EXPERTS")
+
+    # A short one is waited out within the same call, then tried once more (here the
+    # board's first post, by a process that has not been told of the long one).
+    slack.retry_after = 1
+    fresh = SlackBridge(runtime, slack_client(runtime))
     calls = slack.arrived.count("chat.postMessage")
-    assert await bridge.deliver_due(late) == 0  # still rate-limited on the retry
+    started = time.perf_counter()
+    with pytest.raises(SlackApiError):  # still rate-limited on the retry
+        await fresh.refresh_board("expert")
     assert slack.arrived.count("chat.postMessage") == calls + 2
+    assert time.perf_counter() - started >= 1.0  # not before Slack's Retry-After
+    assert listed.id not in slack.first_seen
 
 
 def test_one_delivery_fits_in_the_lease_with_every_call_at_its_timeout_and_retried():

@@ -211,7 +211,7 @@ async def test_migrations_are_numbered_and_rerunning_them_changes_nothing(store_
     conversation = await store.create_conversation("kestrel")
     await store.add_message(conversation.id, "customer", "kept")
     await upgrade_database(engine)
-    assert await current_revision(engine) == "0010"
+    assert await current_revision(engine) == "0011"
     async with engine.connect() as connection:
         count = await connection.scalar(text("select count(*) from messages"))
     assert count == 1
@@ -306,7 +306,7 @@ async def test_server_processes_starting_together_migrate_once(store_url: str):
     engines = [create_engine(StoreSettings(url=store_url)) for _ in range(4)]
     try:
         await asyncio.gather(*(upgrade_database(engine) for engine in engines))
-        assert {await current_revision(engine) for engine in engines} == {"0010"}
+        assert {await current_revision(engine) for engine in engines} == {"0011"}
     finally:
         for engine in engines:
             await engine.dispose()

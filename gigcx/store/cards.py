@@ -3,10 +3,19 @@ internal notes people leave there, kept from the customer."""
 
 from __future__ import annotations
 
-from sqlalchemy import false, or_, select, update
+from sqlalchemy import delete, false, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from gigcx.store.models import ChannelCard, Handoff, InternalNote, utcnow
+from gigcx.store.models import (
+    ChannelBoard,
+    ChannelCard,
+    Handoff,
+    InternalNote,
+    board_channel,
+    utcnow,
+)
 from gigcx.store.repository import Repository
 
 
@@ -69,6 +78,45 @@ class ChannelCards(Repository):
                     ChannelCard.consumer == consumer,
                     ChannelCard.channel == channel,
                     ChannelCard.ts == ts,
+                )
+            )
+
+    async def board_entries(self, consumer: str, channel: str) -> list[Handoff]:
+        """The handoffs waiting on `channel`'s queue board, oldest first."""
+        async with self._sessions() as session:
+            found = await session.scalars(
+                select(Handoff)
+                .join(ChannelCard, ChannelCard.handoff_id == Handoff.id)
+                .where(
+                    ChannelCard.consumer == consumer,
+                    ChannelCard.channel == board_channel(channel),
+                    Handoff.state == "waiting",
+                )
+                .order_by(Handoff.created_at, Handoff.id)
+            )
+            return list(found)
+
+    async def board_for(self, consumer: str, channel: str) -> ChannelBoard | None:
+        async with self._sessions() as session:
+            return await session.get(ChannelBoard, (consumer, channel))
+
+    async def save_board(self, consumer: str, channel: str, ts: str, digest: str) -> None:
+        """Record the board message `consumer` shows in `channel`, and what it shows."""
+        values = {"ts": ts, "digest": digest, "updated_at": utcnow()}
+        async with self._sessions.begin() as session:
+            insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+            await session.execute(
+                insert(ChannelBoard)
+                .values(consumer=consumer, channel=channel, **values)
+                .on_conflict_do_update(index_elements=["consumer", "channel"], set_=values)
+            )
+
+    async def drop_board(self, consumer: str, channel: str) -> None:
+        """Forget `channel`'s board message (deleted, or gone from Slack)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(ChannelBoard).where(
+                    ChannelBoard.consumer == consumer, ChannelBoard.channel == channel
                 )
             )
 

@@ -269,6 +269,34 @@ class ChannelCard(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ChannelBoard(Base):
+    """The queue board `consumer` keeps in an expert channel: one message listing the
+    handoffs waiting there without a card of their own (a handoff's `ChannelCard` then
+    names `board_channel(channel)`). `digest` is what it shows now, to skip updates that
+    would change nothing."""
+
+    __tablename__ = "channel_boards"
+
+    consumer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ts: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+BOARD_PREFIX = "board:"
+
+
+def board_channel(channel: str) -> str:
+    """The `ChannelCard.channel` of a handoff listed on `channel`'s queue board."""
+    return BOARD_PREFIX + channel
+
+
+def on_board(card: ChannelCard | None) -> bool:
+    """Whether the handoff is listed on a queue board, not on a card of its own."""
+    return card is not None and card.channel.startswith(BOARD_PREFIX)
+
+
 class InternalNote(Base):
     """Said in a handoff's thread but kept from the customer (`note:` or not the assignee);
     `author` is the expert's gigcx id (a channel's own id for someone not registered). A

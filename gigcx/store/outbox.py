@@ -90,14 +90,24 @@ class Outbox(Repository):
             result = await session.execute(delete(OutboxItem).where(_lease_of(item)))
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def outbox_retry(self, item: OutboxItem, error: str, due_at: datetime) -> bool:
+    async def outbox_retry(
+        self, item: OutboxItem, error: str, due_at: datetime, *, tried: bool = True
+    ) -> bool:
         """Let go of the item, to be tried again from `due_at`; False (and nothing changed)
-        when the caller's lease has been taken over (see `outbox_delivered`)."""
+        when the caller's lease has been taken over (see `outbox_delivered`). With
+        `tried=False` nothing was sent (no turn under the channel's rate limits yet): the
+        take is not counted as a try."""
+        values: dict[str, object] = {
+            "locked_until": None,
+            "lease_token": None,
+            "due_at": due_at,
+            "last_error": error[:2000],
+        }
+        if not tried:
+            values["attempts"] = OutboxItem.attempts - 1
         async with self._sessions.begin() as session:
             result = await session.execute(
-                update(OutboxItem)
-                .where(_lease_of(item))
-                .values(locked_until=None, lease_token=None, due_at=due_at, last_error=error[:2000])
+                update(OutboxItem).where(_lease_of(item)).values(**values)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 

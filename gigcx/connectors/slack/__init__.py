@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx.app import GigCX
 from gigcx.config import Settings
-from gigcx.connectors.slack.bridge import SlackBridge
+from gigcx.connectors.slack.bridge import SlackBridge, slack_pacer
 from gigcx.connectors.slack.listeners import create_slack_app, slack_client
 from gigcx.store import EXPERT_CHANNEL_KINDS
 
@@ -38,9 +38,11 @@ class SlackConnector:
 
     def __init__(self, runtime: GigCX, client: AsyncWebClient | None = None) -> None:
         self.client = client or slack_client(runtime)
-        self.app = create_slack_app(runtime, self.client)
+        # One set of turns under Slack's rate limits for everything this process sends.
+        self.pacer = slack_pacer(runtime)
+        self.app = create_slack_app(runtime, self.client, self.pacer)
         self.handler = AsyncSlackRequestHandler(self.app)
-        self.bridge = SlackBridge(runtime, self.client)
+        self.bridge = SlackBridge(runtime, self.client, pacer=self.pacer)
         app_token = runtime.settings.slack.app_token
         self.socket_mode = (
             AsyncSocketModeHandler(self.app, app_token.get_secret_value(), web_client=self.client)

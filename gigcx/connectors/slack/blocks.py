@@ -134,6 +134,25 @@ def claimed_card(
     return f"Claimed by {who}", blocks
 
 
+TRANSCRIPT_SECTIONS = 40  # of a claimed card's 50 blocks (Slack's limit)
+
+
+def transcript(lines: Sequence[str]) -> list[dict[str, Any]]:
+    """The conversation so far as sections under a card, the newest kept when it is long."""
+    sections: list[str] = []
+    for line in reversed(lines):
+        line = line[:2800]
+        if sections and len(sections[-1]) + len(line) + 1 <= 2800:
+            sections[-1] = line + "\n" + sections[-1]
+        elif len(sections) < TRANSCRIPT_SECTIONS - 1:
+            sections.append(line)
+        else:
+            sections.append("_Earlier messages are in the console._")
+            break
+    head = "*Conversation so far* (reply in this card's thread to answer the customer):"
+    return [_section(head)] + [_section(text) for text in reversed(sections)]
+
+
 def closed_card(
     handoff: Handoff, how: str, say: SlackText, holder: str | None = None
 ) -> tuple[str, list[dict[str, Any]]]:

@@ -7,8 +7,13 @@ tried again with backoff, and the items of one handoff go out in order. Events o
 the bridge up; a periodic look at the outbox catches anything an event did not announce.
 With several server processes, each item is delivered by the one that takes its lease.
 
-One delivery (at most `MAX_CALLS_PER_DELIVERY` Web API calls, each bounded by the client's
-timeout and one retry by slack_sdk's handlers) fits well within the lease, and the lease is
+Every call waits for its turn under Slack's rate limits first (`pacing`), never past a 429's
+Retry-After; an item whose turn is far off goes back to the outbox until then, and a new
+handoff that cannot have a card of its own soon is listed on the channel's queue board
+(`board`), which one process keeps up to date every few seconds.
+
+One delivery (at most `MAX_CALLS_PER_DELIVERY` Web API calls, each bounded by its wait for a
+turn, the client's timeout and one retry) fits well within the lease, and the lease is
 fenced besides: a process whose lease ran out anyway (a stalled event loop, a slow database)
 cannot mark the item delivered or due again once another process has taken it over. A card
 remembers the outbox item that posted it, so a second delivery of one change neither posts
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from functools import partial
@@ -30,30 +36,44 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx import events, metrics
 from gigcx.app import GigCX
-from gigcx.connectors.slack.blocks import claimed_card, closed_card, handoff_card
-from gigcx.connectors.slack.text import SlackText, mention
+from gigcx.connectors.slack.blocks import claimed_card, closed_card, handoff_card, transcript
+from gigcx.connectors.slack.board import BOARD_EVENT, board_message, digest
+from gigcx.connectors.slack.pacing import (
+    POST,
+    LocalTurns,
+    RedisTurns,
+    SlackBusy,
+    SlackPacer,
+)
+from gigcx.connectors.slack.text import SlackText, is_user_id, mention
 from gigcx.events import Event, SubscriptionOverflow
 from gigcx.store import EXPERT_CHANNEL_KINDS, Handoff, OutboxKind
-from gigcx.store.models import ChannelCard, OutboxItem, as_utc, utcnow
+from gigcx.store.models import (
+    ChannelCard,
+    OutboxItem,
+    as_utc,
+    board_channel,
+    on_board,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 # The bridge's name in the outbox and on its cards, and what it is told: every handoff
 # change and the customer's messages (the experts' replies were written in Slack).
 CONSUMER = "slack"
 SLACK_KINDS = EXPERT_CHANNEL_KINDS
-# One Web API call: how long one try may take, and how long slack_sdk's handlers may wait
-# before the one retry they allow (a longer Retry-After goes back to the outbox instead).
+# How long one delivery's calls may wait in all for their turns under Slack's rate limits
+# (longer, and the item goes back to the outbox until its turn); how long one try of a call
+# may take, and how long it may wait before its one retry (a longer Retry-After goes back to
+# the outbox instead).
+TURN_WAIT_SECONDS = 4.0
 CALL_TIMEOUT_SECONDS = 4.0
 RETRY_INTERVAL_SECONDS = 0.5
 MAX_RETRY_AFTER_SECONDS = 1.0
@@ -62,7 +82,7 @@ MAX_RETRY_AFTER_SECONDS = 1.0
 # when another try's card was recorded first.
 MAX_CALLS_PER_DELIVERY = 5
 # How long a process may hold an item while delivering it; if the process dies meanwhile,
-# another one takes the item over after this. Longer than the slowest delivery (50 s).
+# another one takes the item over after this. Longer than the slowest delivery (54 s).
 LEASE = timedelta(seconds=55)
 POLL_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 300.0
@@ -74,6 +94,8 @@ CLOCK_SKEW_SECONDS = 600.0
 # The item the running delivery is for (each delivery runs in its own task): cards are
 # posted and updated on its behalf.
 _delivering: ContextVar[OutboxItem | None] = ContextVar("delivering", default=None)
+# What is left of the running delivery's (or board update's) time to wait for turns.
+_turn_budget: ContextVar[float] = ContextVar("turn_budget", default=TURN_WAIT_SECONDS)
 
 # What an administrator can do about the Web API errors that do not go away by themselves.
 FIXES = {
@@ -93,8 +115,9 @@ def backoff(attempts: int) -> timedelta:
 
 
 def slack_retry_handlers() -> list[AsyncRetryHandler]:
-    """One quick retry of a call that could not connect, that Slack answered with 500/503,
-    or that Slack rate-limited for a short while; anything longer is the outbox's to retry.
+    """One quick retry of a call that could not connect, or that Slack answered with
+    500/503; anything longer is the outbox's to retry. A 429 is the pacer's (`_call`): every
+    process must wait out its Retry-After, not only the call that got it.
 
     A connection that broke after the request went out is not retried here: Slack may have
     acted on it, and a later outbox try first looks for the card it may have posted.
@@ -107,42 +130,41 @@ def slack_retry_handlers() -> list[AsyncRetryHandler]:
             error_types=[aiohttp.ClientConnectorError],
         ),
         AsyncServerErrorRetryHandler(max_retry_count=1, interval_calculator=interval),
-        ShortRateLimitRetryHandler(max_retry_count=1),
     ]
 
 
-class ShortRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
-    """slack_sdk's rate-limit retry, only when Slack asks for a short wait."""
-
-    async def _can_retry_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        return (
-            response is not None
-            and response.status_code == 429
-            and _retry_after(response.headers) <= MAX_RETRY_AFTER_SECONDS
-        )
-
-
 def delivery_time_bound(call_timeout: float = CALL_TIMEOUT_SECONDS) -> float:
-    """The longest one delivery's Web API calls can take, in seconds: each call two tries
-    and the wait between them."""
+    """The longest one delivery's Web API calls can take, in seconds: their waits for
+    turns, and each call two tries and the wait between them."""
     one_call = 2 * call_timeout + max(RETRY_INTERVAL_SECONDS, MAX_RETRY_AFTER_SECONDS + 1)
-    return MAX_CALLS_PER_DELIVERY * one_call
+    return TURN_WAIT_SECONDS + MAX_CALLS_PER_DELIVERY * one_call
+
+
+def slack_pacer(runtime: GigCX) -> SlackPacer:
+    """Turns under Slack's rate limits, shared through Redis by every server process."""
+    turns = (
+        RedisTurns(runtime.redis, runtime.redis_prefix)
+        if runtime.redis is not None
+        else LocalTurns()
+    )
+    return SlackPacer(runtime.settings.slack.limits, turns)
 
 
 class SlackBridge:
     """Delivers the outbox to Slack, holding each item for `lease` while it does."""
 
-    def __init__(self, runtime: GigCX, client: AsyncWebClient, *, lease: timedelta = LEASE) -> None:
+    def __init__(
+        self,
+        runtime: GigCX,
+        client: AsyncWebClient,
+        *,
+        lease: timedelta = LEASE,
+        pacer: SlackPacer | None = None,
+    ) -> None:
         self.runtime = runtime
         self.client = client
         self.lease = lease
+        self.pacer = pacer or slack_pacer(runtime)
         self.settings = runtime.settings
         escalation = runtime.settings.escalation
         self.say = SlackText(escalation.redact_personal_data, escalation.phone_regions)
@@ -152,6 +174,7 @@ class SlackBridge:
         """Deliver until `stop` is set: whenever an event says something changed, and every
         few seconds for items waiting to be tried again."""
         listener = asyncio.create_task(self._listen(stop))
+        boards = asyncio.create_task(self._keep_boards(stop))
         try:
             while not stop.is_set():
                 try:
@@ -161,9 +184,10 @@ class SlackBridge:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wait(stop), POLL_SECONDS)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in (listener, boards):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _wait(self, stop: asyncio.Event) -> None:
         waker = asyncio.create_task(self._wake.wait())
@@ -200,11 +224,18 @@ class SlackBridge:
     async def _deliver(self, item: OutboxItem) -> bool:
         store = self.runtime.store
         _delivering.set(item)  # this task's own context: concurrent deliveries don't mix
+        _turn_budget.set(TURN_WAIT_SECONDS)
         try:
             await self.deliver(item)
+        except SlackBusy as busy:
+            # Not a failure: Slack's limits leave no turn for it yet. Nothing was sent.
+            due = utcnow() + timedelta(seconds=busy.seconds)
+            if not await store.outbox_retry(item, str(busy), due, tried=False):
+                _lease_lost(item)
+            return False
         except Exception as error:
             attempts, problem = item.attempts, _describe(error)  # attempts: counted when taken
-            wait = max(backoff(attempts), _slack_asks_to_wait(error))
+            wait = max(backoff(attempts), slack_asks_to_wait(error))
             if await store.outbox_retry(item, problem, utcnow() + wait):
                 log.error(
                     "Slack did not get %s of handoff %s (try %d; will try again): %s",
@@ -236,8 +267,11 @@ class SlackBridge:
             await self.update_card(handoff, *card)
             await self.post_card(handoff, urgent=True)  # the customer has waited already
         elif kind == OutboxKind.CLAIMED:
-            await self.update_card(handoff, *claimed_card(handoff, self.say, holder))
-            await self.post_transcript(handoff)
+            if on_board(await store.card_for(CONSUMER, handoff.id)):
+                await self.post_claimed_card(handoff, holder)
+            else:
+                await self.update_card(handoff, *claimed_card(handoff, self.say, holder))
+                await self.post_transcript(handoff)
         elif kind == OutboxKind.RELEASED:
             mentions = await self.mentions(handoff)
             card = await asyncio.to_thread(handoff_card, handoff, mentions, self.say)
@@ -305,7 +339,9 @@ class SlackBridge:
         return expert.handles.get(CONSUMER, expert_key) if expert is not None else expert_key
 
     async def post_card(self, handoff: Handoff, urgent: bool = False) -> None:
-        """Post the handoff's card, once per outbox item however often it is tried."""
+        """Post the handoff's card, once per outbox item however often it is tried; or list
+        the handoff on the channel's queue board while the channel is too busy for a card
+        each (a board already lists others, or the channel has no turn soon)."""
         store = self.runtime.store
         item = _delivering.get()
         item_id = None if item is None else item.id
@@ -318,6 +354,14 @@ class SlackBridge:
                 if found is not None:
                     await store.save_card(CONSUMER, handoff.id, channel, found, item.id)
                     return
+        try:
+            if await store.board_entries(CONSUMER, channel):
+                raise SlackBusy(POST, 0.0)  # first come, first listed: join the others
+            wait = min(self.settings.slack.limits.card_wait_seconds, _turn_budget.get())
+            await self._turn(POST, channel, max_wait=wait)
+        except SlackBusy:
+            await store.save_card(CONSUMER, handoff.id, board_channel(channel), handoff.id, item_id)
+            return  # the board shows it within `board_seconds`
         mentions = await self.mentions(handoff, wide=urgent)
         notes = [
             (await self.slack_id(note.author) or note.author, note.text)
@@ -331,7 +375,12 @@ class SlackBridge:
             "event_payload": {"handoff_id": handoff.id, "outbox_item_id": item_id},
         }
         posted = await self._call(
-            "chat_postMessage", channel=channel, text=text, blocks=blocks, metadata=metadata
+            "chat_postMessage",
+            turn_taken=True,
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            metadata=metadata,
         )
         recorded = await store.save_card(
             CONSUMER, handoff.id, posted["channel"], posted["ts"], item_id
@@ -344,8 +393,10 @@ class SlackBridge:
     async def update_card(self, handoff: Handoff, text: str, blocks: list[dict[str, Any]]) -> None:
         card = await self.runtime.store.card_for(CONSUMER, handoff.id)
         item = _delivering.get()
-        if card is None or (item is not None and _posted_for(card, item)):
-            return  # no card, or the one on record is the new card this very item posted
+        if card is None or on_board(card) or (item is not None and _posted_for(card, item)):
+            # No card; or listed on a board, which shows it as it is now; or the one on
+            # record is the new card this very item posted.
+            return
         await self._call("chat_update", channel=card.channel, ts=card.ts, text=text, blocks=blocks)
 
     async def _find_card(self, channel: str, item: OutboxItem) -> str | None:
@@ -374,30 +425,156 @@ class SlackBridge:
                 return str(message["ts"])
         return None
 
-    async def post_transcript(self, handoff: Handoff) -> None:
+    async def _transcript_lines(self, handoff: Handoff) -> list[str]:
         messages = await self.runtime.store.messages_after(handoff.conversation_id)
-        lines = await asyncio.to_thread(
+        return await asyncio.to_thread(
             lambda: [
                 f"*{self.say.inline(m.author, 20)}:*\n{self.say.quoted(m.text)}" for m in messages
             ]
         )
+
+    async def post_transcript(self, handoff: Handoff) -> None:
+        lines = await self._transcript_lines(handoff)
         await self.post_in_thread(handoff, "Conversation so far:\n" + "\n".join(lines))
+
+    async def post_claimed_card(self, handoff: Handoff, holder: str | None) -> None:
+        """The card of a handoff claimed from a queue board, with the conversation so far,
+        in the claimer's DM with the app (in the channel for someone without a Slack id):
+        its thread is where they talk to the customer. A DM is a channel of its own to
+        Slack's limits, so a surge's claims do not queue behind one another."""
+        store = self.runtime.store
+        item = _delivering.get()
+        if item is not None and _posted_for(await store.card_for(CONSUMER, handoff.id), item):
+            return
+        where = holder if holder is not None and is_user_id(holder) else self._channel(handoff)
+        text, blocks = claimed_card(handoff, self.say, holder)
+        blocks += transcript(await self._transcript_lines(handoff))
+        metadata = {
+            "event_type": CARD_EVENT,
+            "event_payload": {"handoff_id": handoff.id, "outbox_item_id": item and item.id},
+        }
+        posted = await self._call(
+            "chat_postMessage", channel=where, text=text, blocks=blocks, metadata=metadata
+        )
+        recorded = await store.save_card(
+            CONSUMER, handoff.id, posted["channel"], posted["ts"], item and item.id
+        )
+        if (recorded.channel, recorded.ts) != (posted["channel"], posted["ts"]):
+            await self._call("chat_delete", channel=posted["channel"], ts=posted["ts"])
 
     async def post_in_thread(self, handoff: Handoff, text: str) -> None:
         card = await self.runtime.store.card_for(CONSUMER, handoff.id)
-        if card is not None:
+        # Listed on a board, it has no thread yet: its card, when claimed, has it all.
+        if card is not None and not on_board(card):
             await self._call("chat_postMessage", channel=card.channel, thread_ts=card.ts, text=text)
 
+    # ------------------------------------------------------------------ queue boards
+
+    async def _keep_boards(self, stop: asyncio.Event) -> None:
+        """Keep each channel's queue board up to date, every `board_seconds`."""
+        every = self.settings.slack.limits.board_seconds
+        while not stop.is_set():
+            for route in ("expert", "staff"):
+                try:
+                    await self.refresh_board(route)
+                except SlackBusy:
+                    pass  # no turn for it this round: the next round shows it all
+                except Exception:
+                    log.exception("could not update the %s queue board in Slack", route)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+
+    async def refresh_board(self, route: str) -> None:
+        """Show the handoffs listed on the route's board as they are now: post the board
+        when the first is listed, update it when what it shows changed, delete it when
+        nobody waits any more (the next surge's board is then posted at the bottom)."""
+        _turn_budget.set(TURN_WAIT_SECONDS)
+        channel = self._route_channel(route)
+        if not await self._board_is_mine(channel):
+            return  # another server process keeps it this round
+        store = self.runtime.store
+        waiting = await store.board_entries(CONSUMER, channel)
+        board = await store.board_for(CONSUMER, channel)
+        if board is None and not waiting:
+            return
+        if board is not None and not waiting:
+            try:
+                await self._call("chat_delete", channel=channel, ts=board.ts)
+            except SlackApiError as error:
+                if error.response.get("error") != "message_not_found":
+                    raise
+            await store.drop_board(CONSUMER, channel)
+            return
+        text, blocks = await asyncio.to_thread(board_message, waiting, route, self.say)
+        shows = digest(blocks)
+        if board is not None and board.digest == shows:
+            return
+        if board is not None:
+            try:
+                await self._call(
+                    "chat_update", channel=channel, ts=board.ts, text=text, blocks=blocks
+                )
+            except SlackApiError as error:
+                if error.response.get("error") != "message_not_found":
+                    raise
+                await store.drop_board(CONSUMER, channel)  # deleted in Slack: post anew
+                return
+            await store.save_board(CONSUMER, channel, board.ts, shows)
+            return
+        metadata = {"event_type": BOARD_EVENT, "event_payload": {"route": route}}
+        posted = await self._call(
+            "chat_postMessage", channel=channel, text=text, blocks=blocks, metadata=metadata
+        )
+        await store.save_board(CONSUMER, channel, posted["ts"], shows)
+
+    async def _board_is_mine(self, channel: str) -> bool:
+        """Whether this process updates `channel`'s board this round (one process does)."""
+        redis = self.runtime.redis
+        if redis is None:
+            return True
+        every = self.settings.slack.limits.board_seconds
+        key = f"{self.runtime.redis_prefix}:slack-board:{channel}"
+        return bool(await redis.set(key, "1", nx=True, px=round(every * 900)))
+
+    async def _turn(self, method: str, channel: str, *, max_wait: float) -> None:
+        """The call's turn, its wait taken from the delivery's budget."""
+        started = time.monotonic()
+        await self.pacer.turn(method, channel, max_wait=max_wait)
+        _turn_budget.set(max(0.0, _turn_budget.get() - (time.monotonic() - started)))
+
     def _channel(self, handoff: Handoff) -> str:
+        return self._route_channel("staff" if handoff.route == "staff" else "expert")
+
+    def _route_channel(self, route: str) -> str:
         slack = self.settings.slack
-        channel = slack.staff_channel if handoff.route == "staff" else slack.expert_channel
+        channel = slack.staff_channel if route == "staff" else slack.expert_channel
         assert channel is not None  # checked when the settings were loaded
         return channel
 
-    async def _call(self, method: str, **arguments: Any) -> Any:
-        """A Web API call (the client's retry handlers retry it once; see
-        `slack_retry_handlers`)."""
-        return await getattr(self.client, method)(**arguments)
+    async def _call(self, method: str, *, turn_taken: bool = False, **arguments: Any) -> Any:
+        """A Web API call in its turn (`SlackBusy` when that is further away than the
+        delivery may still wait). A 429 holds the method for every process until its
+        Retry-After; a short one is waited out and the call tried once more."""
+        api = method.replace("_", ".", 1)  # chat_postMessage -> chat.postMessage
+        channel = str(arguments.get("channel") or "")
+        for last_try in (False, True):
+            if not turn_taken:
+                await self._turn(api, channel, max_wait=_turn_budget.get())
+            turn_taken = False
+            try:
+                answer = await getattr(self.client, method)(**arguments)
+            except SlackApiError as error:
+                wait = slack_asks_to_wait(error).total_seconds()
+                if error.response.status_code != 429:
+                    raise
+                await self.pacer.rate_limited(api, wait)
+                if last_try or wait > MAX_RETRY_AFTER_SECONDS:
+                    raise
+                continue
+            if api == POST:
+                self.pacer.posted(channel, str(answer.get("channel") or channel))
+            return answer
+        raise AssertionError("unreachable")
 
 
 def _leaves_outbox_item(event: Event) -> bool:
@@ -445,7 +622,7 @@ def _retry_after(headers: Any) -> float:
     return 0.0
 
 
-def _slack_asks_to_wait(error: Exception) -> timedelta:
+def slack_asks_to_wait(error: Exception) -> timedelta:
     """How long Slack asked us to wait (a 429's Retry-After), else nothing."""
     if isinstance(error, SlackApiError) and error.response.status_code == 429:
         return timedelta(seconds=_retry_after(error.response.headers))

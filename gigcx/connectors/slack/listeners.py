@@ -33,15 +33,26 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gigcx.app import GigCX
-from gigcx.connectors.slack.bridge import CALL_TIMEOUT_SECONDS, CONSUMER, slack_retry_handlers
+from gigcx.connectors.slack.bridge import (
+    CALL_TIMEOUT_SECONDS,
+    CONSUMER,
+    slack_asks_to_wait,
+    slack_pacer,
+    slack_retry_handlers,
+)
+from gigcx.connectors.slack.pacing import SlackBusy, SlackPacer
 from gigcx.connectors.slack.text import mention
 from gigcx.escalation import ClaimRefused
 from gigcx.store import Handoff
-from gigcx.store.models import Expert
+from gigcx.store.models import Expert, on_board
 
 log = logging.getLogger(__name__)
 DELIVERED = "white_check_mark"
 KEPT_INTERNAL = "lock"
+# The reaction on a relayed reply is a courtesy: under Slack's rate limits (reactions.add is
+# Tier 3, shared by the workspace) it is left out rather than hold up Slack's 3 s.
+REACTION_WAIT_SECONDS = 0.5
+CLAIM_NEXT_TRIES = 5  # waiting handoffs "Claim the oldest" tries, should others win them
 
 
 class SeenEvents(Protocol):
@@ -110,8 +121,12 @@ def slack_client(runtime: GigCX, timeout: float = CALL_TIMEOUT_SECONDS) -> Async
     )
 
 
-def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> AsyncApp:
-    """The brand's Slack app: Claim/Release/Resolve/Hand back/Move to staff, thread replies."""
+def create_slack_app(
+    runtime: GigCX, client: AsyncWebClient | None = None, pacer: SlackPacer | None = None
+) -> AsyncApp:
+    """The brand's Slack app: Claim (a card's button, or from a queue board: the oldest, or
+    one picked from its list), Release/Resolve/Hand back/Move to staff, thread replies."""
+    pacer = pacer or slack_pacer(runtime)
     slack = runtime.settings.slack
     # Over HTTP every request is verified (the settings refuse a token without a signing
     # secret); in Socket Mode, Slack's events come over a connection the app opened itself.
@@ -143,21 +158,54 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
         expert = await expert_of(user)
         return expert.key if expert is not None else user
 
-    @app.action("claim")
-    async def claim(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        user, handoff_id = body["user"]["id"], body["actions"][0]["value"]
+    async def claim_for(
+        user: str, handoff_id: str, respond: AsyncRespond, *, quiet_if_taken: bool = False
+    ) -> bool | None:
+        """Claim `handoff_id` for the Slack `user`: True when they have it; False when they
+        may not claim (told why); None when someone else has it (told so, unless quiet)."""
         expert = await expert_of(user)
         name = expert.name.split()[0] if expert is not None else None
+        from_board = on_board(await store.card_for(CONSUMER, handoff_id))
         try:
             claimed = await escalations.claim(handoff_id, expert.key if expert else user, name)
         except ClaimRefused as refused:
             await tell(respond, f"Sorry, {refused}.")
-            return
+            return False
         if claimed is None:
-            handoff = await store.get_handoff(handoff_id)
-            holder = await holder_mention(handoff.assignee)
-            await tell(respond, f"Already claimed by {holder}.")
+            if not quiet_if_taken:
+                handoff = await store.get_handoff(handoff_id)
+                await tell(respond, f"Already claimed by {await holder_mention(handoff.assignee)}.")
+            return None
+        if from_board:
+            await tell(
+                respond,
+                f"It's yours (`{handoff_id[:6]}`): its card, with the conversation so far, is "
+                "on its way to your messages with this app. Reply in its thread.",
+            )
+        return True
+
+    @app.action("claim")
+    async def claim(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        await claim_for(body["user"]["id"], body["actions"][0]["value"], respond)
+
+    @app.action("claim_pick")
+    async def claim_pick(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """One handoff picked from a queue board's list."""
+        await ack()
+        picked = body["actions"][0]["selected_option"]["value"]
+        await claim_for(body["user"]["id"], picked, respond)
+
+    @app.action("claim_next")
+    async def claim_next(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """The oldest handoff on the queue board the button is on."""
+        await ack()
+        user, channel = body["user"]["id"], body["channel"]["id"]
+        for handoff in (await store.board_entries(CONSUMER, channel))[:CLAIM_NEXT_TRIES]:
+            claimed = await claim_for(user, handoff.id, respond, quiet_if_taken=True)
+            if claimed is not None:
+                return  # theirs, or they may not claim (told why)
+        await tell(respond, "Nobody is waiting on this board now.")
 
     async def holder_action(
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, step: str
@@ -223,17 +271,25 @@ def create_slack_app(runtime: GigCX, client: AsyncWebClient | None = None) -> As
             return
         delivered = await relay(handoff, event)
         try:
+            await pacer.turn("reactions.add", max_wait=REACTION_WAIT_SECONDS)
             await app.client.reactions_add(
                 channel=event["channel"],
                 timestamp=event["ts"],
                 name=DELIVERED if delivered else KEPT_INTERNAL,
             )
+        except SlackBusy:
+            log.info("Slack: no turn for the reaction on %s (rate limits): left out", event["ts"])
         except SlackApiError as error:
-            # The reply is stored: only a failure that may pass (rate limit, Slack down) is
-            # worth Slack's redelivery. An earlier try's reaction, a message deleted since,
-            # a missing scope would fail on every redelivery, so they are logged instead.
+            # The reply is stored: only a failure that may pass (Slack down) is worth Slack's
+            # redelivery. A rate limit holds reactions for every process and leaves this one
+            # out; an earlier try's reaction, a message deleted since, a missing scope would
+            # fail on every redelivery, so they are logged instead.
             status = error.response.status_code
-            if status == 429 or status >= 500:
+            if status == 429:
+                wait = slack_asks_to_wait(error).total_seconds()
+                await pacer.rate_limited("reactions.add", wait)
+                log.info("Slack: rate-limited the reaction on %s: left out", event["ts"])
+            elif status >= 500:
                 raise
             if error.response.get("error") != "already_reacted":
                 log.warning("Slack: could not react to %s: %s", event["ts"], error)

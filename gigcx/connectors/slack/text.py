@@ -46,6 +46,11 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def is_user_id(value: str) -> bool:
+    """Whether `value` is a Slack user id (U…/W…), which a message can be posted to (a DM)."""
+    return _USER_ID.fullmatch(value) is not None and not value.startswith("B")
+
+
 def mention(user_id: object) -> str:
     """A mention of a Slack user by id; anything that is not an id is shown as text."""
     value = str(user_id)
