@@ -21,8 +21,17 @@ worker processes (summed), their CPU (and their main threads'), and what the loa
 cost: its CPU (it shares the machine's cores with the server) and how late customers started
 against their schedule. With 1 and 2 workers, the ratio of 2 to 1.
 
+The experts work in Slack (issue 18; `benchmarks/slack_experts.py`): the local Slack stand-in
+enforces Slack's documented rate limits (`--slack limited`, the default), or answers every
+call at once with gigcx's own pacing lifted (`unlimited`, for comparison), or experts use the
+console API without Slack (`off`). With Slack, the report adds escalation -> visible in Slack,
+time to claim, a customer's message -> in the expert's thread, Slack calls per handoff, 429s
+and calls sent during a Retry-After, and the plot shows Slack's backlog (handoffs escalated
+but not yet visible there) beside the handoff queue.
+
 Run: .venv/bin/python benchmarks/surge.py [--normal-rate 1.7] [--seconds 60] [--workers 1,2]
-     [--profile] (py-spy on every worker for 10 s, 20 s into the surge: benchmarks/out/*.raw)
+     [--slack limited,unlimited] [--profile] (py-spy on every worker for 10 s, 20 s into the
+     surge: benchmarks/out/*.raw)
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -58,12 +68,20 @@ sys.path.insert(0, str(REPO))
 
 import gigcx  # noqa: E402
 from benchmarks.loadgen import Chat, count_lost, percentile, questions, run_chat  # noqa: E402
+from benchmarks.slack_experts import (  # noqa: E402
+    SlackRun,
+    backlog_in_slack,
+    experts_in_slack,
+    slack_env,
+    slack_server,
+)
 from gigcx.config import StoreSettings, load_settings  # noqa: E402
 from gigcx.knowledge import open_index, sync_knowledge  # noqa: E402
 from gigcx.store import ConversationStore, create_engine, upgrade_database  # noqa: E402
 from gigcx.store.models import Expert  # noqa: E402
 from tests.helpers.check_services import POSTGRES_ADMIN_URL  # noqa: E402
 from tests.helpers.processes import ServerProcess, chroma_server, postgres_database  # noqa: E402
+from tests.helpers.slack_server import SlackAPIServer  # noqa: E402
 
 SURGE = 30
 NORMAL_RATE = 1.7  # conversations a second on a normal day (issue 17)
@@ -91,6 +109,7 @@ class ThreadUse:
 @dataclass
 class Run:
     workers: int
+    slack_mode: str
     chats: list[Chat]
     seconds: float
     lost: int
@@ -109,6 +128,8 @@ class Run:
     server_p50: float = float("nan")  # the server's own reply time (histogram bucket bound)
     server_p99: float = float("nan")
     postgres: list[dict[str, int]] = field(default_factory=list)  # connections by state
+    slack: dict[str, object] = field(default_factory=dict)  # SlackRun.figures, with Slack
+    slack_backlog: list[tuple[float, int]] = field(default_factory=list)  # not yet visible
 
     def postgres_peak(self, state: str | None = None) -> int:
         return max(
@@ -136,6 +157,9 @@ class Run:
     def summary(self) -> dict[str, object]:
         return {
             "workers": self.workers,
+            "slack_mode": self.slack_mode,
+            "slack": self.slack,
+            "slack_backlog": self.slack_backlog,
             "conversations": len(self.chats),
             "escalated": sum(c.escalated for c in self.chats),
             "errors": len(self.errors),
@@ -182,7 +206,14 @@ async def register_bench_experts(store_url: str) -> None:
     try:
         await upgrade_database(engine)
         pool = [
-            Expert(key=expert_id, name=expert_id, tier=tier, capacity=3, active=True)
+            Expert(
+                key=expert_id,
+                name=expert_id,
+                tier=tier,
+                capacity=3,
+                active=True,
+                handles={"slack": expert_id},  # their Slack user id, for --slack
+            )
             for tier, keys in BENCH_EXPERTS.items()
             for expert_id in keys
         ]
@@ -282,11 +313,12 @@ async def sample_queue(url: str, stop: asyncio.Event, into: list[tuple[float, in
 
 
 async def surge(
-    url: str, rate: float, seconds: float, lags: list[float]
+    url: str, rate: float, seconds: float, lags: list[float], tokens: dict[str, str]
 ) -> tuple[list[Chat], float]:
     """Customers arriving at `rate` a second for `seconds`; all their chats. How late each
     customer's first step ran against its schedule goes to `lags`: a generator that cannot
-    keep up would understate the surge."""
+    keep up would understate the surge. Each conversation's token goes to `tokens`, for
+    the customer to write again once an expert has them."""
     asked = questions()
     ws_base = url.replace("http://", "ws://")
     # Customers share HTTP clients, a few dozen each: one client for all 3,000 spent 90% of
@@ -301,7 +333,9 @@ async def surge(
 
         async def customer(question: str, due: float, http: httpx.AsyncClient) -> Chat:
             lags.append(time.perf_counter() - due)
-            return await run_chat(http, ws_base, question)
+            chat = await run_chat(http, ws_base, question)
+            tokens[chat.conversation_id] = chat.token
+            return chat
 
         started = time.perf_counter()
         tasks = []
@@ -501,7 +535,36 @@ async def one_run(
     chroma_url: str,
     scratch: Path,
     with_profile: bool,
+    slack_mode: str,
     redis_url: str = REDIS_URL,
+) -> Run:
+    with contextlib.ExitStack() as stack:
+        slack = None if slack_mode == "off" else stack.enter_context(slack_server(slack_mode))
+        return await _one_run(
+            workers, rate, seconds, chroma_url, scratch, with_profile, slack_mode, slack, redis_url
+        )
+
+
+async def run_handoffs(store_url: str) -> list[dict[str, object]]:
+    """Every handoff of the run, as the store has it."""
+    admin = await asyncpg.connect(store_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await admin.fetch("SELECT id, created_at, claimed_at FROM handoffs")
+    finally:
+        await admin.close()
+    return [dict(row) for row in rows]
+
+
+async def _one_run(
+    workers: int,
+    rate: float,
+    seconds: float,
+    chroma_url: str,
+    scratch: Path,
+    with_profile: bool,
+    slack_mode: str,
+    slack: SlackAPIServer | None,
+    redis_url: str,
 ) -> Run:
     async with postgres_database() as store_url:
         env = {
@@ -513,6 +576,18 @@ async def one_run(
             "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_IP": "1000000",
             "GIGCX_WEB__CONSOLE_TOKEN": CONSOLE_TOKEN,
         }
+        if slack is not None:
+            env.update(slack_env(slack))
+        if slack_mode == "unlimited":  # gigcx's own pacing lifted too: Slack without limits
+            env.update(
+                {
+                    "GIGCX_SLACK__LIMITS__POSTS_PER_CHANNEL_PER_SECOND": "50",
+                    "GIGCX_SLACK__LIMITS__POSTS_PER_MINUTE": "10000",
+                    "GIGCX_SLACK__LIMITS__TIER3_PER_MINUTE": "10000",
+                }
+            )
+        tokens: dict[str, str] = {}
+        slack_run = SlackRun(slack_mode)
         server = ServerProcess(
             REPO / "examples" / "kestrel" / "gigcx.yaml",
             env,
@@ -530,10 +605,18 @@ async def one_run(
             lags: list[float] = []
             loop_lags: list[float] = []
             surging = asyncio.Event()
+            working = (
+                experts(server.url, stop)
+                if slack is None
+                else experts_in_slack(
+                    server.url, CONSOLE_TOKEN, slack, BENCH_EXPERTS, tokens, slack_run, stop
+                )
+            )
             helpers = [
-                asyncio.create_task(experts(server.url, stop)),
+                asyncio.create_task(working),
                 asyncio.create_task(sample_queue(server.url, stop, queue)),
             ]
+            surge_started = time.perf_counter()
             lag_watch = asyncio.create_task(loop_lag(surging, loop_lags))
             postgres: list[dict[str, int]] = []
             pg_watch = asyncio.create_task(
@@ -555,7 +638,7 @@ async def one_run(
             gc.collect()
             gc.disable()
             try:
-                chats, took = await surge(server.url, rate, seconds, lags)
+                chats, took = await surge(server.url, rate, seconds, lags, tokens)
             finally:
                 gc.enable()
             surging.set()
@@ -582,8 +665,16 @@ async def one_run(
                 await asyncio.sleep(1)
             stop.set()
             await asyncio.gather(*helpers)
+            figures: dict[str, object] = {}
+            slack_backlog: list[tuple[float, int]] = []
+            if slack is not None:
+                await asyncio.sleep(10)  # relays of the last claims still on their way
+                handoffs = await run_handoffs(store_url)
+                figures = slack_run.figures(slack, handoffs)
+                slack_backlog = backlog_in_slack(slack, slack_run, handoffs, surge_started)
             return Run(
                 workers,
+                slack_mode,
                 chats,
                 took,
                 lost,
@@ -601,6 +692,8 @@ async def one_run(
                 server_p50=bucket_quantile(replies_before, replies_after, 0.5),
                 server_p99=bucket_quantile(replies_before, replies_after, 0.99),
                 postgres=postgres,
+                slack=figures,
+                slack_backlog=slack_backlog,
             )
         finally:
             server.stop()
@@ -687,6 +780,7 @@ def report(runs: list[Run], rate: float, normal: float, seconds: float) -> None:
             f"  {run.workers} worker(s), per conversation: "
             + ", ".join(f"{key} {value:.1f}" for key, value in run.services.items())
         )
+    slack_report([run for run in runs if run.slack])
     by_workers = {run.workers: run for run in runs}
     if 1 in by_workers and 2 in by_workers:
         one, two = by_workers[1], by_workers[2]
@@ -698,6 +792,51 @@ def report(runs: list[Run], rate: float, normal: float, seconds: float) -> None:
         )
 
 
+def slack_report(runs: list[Run]) -> None:
+    """The experts' side in Slack, per run."""
+    if not runs:
+        return
+    table = Table(title="Experts in Slack (escalation -> visible, claimed; customer -> thread)")
+    columns = (
+        "workers",
+        "Slack",
+        "handoffs",
+        "visible p50/p99 s",
+        "never visible",
+        "claimed",
+        "claim p50/p99 s",
+        "relayed",
+        "relay p50/p99 s",
+        "not relayed",
+        "calls/handoff",
+        "429s",
+        "calls in a Retry-After",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    for run in runs:
+        f: dict[str, Any] = run.slack
+        table.add_row(
+            str(run.workers),
+            run.slack_mode,
+            str(f["handoffs"]),
+            f"{f['visible_p50_s']:.1f}/{f['visible_p99_s']:.1f}",
+            str(f["never_visible"]),
+            str(f["claimed"]),
+            f"{f['claim_p50_s']:.0f}/{f['claim_p99_s']:.0f}",
+            str(f["relayed"]),
+            f"{f['relay_p50_s']:.2f}/{f['relay_p99_s']:.2f}",
+            str(f["relays_missing"]),
+            f"{f['calls_per_handoff']:.2f}",
+            str(f["rate_limited"]),
+            str(f["violations"]),
+        )
+    console.print(table)
+    for run in runs:
+        calls = ", ".join(f"{method} {count}" for method, count in run.slack["calls"].items())
+        console.print(f"  {run.workers} worker(s), Slack {run.slack_mode}: calls: {calls}")
+
+
 def plot(runs: list[Run], rate: float) -> Path:
     import matplotlib
 
@@ -706,11 +845,15 @@ def plot(runs: list[Run], rate: float) -> Path:
 
     figure, axes = plt.subplots(figsize=(8, 4))
     for run in runs:
+        name = f"{run.workers} worker(s)" + (f", Slack {run.slack_mode}" if run.slack else "")
         if run.queue:
             times, lengths = zip(*run.queue, strict=True)
-            axes.plot(times, lengths, label=f"{run.workers} worker(s)")
+            axes.plot(times, lengths, label=f"waiting for an expert, {name}")
+        if run.slack_backlog:
+            times, lengths = zip(*run.slack_backlog, strict=True)
+            axes.plot(times, lengths, linestyle="--", label=f"not yet visible in Slack, {name}")
     axes.set_xlabel("seconds since the surge began")
-    axes.set_ylabel("handoffs waiting")
+    axes.set_ylabel("handoffs")
     axes.set_title(
         f"Handoff queue: {rate:g} conversations/s, experts claim {EXPERT_CLAIMS_PER_SECOND}/s"
     )
@@ -719,6 +862,18 @@ def plot(runs: list[Run], rate: float) -> Path:
     path = OUT / "surge_queue.png"
     figure.savefig(path, dpi=100, bbox_inches="tight")
     return path
+
+
+SLACK_MODES = ("limited", "unlimited", "off")
+
+
+def slack_modes(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",")]
+    if not modes or any(mode not in SLACK_MODES for mode in modes):
+        raise argparse.ArgumentTypeError(
+            f"--slack takes {', '.join(SLACK_MODES)} (or several, comma-separated), not {text!r}"
+        )
+    return modes
 
 
 def worker_counts(text: str) -> list[int]:
@@ -742,6 +897,13 @@ async def main() -> None:
     parser.add_argument("--workers", type=worker_counts, default=[2], help="e.g. 2, or 1,2")
     parser.add_argument("--profile", action="store_true", help="py-spy every worker")
     parser.add_argument(
+        "--slack",
+        type=slack_modes,
+        default=["limited"],
+        help="where experts work: limited (Slack's rate limits enforced), unlimited, off "
+        "(the console API, no Slack); e.g. limited,unlimited",
+    )
+    parser.add_argument(
         "--redis-url",
         default=REDIS_URL,
         help="the workers' redis.url (e.g. with ?max_connections=N to try a larger pool)",
@@ -763,14 +925,17 @@ async def main() -> None:
             )
             sync_knowledge(settings.knowledge.path, open_index(settings))
             runs = []
-            for workers in args.workers:
-                console.print(
-                    f"[bold]{workers} worker(s)[/]: {rate:g}/s for {args.seconds:g} s; "
-                    f"load {os.getloadavg()}"
-                )
-                run = await one_run(workers, rate, args.seconds, chroma_url, scratch, args.profile)
-                console.print(f"  server code (PYTHONPATH of each worker): {run.server_code}")
-                runs.append(run)
+            for mode in args.slack:
+                for workers in args.workers:
+                    console.print(
+                        f"[bold]{workers} worker(s), Slack {mode}[/]: {rate:g}/s for "
+                        f"{args.seconds:g} s; load {os.getloadavg()}"
+                    )
+                    run = await one_run(
+                        workers, rate, args.seconds, chroma_url, scratch, args.profile, mode
+                    )
+                    console.print(f"  server code (PYTHONPATH of each worker): {run.server_code}")
+                    runs.append(run)
     report(runs, rate, args.normal_rate, args.seconds)
     record = OUT / f"surge-{time.strftime('%Y%m%d-%H%M%S')}.json"
     record.write_text(

@@ -19,7 +19,8 @@ import pytest
 import redis.asyncio as redis
 
 from gigcx.config import Settings, SlackLimits
-from gigcx.connectors.slack.pacing import LocalTurns, RedisTurns, SlackBusy, SlackPacer
+from gigcx.connectors.slack import SlackConnector
+from gigcx.connectors.slack.pacing import Bucket, LocalTurns, RedisTurns, SlackBusy, SlackPacer
 from gigcx.escalation.roster import sync_experts
 from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.slack_requests import ALEX, SAMI, SECRET, escalate, signed, thread_event
@@ -269,3 +270,94 @@ def test_the_pacer_names_each_methods_buckets():
     assert pacer.buckets("auth.test") == []
     pacer.posted("U04ALEXM", "D04ALEXM")  # a DM posted by user id is limited as its channel
     assert pacer.buckets("chat.postMessage", "U04ALEXM")[0].key == "post:D04ALEXM"
+
+
+@pytest.fixture
+async def quick_posts_slack() -> AsyncIterator[SlackAPIServer]:
+    """Slack's limits, but 20 posts a second into a channel."""
+    limits = SlackRateLimits(post_per_channel_per_second=20, post_channel_burst=20)
+    with SlackAPIServer(limits=limits) as server:
+        yield server
+
+
+@pytest.fixture
+async def slow_updates_server(
+    brand_settings: Settings, quick_posts_slack: SlackAPIServer
+) -> AsyncIterator[LiveServer]:
+    """Cards post at once, but chat.update has a turn only every 2 s after a burst of 3."""
+    limits = SlackLimits(posts_per_channel_per_second=20, tier3_per_minute=30, board_seconds=1)
+    slack = quick_posts_slack.settings(SECRET).model_copy(update={"limits": limits})
+    async with live_server(brand_settings.model_copy(update={"slack": slack})) as live:
+        await sync_experts(live.runtime.store, "kestrel", brand_settings.escalation.experts_file)
+        yield live
+
+
+async def test_card_updates_without_a_turn_are_coalesced_into_one_later(
+    slow_updates_server: LiveServer, quick_posts_slack: SlackAPIServer
+):
+    slack, runtime = quick_posts_slack, slow_updates_server.runtime
+    async with httpx.AsyncClient(base_url=slow_updates_server.url, timeout=30) as http:
+        asked = [f"can I talk to a person about my X2? (customer {n})" for n in range(5)]
+        started = await asyncio.gather(*(escalate(http, text) for text in asked))
+    handoffs = [await runtime.store.open_handoff_for(cid) for cid, _ in started]
+    await until(lambda: len(slack.cards("C0EXPERTS")) == 5)
+    alex = await runtime.store.find_expert_by_handle("kestrel", "slack", ALEX)
+    assert alex is not None
+    for handoff in handoffs:  # claimed and resolved at once: two changes each
+        assert handoff is not None
+        assert await runtime.escalations.claim(handoff.id, alex.key, "Alex")
+        assert await runtime.escalations.resolve(handoff.id, alex.key)
+
+    def latest(ts: str) -> str:
+        updates = [u["text"] for u in slack.posted("chat.update") if u["ts"] == ts]
+        return updates[-1] if updates else ""
+
+    cards = slack.cards("C0EXPERTS")
+    # Every card ends up showing the last change, within the updates' turns...
+    await until(lambda: all(latest(c["ts"]).startswith("Resolved") for c in cards), timeout=30)
+    # ...with fewer updates than changes: the ones that had to wait showed only the last.
+    assert len(slack.posted("chat.update")) < 2 * len(cards)
+    assert slack.rate_limited == [] and slack.violations == []
+    assert await runtime.store.stale_cards("slack") == []
+
+
+async def test_a_claim_while_the_channel_is_busy_moves_the_conversation_to_the_claimers_dm(
+    busy_server: LiveServer, limited_slack: SlackAPIServer
+):
+    slack, runtime = limited_slack, busy_server.runtime
+    connector: SlackConnector = busy_server.app.state.channels["slack"]
+    async with httpx.AsyncClient(base_url=busy_server.url, timeout=30) as http:
+        cid, auth = await escalate(http, "my X2 crackles, can I talk to a person?")
+        await until(lambda: len(slack.cards("C0EXPERTS")) == 1)
+        [card] = slack.cards("C0EXPERTS")
+        handoff = await runtime.store.open_handoff_for(cid)
+        assert handoff is not None
+        # The channel's posts are taken for the next 30 s (other cards and threads, say).
+        taken = [Bucket("post:C0EXPERTS", 30.0, 1)]
+        assert (await connector.pacer.turns.reserve(taken, max_wait=5))[0]
+
+        response = await send(http, board_click(slack, "claim", ALEX, "C0EXPERTS", handoff.id))
+        assert response.status_code == 200
+        dm = dm_channel(ALEX)
+        await until(lambda: bool(slack.cards(dm)))
+        [conversation] = slack.cards(dm)
+        # Nothing went into the busy channel's thread; the card there is the handoff's still.
+        assert not [p for p in slack.posted("chat.postMessage") if p.get("thread_ts")]
+        recorded = await runtime.store.card_for("slack", handoff.id)
+        assert recorded is not None and recorded.ts == card["ts"]
+        assert recorded.thread == (dm, conversation["ts"])
+
+        # The relay works both ways in the DM's thread.
+        await thread_event(http, dm, conversation["ts"], ALEX, "Alex here, in a DM", "EvDM2")
+        listed = (await http.get(f"/v1/conversations/{cid}/messages", headers=auth)).json()
+        assert "Alex here, in a DM" in [m["text"] for m in listed["messages"]]
+        await http.post(
+            f"/v1/conversations/{cid}/messages", json={"text": "the left cup"}, headers=auth
+        )
+        await until(
+            lambda: any(
+                p.get("thread_ts") == conversation["ts"] and "left cup" in p["text"]
+                for p in slack.posted("chat.postMessage")
+            )
+        )
+    assert slack.violations == []

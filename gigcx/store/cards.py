@@ -3,7 +3,7 @@ internal notes people leave there, kept from the customer."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, false, or_, select, update
+from sqlalchemy import and_, delete, false, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,7 @@ class ChannelCards(Repository):
         channel: str,
         ts: str,
         outbox_item_id: int | None = None,
+        shows_seq: int | None = None,
     ) -> ChannelCard:
         """Record the card `consumer` posted (for `outbox_item_id`) as the handoff's card
         there, and return the card on record afterwards.
@@ -35,7 +36,15 @@ class ChannelCards(Repository):
         already: a process whose outbox lease ran out posted too, or this post is older than
         the recorded one. The caller's card is then the duplicate, to be deleted.
         """
-        values = {"channel": channel, "ts": ts, "outbox_item_id": outbox_item_id}
+        values = {
+            "channel": channel,
+            "ts": ts,
+            "outbox_item_id": outbox_item_id,
+            "stale_since": None,  # a new card shows the handoff as it is
+            "shows_seq": shows_seq,
+            "thread_channel": None,  # a new card holds the conversation in its own thread
+            "thread_ts": None,
+        }
         newer_or_same = (
             ChannelCard.outbox_item_id >= outbox_item_id if outbox_item_id is not None else false()
         )
@@ -69,16 +78,87 @@ class ChannelCards(Repository):
             return await session.get(ChannelCard, (handoff_id, consumer))
 
     async def handoff_for_thread(self, consumer: str, channel: str, ts: str) -> Handoff | None:
-        """The handoff whose card `consumer` posted at `channel`/`ts`."""
+        """The handoff whose card `consumer` posted at `channel`/`ts`, or whose conversation
+        went on in the thread of that message (`save_thread`)."""
         async with self._sessions() as session:
             return await session.scalar(
                 select(Handoff)
                 .join(ChannelCard, ChannelCard.handoff_id == Handoff.id)
                 .where(
                     ChannelCard.consumer == consumer,
-                    ChannelCard.channel == channel,
-                    ChannelCard.ts == ts,
+                    or_(
+                        and_(ChannelCard.channel == channel, ChannelCard.ts == ts),
+                        and_(ChannelCard.thread_channel == channel, ChannelCard.thread_ts == ts),
+                    ),
                 )
+                .limit(1)
+            )
+
+    async def save_thread(
+        self, consumer: str, card: ChannelCard, channel: str, ts: str, shows_seq: int
+    ) -> None:
+        """The conversation of `card`'s handoff goes on in the thread of `channel`/`ts`,
+        which shows it up to message `shows_seq`."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ChannelCard)
+                .where(
+                    ChannelCard.consumer == consumer,
+                    ChannelCard.handoff_id == card.handoff_id,
+                    ChannelCard.ts == card.ts,
+                )
+                .values(thread_channel=channel, thread_ts=ts, shows_seq=shows_seq)
+            )
+
+    async def card_shows(self, consumer: str, card: ChannelCard, seq: int) -> None:
+        """`card`'s thread now shows the conversation up to message `seq`."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ChannelCard)
+                .where(
+                    ChannelCard.consumer == consumer,
+                    ChannelCard.handoff_id == card.handoff_id,
+                    ChannelCard.ts == card.ts,
+                    or_(ChannelCard.shows_seq.is_(None), ChannelCard.shows_seq < seq),
+                )
+                .values(shows_seq=seq)
+            )
+
+    async def mark_card_stale(self, consumer: str, handoff_id: str) -> None:
+        """The handoff's card no longer shows its state; its update waits for a turn. Marked
+        again, a stale card is marked anew: a refresh that read the older state does not
+        count as bringing it up to date (see `card_refreshed`)."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ChannelCard)
+                .where(ChannelCard.consumer == consumer, ChannelCard.handoff_id == handoff_id)
+                .values(stale_since=utcnow())
+            )
+
+    async def stale_cards(self, consumer: str, limit: int = 20) -> list[ChannelCard]:
+        """Cards waiting to be brought up to date, the longest-waiting first."""
+        async with self._sessions() as session:
+            found = await session.scalars(
+                select(ChannelCard)
+                .where(ChannelCard.consumer == consumer, ChannelCard.stale_since.is_not(None))
+                .order_by(ChannelCard.stale_since)
+                .limit(limit)
+            )
+            return list(found)
+
+    async def card_refreshed(self, card: ChannelCard) -> None:
+        """`card` (as read by `stale_cards`) now shows its handoff's state: up to date,
+        unless it went stale again (a newer change) or was replaced meanwhile."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ChannelCard)
+                .where(
+                    ChannelCard.consumer == card.consumer,
+                    ChannelCard.handoff_id == card.handoff_id,
+                    ChannelCard.ts == card.ts,
+                    ChannelCard.stale_since == card.stale_since,
+                )
+                .values(stale_since=None)
             )
 
     async def board_entries(self, consumer: str, channel: str) -> list[Handoff]:

@@ -267,6 +267,24 @@ class ChannelCard(Base):
     # older item never replaces a newer one.
     outbox_item_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Since when the card shows an older state of its handoff than the handoff is in: its
+    # update waits for a turn under the channel's rate limits (0011). None: up to date.
+    stale_since: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The last message of the conversation shown with the card (its transcript, 0011): a
+    # customer's message up to it has reached the expert and is not relayed again.
+    shows_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Where the conversation with the customer is, when not in the card's own thread: a
+    # message in the claimer's DM with the app, for a claim made while the channel was too
+    # busy for a thread of its own (0011).
+    thread_channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    thread_ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+    @property
+    def thread(self) -> tuple[str, str]:
+        """(channel, ts) of the message whose thread holds the conversation."""
+        if self.thread_channel is not None and self.thread_ts is not None:
+            return self.thread_channel, self.thread_ts
+        return self.channel, self.ts
 
 
 class ChannelBoard(Base):

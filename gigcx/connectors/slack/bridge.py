@@ -77,6 +77,8 @@ TURN_WAIT_SECONDS = 4.0
 CALL_TIMEOUT_SECONDS = 4.0
 RETRY_INTERVAL_SECONDS = 0.5
 MAX_RETRY_AFTER_SECONDS = 1.0
+# How long a card's update waits for a turn before the card is marked stale instead.
+UPDATE_WAIT_SECONDS = 0.5
 # The most calls one delivery makes (a resolve timeout): tell the expert in the old thread,
 # close the old card, look for a card an earlier try posted, post the new card, delete it
 # when another try's card was recorded first.
@@ -85,6 +87,7 @@ MAX_CALLS_PER_DELIVERY = 5
 # another one takes the item over after this. Longer than the slowest delivery (54 s).
 LEASE = timedelta(seconds=55)
 POLL_SECONDS = 2.0
+MAX_IN_FLIGHT = 50  # deliveries under way at once, in one process
 MAX_BACKOFF_SECONDS = 300.0
 # Marks the cards the bridge posts, with the outbox item that posted them, so a later try
 # can find a card whose answer never came back (timed out, or the process died).
@@ -171,29 +174,47 @@ class SlackBridge:
         self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set: whenever an event says something changed, and every
-        few seconds for items waiting to be tried again."""
+        """Deliver until `stop` is set: whenever an event says something changed, when a
+        delivery ends (its handoff's next item may be due), and every few seconds for items
+        waiting to be tried again. Up to `MAX_IN_FLIGHT` deliveries run at once, each on its
+        own: one waiting for its turn in a busy channel holds up no other."""
         listener = asyncio.create_task(self._listen(stop))
         boards = asyncio.create_task(self._keep_boards(stop))
+        in_flight: set[asyncio.Task[bool]] = set()
         try:
             while not stop.is_set():
-                try:
-                    await self.deliver_due()
-                except Exception:  # the store may be down for a moment; the next round retries
-                    log.exception("could not read the Slack outbox")
+                room = MAX_IN_FLIGHT - len(in_flight)
+                taken: list[OutboxItem] = []
+                if room > 0:
+                    try:
+                        now = utcnow()
+                        taken = await self.runtime.store.take_outbox(
+                            CONSUMER, now, self.lease, limit=room
+                        )
+                    except Exception:  # the store may be down for a moment: the next round
+                        log.exception("could not read the Slack outbox")
+                for item in taken:
+                    task = asyncio.create_task(self._deliver(item))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                if taken and len(taken) == room:
+                    continue  # more may be due
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wait(stop), POLL_SECONDS)
+                    await asyncio.wait_for(self._wait(stop, in_flight), POLL_SECONDS)
         finally:
-            for task in (listener, boards):
+            if in_flight:  # let what is under way finish; a lease covers the rest
+                await asyncio.wait(in_flight, timeout=CALL_TIMEOUT_SECONDS)
+            for task in (listener, boards, *in_flight):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def _wait(self, stop: asyncio.Event) -> None:
+    async def _wait(self, stop: asyncio.Event, in_flight: set[asyncio.Task[bool]]) -> None:
+        """Until something may be due: an event, a delivery ending, or `stop`."""
         waker = asyncio.create_task(self._wake.wait())
         stopper = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait((waker, stopper), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((waker, stopper, *in_flight), return_when=asyncio.FIRST_COMPLETED)
         finally:
             waker.cancel()
             stopper.cancel()
@@ -270,15 +291,17 @@ class SlackBridge:
             if on_board(await store.card_for(CONSUMER, handoff.id)):
                 await self.post_claimed_card(handoff, holder)
             else:
-                await self.update_card(handoff, *claimed_card(handoff, self.say, holder))
-                await self.post_transcript(handoff)
+                card = claimed_card(handoff, self.say, holder)
+                await self.update_card(handoff, *card, coalesce=True)
+                await self.start_conversation(handoff, holder)
         elif kind == OutboxKind.RELEASED:
             mentions = await self.mentions(handoff)
             card = await asyncio.to_thread(handoff_card, handoff, mentions, self.say)
-            await self.update_card(handoff, *card)
+            await self.update_card(handoff, *card, coalesce=True)
         elif kind in (OutboxKind.RESOLVED, OutboxKind.RETURNED):
             how = "Resolved" if kind == OutboxKind.RESOLVED else "Handed back"
-            await self.update_card(handoff, *closed_card(handoff, how, self.say, holder))
+            card = closed_card(handoff, how, self.say, holder)
+            await self.update_card(handoff, *card, coalesce=True)
         elif kind == OutboxKind.TIMED_OUT:
             # Whose it was is in the customer's notice (the handoff no longer names them).
             notice = None if item.message_id is None else await store.message_by_id(item.message_id)
@@ -306,6 +329,10 @@ class SlackBridge:
             await self.post_card(handoff, urgent=True)  # the customer has waited already
         elif kind == OutboxKind.CUSTOMER_MESSAGE and item.message_id is not None:
             message = await store.message_by_id(item.message_id)
+            card = await store.card_for(CONSUMER, handoff.id)
+            shown = -1 if card is None or card.shows_seq is None else card.shows_seq
+            if message is not None and message.seq <= shown:
+                return  # the card's transcript, posted after it, showed it already
             if message is not None:
                 # Masking a long message takes CPU time: off the event loop.
                 text = await asyncio.to_thread(self.say.quoted, message.text)
@@ -390,14 +417,89 @@ class SlackBridge:
             # replies in this one's thread would reach nobody.
             await self._call("chat_delete", channel=posted["channel"], ts=posted["ts"])
 
-    async def update_card(self, handoff: Handoff, text: str, blocks: list[dict[str, Any]]) -> None:
-        card = await self.runtime.store.card_for(CONSUMER, handoff.id)
+    async def update_card(
+        self,
+        handoff: Handoff,
+        text: str,
+        blocks: list[dict[str, Any]],
+        *,
+        coalesce: bool = False,
+    ) -> None:
+        """Show the handoff's change on its card. With `coalesce`, a card whose update has
+        no turn at once is marked stale instead, and brought up to date when chat.update has
+        a turn to spare (`refresh_stale_cards`): in a surge, the cards' updates wait, not
+        the boards', relays and claims behind them, and one update shows every change."""
+        store = self.runtime.store
+        card = await store.card_for(CONSUMER, handoff.id)
         item = _delivering.get()
         if card is None or on_board(card) or (item is not None and _posted_for(card, item)):
             # No card; or listed on a board, which shows it as it is now; or the one on
             # record is the new card this very item posted.
             return
-        await self._call("chat_update", channel=card.channel, ts=card.ts, text=text, blocks=blocks)
+        if coalesce:
+            try:
+                await self._turn("chat.update", card.channel, max_wait=UPDATE_WAIT_SECONDS)
+            except SlackBusy:
+                await store.mark_card_stale(CONSUMER, handoff.id)
+                return
+        blocks = blocks + await self._transcript_in_dm(card, handoff)
+        await self._call(
+            "chat_update",
+            turn_taken=coalesce,
+            channel=card.channel,
+            ts=card.ts,
+            text=text,
+            blocks=blocks,
+        )
+
+    async def refresh_stale_cards(self) -> int:
+        """Bring stale cards up to date, the longest-waiting first, while chat.update has a
+        turn free now (the boards' and the outbox's come first); how many were."""
+        store = self.runtime.store
+        if not await self._board_is_mine("stale-cards"):
+            return 0
+        refreshed = 0
+        for card in await store.stale_cards(CONSUMER):
+            try:
+                await self._turn("chat.update", card.channel, max_wait=0.0)
+            except SlackBusy:
+                break
+            handoff = await store.get_handoff(card.handoff_id)
+            text, blocks = await self._card_as_now(handoff)
+            blocks += await self._transcript_in_dm(card, handoff)
+            try:
+                await self._call(
+                    "chat_update",
+                    turn_taken=True,
+                    channel=card.channel,
+                    ts=card.ts,
+                    text=text,
+                    blocks=blocks,
+                )
+            except SlackApiError as error:
+                if error.response.get("error") not in ("message_not_found", "cant_update_message"):
+                    raise
+            await store.card_refreshed(card)
+            refreshed += 1
+        return refreshed
+
+    async def _card_as_now(self, handoff: Handoff) -> tuple[str, list[dict[str, Any]]]:
+        """The card for the handoff's state now."""
+        holder = await self.slack_id(handoff.assignee)
+        if handoff.state == "waiting":
+            mentions = await self.mentions(handoff)
+            return await asyncio.to_thread(handoff_card, handoff, mentions, self.say)
+        if handoff.state == "assigned":
+            return claimed_card(handoff, self.say, holder)
+        how = "Resolved" if handoff.state == "resolved" else "Handed back"
+        return closed_card(handoff, how, self.say, holder)
+
+    async def _transcript_in_dm(self, card: ChannelCard, handoff: Handoff) -> list[dict[str, Any]]:
+        """A card in an expert's DM keeps the conversation it was posted with, updated."""
+        if card.channel in (self._route_channel("expert"), self._route_channel("staff")):
+            return []
+        lines, _ = await self._transcript_lines(handoff)
+        return transcript(lines)
 
     async def _find_card(self, channel: str, item: OutboxItem) -> str | None:
         """The ts of a card posted for `item` since it was written, if Slack has one."""
@@ -425,17 +527,55 @@ class SlackBridge:
                 return str(message["ts"])
         return None
 
-    async def _transcript_lines(self, handoff: Handoff) -> list[str]:
+    async def _transcript_lines(self, handoff: Handoff) -> tuple[list[str], int]:
+        """The conversation so far, a line each, and the last message's seq."""
         messages = await self.runtime.store.messages_after(handoff.conversation_id)
-        return await asyncio.to_thread(
+        lines = await asyncio.to_thread(
             lambda: [
                 f"*{self.say.inline(m.author, 20)}:*\n{self.say.quoted(m.text)}" for m in messages
             ]
         )
+        return lines, max((m.seq for m in messages), default=0)
 
-    async def post_transcript(self, handoff: Handoff) -> None:
-        lines = await self._transcript_lines(handoff)
-        await self.post_in_thread(handoff, "Conversation so far:\n" + "\n".join(lines))
+    async def post_transcript(self, handoff: Handoff, *, turn_taken: bool = False) -> None:
+        lines, last = await self._transcript_lines(handoff)
+        text = "Conversation so far:\n" + "\n".join(lines)
+        await self.post_in_thread(handoff, text, turn_taken=turn_taken)
+        card = await self.runtime.store.card_for(CONSUMER, handoff.id)
+        if card is not None and not on_board(card):
+            await self.runtime.store.card_shows(CONSUMER, card, last)
+
+    async def start_conversation(self, handoff: Handoff, holder: str | None) -> None:
+        """The conversation so far, where the claimer answers the customer: the card's
+        thread while its channel has a turn soon; else the claimer's DM with the app (a
+        channel of its own to Slack's limits), so that a busy channel's threads do not hold
+        up the relay."""
+        store = self.runtime.store
+        card = await store.card_for(CONSUMER, handoff.id)
+        if card is None or card.thread_channel is not None:
+            return  # no card; or an earlier try of this change moved it to a DM already
+        if holder is not None and is_user_id(holder):
+            try:
+                wait = min(self.settings.slack.limits.card_wait_seconds, _turn_budget.get())
+                await self._turn(POST, card.channel, max_wait=wait)
+            except SlackBusy:
+                await self.post_conversation_in_dm(handoff, holder, card)
+                return
+            await self.post_transcript(handoff, turn_taken=True)
+            return
+        await self.post_transcript(handoff)
+
+    async def post_conversation_in_dm(
+        self, handoff: Handoff, holder: str, card: ChannelCard
+    ) -> None:
+        """The claimed card, with the conversation so far, in the claimer's DM: the thread
+        where the conversation goes on (the channel's card stays the handoff's card)."""
+        text, blocks = claimed_card(handoff, self.say, holder)
+        lines, last = await self._transcript_lines(handoff)
+        posted = await self._call(
+            "chat_postMessage", channel=holder, text=text, blocks=blocks + transcript(lines)
+        )
+        await self.runtime.store.save_thread(CONSUMER, card, posted["channel"], posted["ts"], last)
 
     async def post_claimed_card(self, handoff: Handoff, holder: str | None) -> None:
         """The card of a handoff claimed from a queue board, with the conversation so far,
@@ -448,7 +588,8 @@ class SlackBridge:
             return
         where = holder if holder is not None and is_user_id(holder) else self._channel(handoff)
         text, blocks = claimed_card(handoff, self.say, holder)
-        blocks += transcript(await self._transcript_lines(handoff))
+        lines, last = await self._transcript_lines(handoff)
+        blocks += transcript(lines)
         metadata = {
             "event_type": CARD_EVENT,
             "event_payload": {"handoff_id": handoff.id, "outbox_item_id": item and item.id},
@@ -457,16 +598,21 @@ class SlackBridge:
             "chat_postMessage", channel=where, text=text, blocks=blocks, metadata=metadata
         )
         recorded = await store.save_card(
-            CONSUMER, handoff.id, posted["channel"], posted["ts"], item and item.id
+            CONSUMER, handoff.id, posted["channel"], posted["ts"], item and item.id, last
         )
         if (recorded.channel, recorded.ts) != (posted["channel"], posted["ts"]):
             await self._call("chat_delete", channel=posted["channel"], ts=posted["ts"])
 
-    async def post_in_thread(self, handoff: Handoff, text: str) -> None:
+    async def post_in_thread(
+        self, handoff: Handoff, text: str, *, turn_taken: bool = False
+    ) -> None:
         card = await self.runtime.store.card_for(CONSUMER, handoff.id)
         # Listed on a board, it has no thread yet: its card, when claimed, has it all.
         if card is not None and not on_board(card):
-            await self._call("chat_postMessage", channel=card.channel, thread_ts=card.ts, text=text)
+            channel, ts = card.thread
+            await self._call(
+                "chat_postMessage", turn_taken=turn_taken, channel=channel, thread_ts=ts, text=text
+            )
 
     # ------------------------------------------------------------------ queue boards
 
@@ -481,6 +627,10 @@ class SlackBridge:
                     pass  # no turn for it this round: the next round shows it all
                 except Exception:
                     log.exception("could not update the %s queue board in Slack", route)
+            try:
+                await self.refresh_stale_cards()
+            except Exception:
+                log.exception("could not bring stale cards in Slack up to date")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
 
@@ -528,7 +678,8 @@ class SlackBridge:
         await store.save_board(CONSUMER, channel, posted["ts"], shows)
 
     async def _board_is_mine(self, channel: str) -> bool:
-        """Whether this process updates `channel`'s board this round (one process does)."""
+        """Whether this process updates `channel`'s board (or the stale cards) this round:
+        one process does."""
         redis = self.runtime.redis
         if redis is None:
             return True

@@ -219,7 +219,12 @@ def create_slack_app(
             "move_to_staff": escalations.move_to_staff,
         }[step]
         if await action(handoff_id, await key_of(user)) is None:
-            await tell(respond, "Only the expert who claimed this conversation can do that.")
+            handoff = await store.get_handoff(handoff_id)
+            if handoff.state in ("resolved", "returned"):
+                # A card not yet brought up to date (its update waits for a turn).
+                await tell(respond, "This conversation is closed already.")
+            else:
+                await tell(respond, "Only the expert who claimed this conversation can do that.")
 
     async def holder_mention(key: str | None) -> str:
         if key is None:

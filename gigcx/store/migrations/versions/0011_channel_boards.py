@@ -1,5 +1,9 @@
 """Queue boards: the one message per expert channel that lists the handoffs waiting there
-when the channel is too busy for a card each (Slack's rate limits in a surge).
+when the channel is too busy for a card each (Slack's rate limits in a surge); and cards
+whose update was put off for want of a turn (`stale_since`), brought up to date later; and
+the last message a card's transcript shows (`shows_seq`), which is not relayed again; and
+where a claimed handoff's conversation went when its channel was busy (`thread_channel`,
+`thread_ts`: a message in the expert's DM with the app).
 
 Revision ID: 0011
 Revises: 0010
@@ -26,7 +30,17 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("consumer", "channel", name="pk_channel_boards"),
     )
+    with op.batch_alter_table("channel_cards") as table:
+        table.add_column(sa.Column("stale_since", sa.DateTime(timezone=True), nullable=True))
+        table.add_column(sa.Column("shows_seq", sa.Integer, nullable=True))
+        table.add_column(sa.Column("thread_channel", sa.String(32), nullable=True))
+        table.add_column(sa.Column("thread_ts", sa.String(32), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("channel_cards") as table:
+        table.drop_column("thread_ts")
+        table.drop_column("thread_channel")
+        table.drop_column("shows_seq")
+        table.drop_column("stale_since")
     op.drop_table("channel_boards")
