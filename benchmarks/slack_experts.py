@@ -56,7 +56,8 @@ class SlackRun:
 
     mode: str
     clock: float = field(default_factory=lambda: time.time() - time.perf_counter())
-    followed_up: dict[str, tuple[str, float]] = field(default_factory=dict)  # handoff -> text, sent
+    # handoff -> (the customer's follow-up, when sent); no text when it was not acknowledged
+    followed_up: dict[str, tuple[str, float]] = field(default_factory=dict)
     claims_tried: int = 0
 
     def figures(self, slack: SlackAPIServer, handoffs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -104,6 +105,8 @@ class SlackRun:
         ]
         waits, missing = [], 0
         for text, sent in self.followed_up.values():
+            if not text:
+                continue  # the server did not acknowledge it (overloaded): not the relay's
             found = next((at for shown, at in posted if text in shown and at >= sent), None)
             if found is None:
                 missing += 1
@@ -195,12 +198,15 @@ async def _follow_up(
     if token is None or handoff["id"] in run.followed_up:
         return
     text = f"are you there? ({handoff['id'][:12]})"
-    run.followed_up[handoff["id"]] = (text, time.perf_counter())
-    await http.post(
+    sent = time.perf_counter()
+    run.followed_up[handoff["id"]] = ("", sent)  # asked once, whatever the answer
+    stored = await http.post(
         f"/v1/conversations/{handoff['conversation_id']}/messages",
         json={"text": text},
         headers={"Authorization": f"Bearer {token}"},
     )
+    if stored.status_code == 201:  # acknowledged: it must reach the expert
+        run.followed_up[handoff["id"]] = (text, sent)
 
 
 async def _click(
