@@ -528,23 +528,6 @@ async def profile(pids: list[int], workers: int) -> None:
     console.print(f"  profiles: {OUT}/profile-{stamp}-{workers}w-*.raw")
 
 
-async def one_run(
-    workers: int,
-    rate: float,
-    seconds: float,
-    chroma_url: str,
-    scratch: Path,
-    with_profile: bool,
-    slack_mode: str,
-    redis_url: str = REDIS_URL,
-) -> Run:
-    with contextlib.ExitStack() as stack:
-        slack = None if slack_mode == "off" else stack.enter_context(slack_server(slack_mode))
-        return await _one_run(
-            workers, rate, seconds, chroma_url, scratch, with_profile, slack_mode, slack, redis_url
-        )
-
-
 async def run_handoffs(store_url: str) -> list[dict[str, object]]:
     """Every handoff of the run, as the store has it."""
     admin = await asyncpg.connect(store_url.replace("postgresql+asyncpg://", "postgresql://"))
@@ -555,7 +538,7 @@ async def run_handoffs(store_url: str) -> list[dict[str, object]]:
     return [dict(row) for row in rows]
 
 
-async def _one_run(
+async def one_run(
     workers: int,
     rate: float,
     seconds: float,
@@ -931,9 +914,19 @@ async def main() -> None:
                         f"[bold]{workers} worker(s), Slack {mode}[/]: {rate:g}/s for "
                         f"{args.seconds:g} s; load {os.getloadavg()}"
                     )
-                    run = await one_run(
-                        workers, rate, args.seconds, chroma_url, scratch, args.profile, mode
-                    )
+                    experts_in = slack_server(mode) if mode != "off" else contextlib.nullcontext()
+                    with experts_in as slack:
+                        run = await one_run(
+                            workers,
+                            rate,
+                            args.seconds,
+                            chroma_url,
+                            scratch,
+                            args.profile,
+                            mode,
+                            slack,
+                            args.redis_url,
+                        )
                     console.print(f"  server code (PYTHONPATH of each worker): {run.server_code}")
                     runs.append(run)
     report(runs, rate, args.normal_rate, args.seconds)

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -23,7 +22,15 @@ from gigcx.connectors.slack import SlackConnector
 from gigcx.connectors.slack.pacing import Bucket, LocalTurns, RedisTurns, SlackBusy, SlackPacer
 from gigcx.escalation.roster import sync_experts
 from tests.helpers.live_server import LiveServer, live_server
-from tests.helpers.slack_requests import ALEX, SAMI, SECRET, escalate, signed, thread_event
+from tests.helpers.slack_requests import (
+    ALEX,
+    SAMI,
+    SECRET,
+    board_payload,
+    escalate,
+    send_action,
+    thread_event,
+)
 from tests.helpers.slack_server import SlackAPIServer, SlackRateLimits, dm_channel
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -111,35 +118,6 @@ async def busy_server(
         yield live
 
 
-def board_click(
-    slack: SlackAPIServer, action: str, user: str, channel: str, value: str
-) -> dict[str, Any]:
-    """What Slack sends when `user` uses the queue board in `channel`."""
-    chosen: dict[str, Any] = {"action_id": action, "type": "button", "value": value}
-    if action == "claim_pick":
-        chosen = {
-            "action_id": action,
-            "type": "static_select",
-            "selected_option": {"text": {"type": "plain_text", "text": "x"}, "value": value},
-        }
-    return {
-        "type": "block_actions",
-        "user": {"id": user},
-        "team": {"id": "T1"},
-        "api_app_id": "A1",
-        "channel": {"id": channel},
-        "container": {"type": "message", "channel_id": channel},
-        "trigger_id": "1.2",
-        "response_url": slack.response_url,
-        "actions": [chosen],
-    }
-
-
-async def send(http: httpx.AsyncClient, payload: dict[str, Any]) -> httpx.Response:
-    body = urlencode({"payload": json.dumps(payload)})
-    return await http.post("/slack/events", content=body, headers=signed(body))
-
-
 def board_now(slack: SlackAPIServer, channel: str = "C0EXPERTS") -> list[dict[str, Any]]:
     """The blocks the channel's queue board shows now (its post, or its latest update)."""
     [board] = [c for c in slack.cards(channel) if "waiting for an expert" in c["text"]]
@@ -193,7 +171,9 @@ async def test_a_burst_of_handoffs_is_shown_on_a_board_within_slacks_limits(
         # An expert claims the oldest from the board: its card, with the conversation,
         # arrives in their DM with the app, and they are told so.
         oldest = listed[0]
-        response = await send(http, board_click(slack, "claim_next", ALEX, "C0EXPERTS", "expert"))
+        response = await send_action(
+            http, board_payload(slack, "claim_next", ALEX, "C0EXPERTS", "expert")
+        )
         assert response.status_code == 200
         await until(lambda: any("It's yours" in r.get("text", "") for r in slack.responses))
         dm = dm_channel(ALEX)
@@ -224,8 +204,8 @@ async def test_a_burst_of_handoffs_is_shown_on_a_board_within_slacks_limits(
         # from the board at its next update.
         picked = (await store.board_entries("slack", "C0EXPERTS"))[:2]
         for handoff in picked:
-            payload = board_click(slack, "claim_pick", SAMI, "C0EXPERTS", handoff.id)
-            assert (await send(http, payload)).status_code == 200
+            payload = board_payload(slack, "claim_pick", SAMI, "C0EXPERTS", handoff.id)
+            assert (await send_action(http, payload)).status_code == 200
         await until(lambda: len(slack.cards(dm_channel(SAMI))) == len(picked))
         await until(lambda: all(h.id not in json.dumps(board_now(slack)) for h in picked))
 
@@ -336,7 +316,9 @@ async def test_a_claim_while_the_channel_is_busy_moves_the_conversation_to_the_c
         taken = [Bucket("post:C0EXPERTS", 30.0, 1)]
         assert (await connector.pacer.turns.reserve(taken, max_wait=5))[0]
 
-        response = await send(http, board_click(slack, "claim", ALEX, "C0EXPERTS", handoff.id))
+        response = await send_action(
+            http, board_payload(slack, "claim", ALEX, "C0EXPERTS", handoff.id)
+        )
         assert response.status_code == 200
         dm = dm_channel(ALEX)
         await until(lambda: bool(slack.cards(dm)))

@@ -54,6 +54,34 @@ async def click(
     return await http.post("/slack/events", content=body, headers=signed(body))
 
 
+def board_payload(
+    slack: SlackAPIServer, action: str, user: str, channel: str, value: str
+) -> dict[str, Any]:
+    """What Slack sends when `user` uses a button (`value`: a handoff id, or the route for
+    "claim_next") or picks a handoff from a queue board's menu ("claim_pick") in `channel`."""
+    chosen: dict[str, Any] = {"action_id": action, "type": "button", "value": value}
+    if action == "claim_pick":
+        option = {"text": {"type": "plain_text", "text": value[:6]}, "value": value}
+        chosen = {"action_id": action, "type": "static_select", "selected_option": option}
+    return {
+        "type": "block_actions",
+        "user": {"id": user},
+        "team": {"id": "T1"},
+        "api_app_id": "A1",
+        "channel": {"id": channel},
+        "container": {"type": "message", "channel_id": channel},
+        "trigger_id": "1.2",
+        "response_url": slack.response_url,
+        "actions": [chosen],
+    }
+
+
+async def send_action(http: httpx.AsyncClient, payload: dict[str, Any]) -> httpx.Response:
+    """Post an interactive payload to /slack/events, signed as Slack signs it."""
+    body = urlencode({"payload": json.dumps(payload)})
+    return await http.post("/slack/events", content=body, headers=signed(body))
+
+
 _MESSAGE_TS: dict[str, str] = {}
 
 
