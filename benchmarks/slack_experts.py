@@ -58,6 +58,7 @@ class SlackRun:
     # handoff -> (the customer's follow-up, when sent); no text when it was not acknowledged
     followed_up: dict[str, tuple[str, float]] = field(default_factory=dict)
     claims_tried: int = 0
+    not_shown: list[str] = field(default_factory=list)  # handoffs whose follow-up never showed
 
     def figures(self, slack: SlackAPIServer, handoffs: list[dict[str, Any]]) -> dict[str, Any]:
         """`handoffs`: every handoff of the run (id, created_at, claimed_at, as the store
@@ -102,16 +103,17 @@ class SlackRun:
         posted = [
             (json.dumps(body), at) for (method, body), at in calls if method == "chat.postMessage"
         ]
-        waits, missing = [], 0
-        for text, sent in self.followed_up.values():
+        waits = []
+        self.not_shown = []
+        for handoff_id, (text, sent) in self.followed_up.items():
             if not text:
                 continue  # the server did not acknowledge it (overloaded): not the relay's
             found = next((at for shown, at in posted if text in shown and at >= sent), None)
             if found is None:
-                missing += 1
+                self.not_shown.append(handoff_id)
             else:
                 waits.append(found - sent)
-        return waits, missing
+        return waits, len(self.not_shown)
 
 
 def backlog_in_slack(
@@ -196,7 +198,9 @@ async def _follow_up(
     token = tokens.get(handoff["conversation_id"])
     if token is None or handoff["id"] in run.followed_up:
         return
-    text = f"are you there? ({handoff['id'][:12]})"
+    # Letters only: a run of digits would be masked in Slack as a phone number.
+    marker = "".join(chr(ord("a") + int(digit, 16)) for digit in handoff["id"][:12])
+    text = f"are you there? ({marker})"
     sent = time.perf_counter()
     run.followed_up[handoff["id"]] = ("", sent)  # asked once, whatever the answer
     stored = await http.post(

@@ -528,6 +528,37 @@ async def profile(pids: list[int], workers: int) -> None:
     console.print(f"  profiles: {OUT}/profile-{stamp}-{workers}w-*.raw")
 
 
+async def explain_not_shown(store_url: str, handoff_ids: list[str]) -> list[dict[str, object]]:
+    """What the store holds of handoffs whose customer's follow-up never showed in Slack:
+    its outbox items still waiting, and its card."""
+    admin = await asyncpg.connect(store_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        found = []
+        for handoff_id in handoff_ids:
+            outbox = await admin.fetch(
+                "SELECT kind, attempts, due_at, locked_until, last_error FROM outbox "
+                "WHERE handoff_id = $1 AND consumer = 'slack'",
+                handoff_id,
+            )
+            card = await admin.fetchrow(
+                "SELECT channel, ts, thread_channel, shows_seq FROM channel_cards "
+                "WHERE handoff_id = $1",
+                handoff_id,
+            )
+            state = await admin.fetchval("SELECT state FROM handoffs WHERE id = $1", handoff_id)
+            found.append(
+                {
+                    "handoff": handoff_id,
+                    "state": state,
+                    "outbox": [dict(row) for row in outbox],
+                    "card": dict(card) if card else None,
+                }
+            )
+        return found
+    finally:
+        await admin.close()
+
+
 async def run_handoffs(store_url: str) -> list[dict[str, object]]:
     """Every handoff of the run, as the store has it."""
     admin = await asyncpg.connect(store_url.replace("postgresql+asyncpg://", "postgresql://"))
@@ -654,6 +685,8 @@ async def one_run(
                 await asyncio.sleep(10)  # relays of the last claims still on their way
                 handoffs = await run_handoffs(store_url)
                 figures = slack_run.figures(slack, handoffs)
+                if slack_run.not_shown:
+                    figures["not_shown"] = await explain_not_shown(store_url, slack_run.not_shown)
                 slack_backlog = backlog_in_slack(slack, slack_run, handoffs, surge_started)
             return Run(
                 workers,
@@ -818,6 +851,8 @@ def slack_report(runs: list[Run]) -> None:
     for run in runs:
         calls = ", ".join(f"{method} {count}" for method, count in run.slack["calls"].items())
         console.print(f"  {run.workers} worker(s), Slack {run.slack_mode}: calls: {calls}")
+        for missing in run.slack.get("not_shown", []):  # type: ignore[union-attr]
+            console.print(f"  follow-up never shown in Slack: {missing}")
 
 
 def plot(runs: list[Run], rate: float) -> Path:
@@ -840,7 +875,7 @@ def plot(runs: list[Run], rate: float) -> Path:
     axes.set_title(
         f"Handoff queue: {rate:g} conversations/s, experts claim {EXPERT_CLAIMS_PER_SECOND}/s"
     )
-    axes.legend()
+    axes.legend(loc="upper right", fontsize="small")
     OUT.mkdir(exist_ok=True)
     path = OUT / "surge_queue.png"
     figure.savefig(path, dpi=100, bbox_inches="tight")
