@@ -3,7 +3,7 @@ internal notes people leave there, kept from the customer."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, delete, false, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, false, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -161,20 +161,30 @@ class ChannelCards(Repository):
                 .values(stale_since=None)
             )
 
-    async def board_entries(self, consumer: str, channel: str) -> list[Handoff]:
-        """The handoffs waiting on `channel`'s queue board, oldest first."""
+    async def board_entries(
+        self, consumer: str, channel: str, limit: int | None = None
+    ) -> list[Handoff]:
+        """The handoffs waiting on `channel`'s queue board, oldest first (the first `limit`)."""
         async with self._sessions() as session:
             found = await session.scalars(
                 select(Handoff)
                 .join(ChannelCard, ChannelCard.handoff_id == Handoff.id)
-                .where(
-                    ChannelCard.consumer == consumer,
-                    ChannelCard.channel == board_channel(channel),
-                    Handoff.state == "waiting",
-                )
+                .where(*_listed_on(consumer, channel))
                 .order_by(Handoff.created_at, Handoff.id)
+                .limit(limit)
             )
             return list(found)
+
+    async def board_in_use(self, consumer: str, channel: str) -> bool:
+        """Whether `channel`'s queue board lists anyone waiting (one row read, not all)."""
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(ChannelCard.handoff_id)
+                .join(Handoff, ChannelCard.handoff_id == Handoff.id)
+                .where(*_listed_on(consumer, channel))
+                .limit(1)
+            )
+            return found is not None
 
     async def board_for(self, consumer: str, channel: str) -> ChannelBoard | None:
         async with self._sessions() as session:
@@ -233,3 +243,12 @@ class ChannelCards(Repository):
                 .order_by(InternalNote.id)
             )
             return list(rows)
+
+
+def _listed_on(consumer: str, channel: str) -> tuple[ColumnElement[bool], ...]:
+    """A handoff waiting on `channel`'s queue board (its card row names the board)."""
+    return (
+        ChannelCard.consumer == consumer,
+        ChannelCard.channel == board_channel(channel),
+        Handoff.state == "waiting",
+    )

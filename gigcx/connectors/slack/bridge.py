@@ -381,12 +381,15 @@ class SlackBridge:
                 if found is not None:
                     await store.save_card(CONSUMER, handoff.id, channel, found, item.id)
                     return
-        try:
-            if await store.board_entries(CONSUMER, channel):
-                raise SlackBusy(POST, 0.0)  # first come, first listed: join the others
-            wait = min(self.settings.slack.limits.card_wait_seconds, _turn_budget.get())
-            await self._turn(POST, channel, max_wait=wait)
-        except SlackBusy:
+        # First come, first listed: while the board lists others, join them.
+        busy = await store.board_in_use(CONSUMER, channel)
+        if not busy:
+            try:
+                wait = min(self.settings.slack.limits.card_wait_seconds, _turn_budget.get())
+                await self._turn(POST, channel, max_wait=wait)
+            except SlackBusy:
+                busy = True
+        if busy:
             await store.save_card(CONSUMER, handoff.id, board_channel(channel), handoff.id, item_id)
             return  # the board shows it within `board_seconds`
         mentions = await self.mentions(handoff, wide=urgent)

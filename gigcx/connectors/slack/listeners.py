@@ -201,7 +201,7 @@ def create_slack_app(
         """The oldest handoff on the queue board the button is on."""
         await ack()
         user, channel = body["user"]["id"], body["channel"]["id"]
-        for handoff in (await store.board_entries(CONSUMER, channel))[:CLAIM_NEXT_TRIES]:
+        for handoff in await store.board_entries(CONSUMER, channel, limit=CLAIM_NEXT_TRIES):
             claimed = await claim_for(user, handoff.id, respond, quiet_if_taken=True)
             if claimed is not None:
                 return  # theirs, or they may not claim (told why)
