@@ -123,6 +123,22 @@ async def test_a_reply_and_a_note_whose_reaction_fails_are_kept_once_across_slac
         ]
 
 
+async def test_a_rate_limited_reaction_is_left_out_and_holds_reactions_until_retry_after(
+    server: LiveServer, slack: SlackAPIServer
+):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        cid, auth, _handoff, thread = await claimed_thread(http, server, slack)
+        slack.failures["reactions.add"] = "ratelimited"  # Retry-After: 30 (seconds)
+        first = thread_payload("C0EXPERTS", thread, ALEX, "Try a reset", "EvLimit1")
+        assert await deliver(http, first) == 200  # stored and relayed: no redelivery needed
+        tried = slack.arrived.count("reactions.add")
+        second = thread_payload("C0EXPERTS", thread, ALEX, "Then hold the button", "EvLimit2")
+        assert await deliver(http, second) == 200
+        # Within the Retry-After the app does not ask again; the replies reached the customer.
+        assert slack.arrived.count("reactions.add") == tried == 1
+        assert await customer_sees(http, cid, auth) == ["Try a reset", "Then hold the button"]
+
+
 async def test_slacks_timeout_retry_arriving_while_the_first_try_still_works_relays_once(
     server: LiveServer, slack: SlackAPIServer
 ):

@@ -290,13 +290,13 @@ def create_slack_app(
             # out; an earlier try's reaction, a message deleted since, a missing scope would
             # fail on every redelivery, so they are logged instead.
             status = error.response.status_code
+            if status >= 500:
+                raise
             if status == 429:
                 wait = slack_asks_to_wait(error).total_seconds()
                 await pacer.rate_limited("reactions.add", wait)
                 log.info("Slack: rate-limited the reaction on %s: left out", event["ts"])
-            elif status >= 500:
-                raise
-            if error.response.get("error") != "already_reacted":
+            elif error.response.get("error") != "already_reacted":
                 log.warning("Slack: could not react to %s: %s", event["ts"], error)
         if event_id:
             await seen.remember(event_id)
