@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -19,8 +20,11 @@ import redis.asyncio as redis
 
 from gigcx.config import Settings, SlackLimits
 from gigcx.connectors.slack import SlackConnector
+from gigcx.connectors.slack.board import board_message
 from gigcx.connectors.slack.pacing import Bucket, LocalTurns, RedisTurns, SlackBusy, SlackPacer
+from gigcx.connectors.slack.text import SlackText
 from gigcx.escalation.roster import sync_experts
+from gigcx.store.models import Handoff, utcnow
 from tests.helpers.live_server import LiveServer, live_server
 from tests.helpers.slack_requests import (
     ALEX,
@@ -343,3 +347,29 @@ async def test_a_claim_while_the_channel_is_busy_moves_the_conversation_to_the_c
             )
         )
     assert slack.violations == []
+
+
+def test_a_board_of_a_thousand_stays_within_block_kits_limits():
+    long = "my order <@U0BOSS> & the X2 won't pair " * 40  # long, with Slack's markup
+    waiting = [
+        Handoff(
+            id=f"{n:032x}",
+            reason="human_requested",
+            tags=["product:x2", "topic:pairing"],
+            packet={"summary": f"{long} {n}"},
+            created_at=utcnow() - timedelta(minutes=n),
+        )
+        for n in range(1000)
+    ]
+    text, blocks = board_message(waiting, "expert", SlackText(True, ["US"]))
+    assert text.startswith("1000 waiting")
+    assert len(blocks) <= 50  # Slack refuses more
+    menus = [b["accessory"] for b in blocks if "accessory" in b]
+    listed = [o["value"] for menu in menus for o in menu["options"]]
+    assert len(listed) == 900 and listed == [h.id for h in waiting[:900]]  # oldest first
+    assert all(len(menu["options"]) <= 100 for menu in menus)
+    assert all(len(o["text"]["text"]) <= 75 for menu in menus for o in menu["options"])
+    sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    assert all(len(section) <= 3000 for section in sections)
+    assert "<@U0BOSS>" not in json.dumps(blocks)  # nobody is pinged from a summary
+    assert "+100 more waiting" in json.dumps(blocks)
