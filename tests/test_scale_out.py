@@ -85,6 +85,11 @@ async def deployment(
                 "GIGCX_SLACK__EXPERT_CHANNEL": "C0EXPERTS",
                 "GIGCX_SLACK__STAFF_CHANNEL": "C0STAFF",
                 "GIGCX_SLACK__API_URL": slack.api_url,
+                # The stand-in here has no limits: a card per handoff, however many at once
+                # (tests/test_slack_limits.py has the limits, boards and DMs).
+                "GIGCX_SLACK__LIMITS__POSTS_PER_CHANNEL_PER_SECOND": "50",
+                "GIGCX_SLACK__LIMITS__POSTS_PER_MINUTE": "10000",
+                "GIGCX_SLACK__LIMITS__TIER3_PER_MINUTE": "10000",
                 "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_IP": "100000",
                 "GIGCX_WEB__CONSOLE_TOKEN": CONSOLE_TOKEN,
                 "GIGCX_WEB__MESSAGES_PER_MINUTE_PER_CONVERSATION": "100000",
