@@ -358,6 +358,22 @@ async def test_a_claim_while_the_channel_is_busy_moves_the_conversation_to_the_c
                 for p in slack.posted("chat.postMessage")
             )
         )
+
+        # Alex lets it go and Sami claims it: Sami gets the conversation, with all of it,
+        # in a DM of their own; Alex's old thread no longer reaches the customer.
+        release = board_payload(slack, "release", ALEX, dm, handoff.id)
+        assert (await send_action(http, release)).status_code == 200
+        claim = board_payload(slack, "claim", SAMI, "C0EXPERTS", handoff.id)
+        assert (await send_action(http, claim)).status_code == 200
+        sami_dm = dm_channel(SAMI)
+        await until(lambda: bool(slack.cards(sami_dm)))
+        handed = json.dumps(
+            [b for name, b in slack.calls if name == "chat.postMessage" and b["channel"] == SAMI]
+        )
+        assert "left cup" in handed and "Alex here, in a DM" in handed
+        await thread_event(http, dm, conversation["ts"], ALEX, "still me", "EvDM3")
+        listed = (await http.get(f"/v1/conversations/{cid}/messages", headers=auth)).json()
+        assert "still me" not in [m["text"] for m in listed["messages"]]
     assert slack.violations == []
 
 

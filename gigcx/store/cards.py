@@ -110,6 +110,16 @@ class ChannelCards(Repository):
                 .values(thread_channel=channel, thread_ts=ts, shows_seq=shows_seq)
             )
 
+    async def drop_thread(self, consumer: str, handoff_id: str) -> None:
+        """The conversation leaves the thread it went on in (the expert let it go): its next
+        claimer gets a thread of their own."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(ChannelCard)
+                .where(ChannelCard.consumer == consumer, ChannelCard.handoff_id == handoff_id)
+                .values(thread_channel=None, thread_ts=None)
+            )
+
     async def card_shows(self, consumer: str, card: ChannelCard, seq: int) -> None:
         """`card`'s thread now shows the conversation up to message `seq`."""
         async with self._sessions.begin() as session:

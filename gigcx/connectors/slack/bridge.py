@@ -295,6 +295,8 @@ class SlackBridge:
                 await self.update_card(handoff, *card, coalesce=True)
                 await self.start_conversation(handoff, holder)
         elif kind == OutboxKind.RELEASED:
+            # A conversation moved to the releasing expert's DM stays there no longer.
+            await store.drop_thread(CONSUMER, handoff.id)
             mentions = await self.mentions(handoff)
             card = await asyncio.to_thread(handoff_card, handoff, mentions, self.say)
             await self.update_card(handoff, *card, coalesce=True)
