@@ -99,16 +99,9 @@ class ChannelCards(Repository):
     ) -> None:
         """The conversation of `card`'s handoff goes on in the thread of `channel`/`ts`,
         which shows it up to message `shows_seq`."""
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(ChannelCard)
-                .where(
-                    ChannelCard.consumer == consumer,
-                    ChannelCard.handoff_id == card.handoff_id,
-                    ChannelCard.ts == card.ts,
-                )
-                .values(thread_channel=channel, thread_ts=ts, shows_seq=shows_seq)
-            )
+        await self._update_card(
+            consumer, card, thread_channel=channel, thread_ts=ts, shows_seq=shows_seq
+        )
 
     async def drop_thread(self, consumer: str, handoff_id: str) -> None:
         """The conversation leaves the thread it went on in (the expert let it go): its next
@@ -122,17 +115,8 @@ class ChannelCards(Repository):
 
     async def card_shows(self, consumer: str, card: ChannelCard, seq: int) -> None:
         """`card`'s thread now shows the conversation up to message `seq`."""
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(ChannelCard)
-                .where(
-                    ChannelCard.consumer == consumer,
-                    ChannelCard.handoff_id == card.handoff_id,
-                    ChannelCard.ts == card.ts,
-                    or_(ChannelCard.shows_seq.is_(None), ChannelCard.shows_seq < seq),
-                )
-                .values(shows_seq=seq)
-            )
+        shows_less = or_(ChannelCard.shows_seq.is_(None), ChannelCard.shows_seq < seq)
+        await self._update_card(consumer, card, shows_less, shows_seq=seq)
 
     async def mark_card_stale(self, consumer: str, handoff_id: str) -> None:
         """The handoff's card no longer shows its state; its update waits for a turn. Marked
@@ -159,16 +143,23 @@ class ChannelCards(Repository):
     async def card_refreshed(self, card: ChannelCard) -> None:
         """`card` (as read by `stale_cards`) now shows its handoff's state: up to date,
         unless it went stale again (a newer change) or was replaced meanwhile."""
+        unchanged = ChannelCard.stale_since == card.stale_since
+        await self._update_card(card.consumer, card, unchanged, stale_since=None)
+
+    async def _update_card(
+        self, consumer: str, card: ChannelCard, *conditions: ColumnElement[bool], **values: object
+    ) -> None:
+        """Set `values` on `card`'s row while it is still that card (and `conditions` hold)."""
         async with self._sessions.begin() as session:
             await session.execute(
                 update(ChannelCard)
                 .where(
-                    ChannelCard.consumer == card.consumer,
+                    ChannelCard.consumer == consumer,
                     ChannelCard.handoff_id == card.handoff_id,
                     ChannelCard.ts == card.ts,
-                    ChannelCard.stale_since == card.stale_since,
+                    *conditions,
                 )
-                .values(stale_since=None)
+                .values(**values)
             )
 
     async def board_entries(
