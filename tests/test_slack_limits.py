@@ -137,6 +137,31 @@ def board_now(slack: SlackAPIServer, channel: str = "C0EXPERTS") -> list[dict[st
     return json.loads(blocks) if isinstance(blocks, str) else blocks
 
 
+async def relayed_both_ways(
+    http: httpx.AsyncClient,
+    slack: SlackAPIServer,
+    thread: tuple[str, str],
+    cid: str,
+    auth: dict[str, str],
+    reply: str,
+) -> None:
+    """Alex's `reply` in the thread reaches the customer, and the customer's "the left
+    cup" reaches the thread."""
+    channel, ts = thread
+    await thread_event(http, channel, ts, ALEX, reply, f"Ev-{ts}")
+    listed = (await http.get(f"/v1/conversations/{cid}/messages", headers=auth)).json()
+    assert reply in [m["text"] for m in listed["messages"]]
+    await http.post(
+        f"/v1/conversations/{cid}/messages", json={"text": "the left cup"}, headers=auth
+    )
+    await until(
+        lambda: any(
+            p.get("thread_ts") == ts and "left cup" in p.get("text", "")
+            for p in slack.posted("chat.postMessage")
+        )
+    )
+
+
 async def until(condition: Any, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -190,19 +215,7 @@ async def test_a_burst_of_handoffs_is_shown_on_a_board_within_slacks_limits(
         assert "won't pair" in card_text
         cid, auth = oldest.conversation_id, dict(started)[oldest.conversation_id]
 
-        # The relay works both ways in the DM's thread.
-        await thread_event(http, dm, claimed["ts"], ALEX, "Hi, Alex here!", "EvDM1")
-        messages = (await http.get(f"/v1/conversations/{cid}/messages", headers=auth)).json()
-        assert "Hi, Alex here!" in [m["text"] for m in messages["messages"]]
-        await http.post(
-            f"/v1/conversations/{cid}/messages", json={"text": "it's the left cup"}, headers=auth
-        )
-        await until(
-            lambda: any(
-                b.get("thread_ts") == claimed["ts"] and "left cup" in b.get("text", "")
-                for b in slack.posted("chat.postMessage")
-            )
-        )
+        await relayed_both_ways(http, slack, (dm, claimed["ts"]), cid, auth, "Hi, Alex here!")
 
         # Another expert picks two from the board's menu: theirs, in their DM, and gone
         # from the board at its next update.
@@ -345,19 +358,8 @@ async def test_a_claim_while_the_channel_is_busy_moves_the_conversation_to_the_c
         assert recorded is not None and recorded.ts == card["ts"]
         assert recorded.thread == (dm, conversation["ts"])
 
-        # The relay works both ways in the DM's thread.
-        await thread_event(http, dm, conversation["ts"], ALEX, "Alex here, in a DM", "EvDM2")
-        listed = (await http.get(f"/v1/conversations/{cid}/messages", headers=auth)).json()
-        assert "Alex here, in a DM" in [m["text"] for m in listed["messages"]]
-        await http.post(
-            f"/v1/conversations/{cid}/messages", json={"text": "the left cup"}, headers=auth
-        )
-        await until(
-            lambda: any(
-                p.get("thread_ts") == conversation["ts"] and "left cup" in p["text"]
-                for p in slack.posted("chat.postMessage")
-            )
-        )
+        thread = (dm, conversation["ts"])
+        await relayed_both_ways(http, slack, thread, cid, auth, "Alex here, in a DM")
 
         # Alex lets it go and Sami claims it: Sami gets the conversation, with all of it,
         # in a DM of their own; Alex's old thread no longer reaches the customer.

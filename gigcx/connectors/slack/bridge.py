@@ -447,15 +447,7 @@ class SlackBridge:
             except SlackBusy:
                 await store.mark_card_stale(CONSUMER, handoff.id)
                 return
-        blocks = blocks + await self._transcript_in_dm(card, handoff)
-        await self._call(
-            "chat_update",
-            turn_taken=coalesce,
-            channel=card.channel,
-            ts=card.ts,
-            text=text,
-            blocks=blocks,
-        )
+        await self._rewrite(card, handoff, text, blocks, turn_taken=coalesce)
 
     async def refresh_stale_cards(self) -> int:
         """Bring stale cards up to date, the longest-waiting first, while chat.update has a
@@ -470,17 +462,8 @@ class SlackBridge:
             except SlackBusy:
                 break
             handoff = await store.get_handoff(card.handoff_id)
-            text, blocks = await self._card_as_now(handoff)
-            blocks += await self._transcript_in_dm(card, handoff)
             try:
-                await self._call(
-                    "chat_update",
-                    turn_taken=True,
-                    channel=card.channel,
-                    ts=card.ts,
-                    text=text,
-                    blocks=blocks,
-                )
+                await self._rewrite(card, handoff, *await self._card_as_now(handoff))
             except SlackApiError as error:
                 if error.response.get("error") not in ("message_not_found", "cant_update_message"):
                     raise
@@ -499,12 +482,28 @@ class SlackBridge:
         how = "Resolved" if handoff.state == "resolved" else "Handed back"
         return closed_card(handoff, how, self.say, holder)
 
-    async def _transcript_in_dm(self, card: ChannelCard, handoff: Handoff) -> list[dict[str, Any]]:
-        """A card in an expert's DM keeps the conversation it was posted with, updated."""
-        if card.channel in (self._route_channel("expert"), self._route_channel("staff")):
-            return []
-        lines, _ = await self._transcript_lines(handoff)
-        return transcript(lines)
+    async def _rewrite(
+        self,
+        card: ChannelCard,
+        handoff: Handoff,
+        text: str,
+        blocks: list[dict[str, Any]],
+        *,
+        turn_taken: bool = True,
+    ) -> None:
+        """Show `text`/`blocks` on the card; a card in an expert's DM keeps the
+        conversation it was posted with, brought up to date."""
+        if card.channel not in (self._route_channel("expert"), self._route_channel("staff")):
+            lines, _ = await self._transcript_lines(handoff)
+            blocks = blocks + transcript(lines)
+        await self._call(
+            "chat_update",
+            turn_taken=turn_taken,
+            channel=card.channel,
+            ts=card.ts,
+            text=text,
+            blocks=blocks,
+        )
 
     async def _find_card(self, channel: str, item: OutboxItem) -> str | None:
         """The ts of a card posted for `item` since it was written, if Slack has one."""
