@@ -69,7 +69,9 @@ async def test_a_turn_longer_than_its_lease_is_never_run_beside_another(
             for worker in (first, second):
                 # Loaded first, as `gigcx serve` does: loading stalls the event loop for long.
                 await asyncio.to_thread(worker.index.embedder.embed_query, "warm up")
-                worker.front_line.turn_lease_seconds = LEASE_SECONDS
+                leases = worker.front_line.turn_leases
+                assert leases is not None
+                leases.lease_seconds = LEASE_SECONDS
             conversation = await first.front_line.start_conversation()
             cid = conversation.id
             one = asyncio.create_task(

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
-from redis.asyncio.lock import Lock
-from redis.exceptions import LockNotOwnedError, RedisError
 
 from gigcx import events, metrics
 from gigcx.bot.answerer import (
@@ -38,6 +36,7 @@ from gigcx.bot.answerer import (
 )
 from gigcx.bot.decision import Decision, FrontLineBot, Turn
 from gigcx.bot.replies import handover_notice
+from gigcx.bot.turn_leases import TurnLeases
 from gigcx.config import Settings
 from gigcx.escalation import Escalations, build_packet
 from gigcx.events import Event, EventBus
@@ -106,18 +105,26 @@ class FrontLine:
         self.bot = bot
         self.escalations = escalations
         self.answerer = answerer
-        self.turn_locks = turn_locks
-        self.turn_lock_prefix = turn_lock_prefix
-        self.turn_lease_seconds = turn_lease_seconds
         # How long a message waits for another worker's turn on its conversation: longer
         # than any bot turn can take (an LLM answer gives up after its timeout). A dead
         # worker's hold runs out long before, after one lease.
-        self._turn_wait_seconds = 60.0 + settings.bot.llm.timeout_seconds
+        self.turn_leases = (
+            TurnLeases(
+                turn_locks,
+                turn_lock_prefix,
+                turn_lease_seconds,
+                wait_seconds=60.0 + settings.bot.llm.timeout_seconds,
+            )
+            if turn_locks is not None
+            else None
+        )
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._knowledge = knowledge_threads or knowledge_thread_pool()
 
     def close(self) -> None:
         self._knowledge.shutdown(wait=False, cancel_futures=True)
+        if self.turn_leases is not None:
+            self.turn_leases.stop()
 
     async def _in_thread(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -196,66 +203,11 @@ class FrontLine:
             lock = self._locks[conversation_id] = asyncio.Lock()
         waited = lock.locked()
         async with lock:
-            if self.turn_locks is None:
+            if self.turn_leases is None:
                 yield waited
                 return
-            async with self._turn_lease(self.turn_locks, conversation_id) as waited_elsewhere:
+            async with self.turn_leases.hold(conversation_id) as waited_elsewhere:
                 yield waited or waited_elsewhere
-
-    @contextlib.asynccontextmanager
-    async def _turn_lease(self, client: redis.Redis, conversation_id: str) -> AsyncIterator[bool]:
-        """The conversation's turn across workers: a short lease in Redis, renewed in the
-        background while the turn runs and released after it. A worker that dies stops
-        renewing, so its hold runs out after one lease instead of after the longest turn.
-        Yields whether it had to wait for another worker's turn (or could not tell)."""
-        shared = client.lock(
-            f"{self.turn_lock_prefix}:turn:{conversation_id}",
-            timeout=self.turn_lease_seconds,
-            blocking_timeout=self._turn_wait_seconds,
-            sleep=0.05,
-        )
-        waited = False
-        try:
-            # Free at once, as it nearly always is: nobody's turn ran in between.
-            held = bool(await shared.acquire(blocking=False))
-            if not held:
-                waited = True
-                held = bool(await shared.acquire())
-            if not held:
-                log.warning("turn lock of %s still held; answering anyway", conversation_id)
-        except (RedisError, OSError) as error:
-            held, waited = False, True
-            log.warning("turn lock unavailable, answering anyway: %s", error)
-        if not held:
-            yield waited
-            return
-        renewing = asyncio.create_task(self._renew(shared, conversation_id))
-        try:
-            yield waited
-        finally:
-            renewing.cancel()
-            # The renewal's own cancellation is returned, not raised; a cancellation of this
-            # turn that lands while waiting for it still propagates.
-            await asyncio.gather(renewing, return_exceptions=True)
-            with contextlib.suppress(RedisError, OSError):
-                await shared.release()
-
-    async def _renew(self, shared: Lock, conversation_id: str) -> None:
-        """Renew the turn lease three times a lease until cancelled (the turn is over)."""
-        while True:
-            await asyncio.sleep(self.turn_lease_seconds / 3)
-            try:
-                await shared.reacquire()
-            except LockNotOwnedError:
-                # This process stalled for longer than a lease. Nobody else took the turn
-                # meanwhile: it is this turn's again; else another worker answers beside it.
-                with contextlib.suppress(RedisError, OSError):
-                    if await shared.acquire(blocking=False):
-                        continue
-                log.warning("turn lease of %s ran out before the turn ended", conversation_id)
-                return
-            except (RedisError, OSError) as error:
-                log.warning("could not renew the turn lease of %s: %s", conversation_id, error)
 
     async def _bot_turn(self, conversation: Conversation, message: Message) -> TurnResult:
         conversation_id = conversation.id
