@@ -74,13 +74,13 @@ class ChannelCards(Repository):
         return recorded
 
     async def card_for(self, consumer: str, handoff_id: str) -> ChannelCard | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.get(ChannelCard, (handoff_id, consumer))
 
     async def handoff_for_thread(self, consumer: str, channel: str, ts: str) -> Handoff | None:
         """The handoff whose card `consumer` posted at `channel`/`ts`, or whose conversation
         went on in the thread of that message (`save_thread`)."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.scalar(
                 select(Handoff)
                 .join(ChannelCard, ChannelCard.handoff_id == Handoff.id)
@@ -131,7 +131,7 @@ class ChannelCards(Repository):
 
     async def stale_cards(self, consumer: str, limit: int = 20) -> list[ChannelCard]:
         """Cards waiting to be brought up to date, the longest-waiting first."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             found = await session.scalars(
                 select(ChannelCard)
                 .where(ChannelCard.consumer == consumer, ChannelCard.stale_since.is_not(None))
@@ -166,7 +166,7 @@ class ChannelCards(Repository):
         self, consumer: str, channel: str, limit: int | None = None
     ) -> list[Handoff]:
         """The handoffs waiting on `channel`'s queue board, oldest first (the first `limit`)."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             found = await session.scalars(
                 select(Handoff)
                 .join(ChannelCard, ChannelCard.handoff_id == Handoff.id)
@@ -178,7 +178,7 @@ class ChannelCards(Repository):
 
     async def board_in_use(self, consumer: str, channel: str) -> bool:
         """Whether `channel`'s queue board lists anyone waiting (one row read, not all)."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             found = await session.scalar(
                 select(ChannelCard.handoff_id)
                 .join(Handoff, ChannelCard.handoff_id == Handoff.id)
@@ -188,7 +188,7 @@ class ChannelCards(Repository):
             return found is not None
 
     async def board_for(self, consumer: str, channel: str) -> ChannelBoard | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.get(ChannelBoard, (consumer, channel))
 
     async def save_board(self, consumer: str, channel: str, ts: str, digest: str) -> None:
@@ -233,11 +233,11 @@ class ChannelCards(Repository):
         return note
 
     async def note_by_source(self, source: str) -> InternalNote | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.scalar(select(InternalNote).where(InternalNote.source == source))
 
     async def internal_notes(self, handoff_id: str) -> list[InternalNote]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(InternalNote)
                 .where(InternalNote.handoff_id == handoff_id)

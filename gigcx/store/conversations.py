@@ -81,7 +81,7 @@ class Conversations(Repository):
     async def find_conversation(self, conversation_id: str) -> Conversation | None:
         if not may_be_id(conversation_id):
             return None
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.get(Conversation, conversation_id)
 
     async def reopen(self, conversation_id: str) -> bool:
@@ -218,7 +218,7 @@ class Conversations(Repository):
 
     async def answer_ratings(self, conversation_id: str) -> dict[int, bool]:
         """{seq: helpful} of the conversation's rated bot answers."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.execute(
                 select(AnswerRating.seq, AnswerRating.helpful).where(
                     AnswerRating.conversation_id == conversation_id
@@ -228,7 +228,7 @@ class Conversations(Repository):
 
     async def decision_trails(self, conversation_id: str) -> list[DecisionTrail]:
         """The bot's decisions in the conversation, oldest first."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(DecisionTrail)
                 .where(DecisionTrail.conversation_id == conversation_id)
@@ -238,18 +238,18 @@ class Conversations(Repository):
 
     async def message_by_source(self, source: str) -> Message | None:
         """The message written from `source` (see `add_message`), if there is one."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.scalar(select(Message).where(Message.source == source))
 
     async def message_by_id(self, message_id: int) -> Message | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.get(Message, message_id)
 
     async def messages_after(
         self, conversation_id: str, after_seq: int = 0, limit: int = 500
     ) -> list[Message]:
         """Messages with a sequence number above `after_seq`, oldest first."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(Message)
                 .where(Message.conversation_id == conversation_id, Message.seq > after_seq)

@@ -24,7 +24,7 @@ class Drafts(Repository):
             async with self._sessions.begin() as session:
                 session.add(draft)
         except IntegrityError:
-            async with self._sessions() as session:
+            async with self._reads() as session:
                 stored = await session.scalar(
                     select(KnowledgeDraft).where(KnowledgeDraft.handoff_id == fields["handoff_id"])
                 )
@@ -34,7 +34,7 @@ class Drafts(Repository):
         return draft
 
     async def has_draft(self, handoff_id: str) -> bool:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             found = await session.scalar(
                 select(KnowledgeDraft.id).where(KnowledgeDraft.handoff_id == handoff_id)
             )
@@ -45,7 +45,7 @@ class Drafts(Repository):
         query = select(KnowledgeDraft).where(KnowledgeDraft.brand == brand)
         if state is not None:
             query = query.where(KnowledgeDraft.state == state)
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = list(await session.scalars(query.order_by(KnowledgeDraft.created_at.desc())))
         order = {"pending": 0, "accepted": 1, "rejected": 2}
         return sorted(rows, key=lambda d: order.get(d.state, 3))
@@ -53,7 +53,7 @@ class Drafts(Repository):
     async def find_draft(self, brand: str, draft_id: str) -> KnowledgeDraft | None:
         if not may_be_id(draft_id):
             return None
-        async with self._sessions() as session:
+        async with self._reads() as session:
             draft = await session.get(KnowledgeDraft, draft_id)
         return draft if draft is not None and draft.brand == brand else None
 
@@ -90,7 +90,7 @@ class Drafts(Repository):
         """Gig experts' resolutions since `since` that have no draft yet (a crash between the
         resolution and its draft, or resolutions from before drafts existed)."""
         drafted = exists().where(KnowledgeDraft.handoff_id == Handoff.id)
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(Handoff)
                 .join(Conversation, Conversation.id == Handoff.conversation_id)

@@ -93,7 +93,7 @@ class Experts(Repository):
         return report
 
     async def experts(self, brand: str) -> list[Expert]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(Expert).where(Expert.brand == brand).order_by(Expert.name)
             )
@@ -101,14 +101,14 @@ class Experts(Repository):
 
     async def find_expert(self, brand: str, key: str) -> Expert | None:
         """The brand's expert with gigcx id `key`."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.scalar(
                 select(Expert).where(Expert.brand == brand, Expert.key == key)
             )
 
     async def find_expert_by_handle(self, brand: str, channel: str, handle: str) -> Expert | None:
         """The brand's expert whom `channel` knows as `handle` (a Slack user id, say)."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.scalar(
                 select(Expert)
                 .join(ExpertHandle, ExpertHandle.expert_id == Expert.id)
@@ -131,7 +131,7 @@ class Experts(Repository):
 
     async def ledger(self, brand: str, start: datetime, end: datetime) -> list[LedgerEntry]:
         """The brand's paid resolutions from `start` (inclusive) to `end` (exclusive)."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(LedgerEntry)
                 .where(

@@ -100,7 +100,7 @@ class Handoffs(Repository):
     async def find_handoff(self, handoff_id: str) -> Handoff | None:
         if not may_be_id(handoff_id):
             return None
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.get(Handoff, handoff_id)
 
     async def get_handoff(self, handoff_id: str) -> Handoff:
@@ -112,12 +112,12 @@ class Handoffs(Repository):
 
     async def open_handoff_for(self, conversation_id: str) -> Handoff | None:
         """The conversation's handoff that is waiting or assigned, if any."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.scalar(newest_open_handoff(select(Handoff), conversation_id))
 
     async def open_handoffs(self, brand: str) -> list[Handoff]:
         """The brand's handoffs that are waiting or assigned, oldest first."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(Handoff)
                 .join(Conversation, Conversation.id == Handoff.conversation_id)
@@ -128,7 +128,7 @@ class Handoffs(Repository):
 
     async def handoff_counts(self, brand: str) -> dict[str, int]:
         """How many of the brand's handoffs are waiting and assigned now."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.execute(
                 select(Handoff.state, func.count())
                 .join(Conversation, Conversation.id == Handoff.conversation_id)
@@ -281,7 +281,7 @@ class Handoffs(Repository):
         deadline: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None],
         now: datetime,
     ) -> list[Handoff]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(Handoff)
                 .join(Conversation, Conversation.id == Handoff.conversation_id)
@@ -398,7 +398,7 @@ class Handoffs(Repository):
         return handoff
 
     async def last_resolved_handoff(self, conversation_id: str) -> Handoff | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             return await session.scalar(
                 select(Handoff)
                 .where(Handoff.conversation_id == conversation_id, Handoff.state == "resolved")

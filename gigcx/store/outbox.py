@@ -45,7 +45,7 @@ class Outbox(Repository):
 
     async def outbox_heads(self, consumer: str, now: datetime, limit: int = 50) -> list[OutboxItem]:
         """The consumer's first undelivered item of each handoff, if due and nobody holds it."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(OutboxItem)
                 .where(_outbox_head(consumer, now))
@@ -117,7 +117,7 @@ class Outbox(Repository):
         query = select(func.count(), func.min(OutboxItem.created_at)).select_from(OutboxItem)
         if consumer is not None:
             query = query.where(OutboxItem.consumer == consumer)
-        async with self._sessions() as session:
+        async with self._reads() as session:
             count, oldest = (await session.execute(query)).one()
             return int(count), None if oldest is None else as_utc(oldest)
 

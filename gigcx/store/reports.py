@@ -109,7 +109,7 @@ class Reports(Repository):
     async def conversations_per_day(
         self, brand: str, since: datetime, until: datetime
     ) -> dict[date, int]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             day = _day(Conversation.created_at, self.engine.dialect.name)
             rows = await session.execute(
                 select(day, func.count())
@@ -126,7 +126,7 @@ class Reports(Repository):
         self, brand: str, since: datetime, until: datetime
     ) -> dict[tuple[date, str], int]:
         """{(day, action): bot turns} for the bot's answers, clarifications, escalations..."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             day = _day(DecisionTrail.created_at, self.engine.dialect.name)
             rows = await session.execute(
                 select(day, DecisionTrail.action, func.count())
@@ -141,7 +141,7 @@ class Reports(Repository):
 
     async def contained_conversations(self, brand: str, since: datetime, until: datetime) -> int:
         """Conversations started in the period that the bot answered and never handed over."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             answered = exists().where(
                 DecisionTrail.conversation_id == Conversation.id, DecisionTrail.action == "answer"
             )
@@ -175,7 +175,7 @@ class Reports(Repository):
                 Handoff.created_at < until,
             )
         )
-        async with self._sessions() as session:
+        async with self._reads() as session:
             counts = await session.execute(
                 scope.add_columns(day, Handoff.reason, Handoff.route, func.count()).group_by(
                     day, Handoff.reason, Handoff.route
@@ -235,7 +235,7 @@ class Reports(Repository):
         """Thumbs on bot answers (1 helpful, 0 not) and CSAT of resolutions (1-5, with the
         route of the handoff rated), given in the period."""
         dialect = self.engine.dialect.name
-        async with self._sessions() as session:
+        async with self._reads() as session:
             thumbs_day = _day(AnswerRating.created_at, dialect)
             thumbs = await session.execute(
                 select(thumbs_day, AnswerRating.helpful, func.count())
@@ -273,7 +273,7 @@ class Reports(Repository):
     ) -> list[tuple[str, int, int | None, Decimal, str]]:
         """The period's paid resolutions as plain tuples (expert, handle seconds, CSAT,
         payout, currency): the experts table reads tens of thousands, not ORM rows."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.execute(
                 select(
                     LedgerEntry.expert,
@@ -291,7 +291,7 @@ class Reports(Repository):
 
     async def open_per_assignee(self, brand: str) -> dict[str, int]:
         """{expert id: handoffs they hold now}."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.execute(
                 select(Handoff.assignee, func.count())
                 .join(Conversation, Conversation.id == Handoff.conversation_id)
@@ -334,7 +334,7 @@ class Reports(Repository):
         }
         if outcome is not None:
             where += narrowed[outcome]
-        async with self._sessions() as session:
+        async with self._reads() as session:
             conversations = list(
                 await session.scalars(
                     select(Conversation)
@@ -395,7 +395,7 @@ class Reports(Repository):
 
     async def handoffs_of(self, conversation_id: str) -> list[Handoff]:
         """The conversation's handoffs, oldest first."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(Handoff)
                 .where(Handoff.conversation_id == conversation_id)
@@ -410,7 +410,7 @@ class Reports(Repository):
         `limit`), the bot answers rated unhelpful in it (with the rating's time), and for
         conversations escalated on a request for a person or frustration, the last question
         the bot had searched for before ({conversation id: query})."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             escalated = list(
                 await session.scalars(
                     select(DecisionTrail)
