@@ -150,6 +150,22 @@ class Run:
         """Conversations answered per second of the run."""
         return len(self.latencies) / self.seconds
 
+    def latency_by_arrival(self, every: float = 10.0) -> list[tuple[int, float, float]]:
+        """(second the customers arrived from, reply p50, p99) for each `every` seconds of
+        the surge: a slow start shows apart from a server that falls behind."""
+        answered = [c for c in self.chats if c.reply_latency is not None]
+        if not answered:
+            return []
+        first = min(c.started_at for c in self.chats)
+        slices: dict[int, list[float]] = {}
+        for chat in answered:
+            start = int((chat.started_at - first) // every * every)
+            slices.setdefault(start, []).append(chat.reply_latency or 0.0)
+        return [
+            (start, percentile(values, 0.5), percentile(values, 0.99))
+            for start, values in sorted(slices.items())
+        ]
+
     @property
     def worker_cpu(self) -> float:
         return sum(t.main + sum(t.others.values()) for t in self.threads)
@@ -167,6 +183,7 @@ class Run:
             "lost": self.lost,
             "reply_p50_ms": percentile(self.latencies, 0.5) * 1000,
             "reply_p99_ms": percentile(self.latencies, 0.99) * 1000,
+            "reply_by_arrival": self.latency_by_arrival(),
             "answered_per_s": self.throughput,
             "seconds": self.seconds,
             "max_queue": max((q for _, q in self.queue), default=0),
@@ -631,7 +648,6 @@ async def one_run(
                 asyncio.create_task(sample_queue(server.url, stop, queue)),
             ]
             surge_started = time.perf_counter()
-            lag_watch = asyncio.create_task(loop_lag(surging, loop_lags))
             postgres: list[dict[str, int]] = []
             pg_watch = asyncio.create_task(
                 sample_postgres(store_url.rsplit("/", 1)[-1], surging, postgres)
@@ -651,6 +667,8 @@ async def one_run(
             # half of the generator's time there (attributed to whatever allocated).
             gc.collect()
             gc.disable()
+            # The generator's own lateness while customers arrive (not while it sets up).
+            lag_watch = asyncio.create_task(loop_lag(surging, loop_lags))
             try:
                 chats, took = await surge(server.url, rate, seconds, lags, tokens)
             finally:
@@ -795,6 +813,13 @@ def report(runs: list[Run], rate: float, normal: float, seconds: float) -> None:
         console.print(
             f"  {run.workers} worker(s), per conversation: "
             + ", ".join(f"{key} {value:.1f}" for key, value in run.services.items())
+        )
+        console.print(
+            f"  {run.workers} worker(s), reply p50/p99 by when customers arrived: "
+            + ", ".join(
+                f"{start}-{start + 10} s {p50 * 1000:.0f}/{p99 * 1000:.0f} ms"
+                for start, p50, p99 in run.latency_by_arrival()
+            )
         )
     slack_report([run for run in runs if run.slack])
     by_workers = {run.workers: run for run in runs}

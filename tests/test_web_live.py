@@ -297,3 +297,31 @@ async def test_the_server_log_shows_every_request_but_never_a_conversation_token
         or f"GET /v1/conversations/{cid}%3Btoken%3D[redacted] HTTP/1.1" in output
     )
     assert token not in output
+
+
+async def test_the_first_question_finds_the_knowledge_and_phrases_already_loaded(
+    server: tuple[str, Any],
+):
+    """A server that has started has loaded what a bot turn needs (the knowledge's table and
+    word index, the example phrases' vectors): its first customer does not wait for that."""
+    address, app = server
+    runtime: GigCX = app.state.gigcx
+    embedded: list[int] = []
+    embed_documents = runtime.index.embedder.embed_documents
+
+    def counting(texts: list[str]) -> list[list[float]]:
+        embedded.append(len(texts))
+        return embed_documents(texts)
+
+    runtime.index.embedder.embed_documents = counting  # type: ignore[method-assign]
+    async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+        body = created.json()
+        reply = await http.post(
+            f"/v1/conversations/{body['conversation_id']}/messages",
+            json={"text": "How long does the X2 battery last?"},
+            headers={"Authorization": f"Bearer {body['token']}"},
+        )
+    assert reply.status_code == 201
+    assert [r["author"] for r in reply.json()["replies"]] == ["bot"]
+    assert embedded == [], f"the first question embedded {embedded} texts besides itself"
