@@ -46,6 +46,7 @@ class Chat:
     acknowledged: list[int] = field(default_factory=list)  # seqs the API answered 201 for
     pushed: list[int] = field(default_factory=list)  # seqs the WebSocket delivered
     reply_latency: float | None = None  # from sending the question to the reply pushed
+    post_latency: float | None = None  # from sending the question to its POST answered
     escalated: bool = False
     error: str | None = None
 
@@ -83,6 +84,7 @@ async def run_chat(
                 json={"text": question},
                 headers={"Authorization": f"Bearer {chat.token}"},
             )
+            chat.post_latency = time.perf_counter() - sent_at
             if posted.status_code != 201:
                 chat.error = f"message: HTTP {posted.status_code}"
                 return chat

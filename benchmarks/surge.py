@@ -146,6 +146,12 @@ class Run:
         return [c.reply_latency for c in self.chats if c.reply_latency is not None]
 
     @property
+    def post_latencies(self) -> list[float]:
+        """Question sent -> its POST answered (with the bot's reply in the body): the server's
+        turn, without the WebSocket push that `latencies` also waits for."""
+        return [c.post_latency for c in self.chats if c.post_latency is not None]
+
+    @property
     def throughput(self) -> float:
         """Conversations answered per second of the run."""
         return len(self.latencies) / self.seconds
@@ -184,6 +190,8 @@ class Run:
             "reply_p50_ms": percentile(self.latencies, 0.5) * 1000,
             "reply_p99_ms": percentile(self.latencies, 0.99) * 1000,
             "reply_by_arrival": self.latency_by_arrival(),
+            "post_p50_ms": percentile(self.post_latencies, 0.5) * 1000,
+            "post_p99_ms": percentile(self.post_latencies, 0.99) * 1000,
             "answered_per_s": self.throughput,
             "seconds": self.seconds,
             "max_queue": max((q for _, q in self.queue), default=0),
@@ -813,6 +821,13 @@ def report(runs: list[Run], rate: float, normal: float, seconds: float) -> None:
         console.print(
             f"  {run.workers} worker(s), per conversation: "
             + ", ".join(f"{key} {value:.1f}" for key, value in run.services.items())
+        )
+        console.print(
+            f"  {run.workers} worker(s), question POST answered p50/p99: "
+            f"{percentile(run.post_latencies, 0.5) * 1000:.0f}/"
+            f"{percentile(run.post_latencies, 0.99) * 1000:.0f} ms (the reply pushed: "
+            f"{percentile(run.latencies, 0.5) * 1000:.0f}/"
+            f"{percentile(run.latencies, 0.99) * 1000:.0f} ms)"
         )
         console.print(
             f"  {run.workers} worker(s), reply p50/p99 by when customers arrived: "
