@@ -7,10 +7,10 @@ counts in Redis, so a client cannot get N times the limit by landing on N worker
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
-import itertools
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
