@@ -37,21 +37,19 @@ return 0
 """
 
 # ARGV[1]: the lease in milliseconds; ARGV[i + 1]: the token of KEYS[i]. For each lease:
-# 1 renewed; 1 taken again when it had run out and nobody took it meanwhile (this process
-# stalled for longer than a lease); 0 another worker holds it now.
+# 1 renewed; 0 it ran out (this process stalled for longer than a lease); -1 another worker
+# holds it now.
 _RENEW = """
 local kept = {}
 for i, key in ipairs(KEYS) do
-    local token = ARGV[i + 1]
     local holder = redis.call('get', key)
-    if holder == token then
+    if holder == ARGV[i + 1] then
         redis.call('pexpire', key, ARGV[1])
         kept[i] = 1
     elseif not holder then
-        redis.call('set', key, token, 'PX', ARGV[1])
-        kept[i] = 1
-    else
         kept[i] = 0
+    else
+        kept[i] = -1
     end
 end
 return kept
@@ -134,9 +132,15 @@ class TurnLeases:
             except (RedisError, OSError) as error:
                 log.warning("could not renew %d turn leases: %s", len(held), error)
                 continue
-            for key, still in zip(held, kept, strict=True):
-                if not still and self._held.get(key) == held[key]:
-                    # Another worker took the turn after this process stalled for longer
-                    # than a lease; it answers beside this one.
+            lease = int(self.lease_seconds * 1000)
+            for key, state in zip(held, kept, strict=True):
+                if state == 1 or self._held.get(key) != held[key]:
+                    continue  # renewed, or the turn has ended meanwhile
+                # This process stalled for longer than a lease. Nobody else took the turn
+                # meanwhile: it is this turn's again; else another worker answers beside it.
+                with contextlib.suppress(RedisError, OSError):
+                    if state == 0 and await self.client.set(key, held[key], nx=True, px=lease):
+                        continue
+                if self._held.get(key) == held[key]:
                     del self._held[key]
                     log.warning("turn lease %s ran out before the turn ended", key)
