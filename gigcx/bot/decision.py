@@ -347,17 +347,13 @@ class FrontLineBot:
             vector=vector,
             leave_out=leave_out,
         )
-        # A passage about another product does not answer this product's question: a
-        # product's page, or a section of a general page whose heading names only other
-        # products ("Tubeless on the Trail" for a question about the City).
-        kept = []
-        for hit in hits:
-            about = (hit.product,) if hit.product else self.signals.mentioned_products(hit.section)
-            if about and all(other in excluded for other in about):
-                continue
-            if product is not None and about and product not in about:
-                continue
-            kept.append(hit)
+        # A passage about another product does not answer this product's question.
+        kept = [
+            hit
+            for hit in hits
+            if hit.product not in excluded
+            and (product is None or hit.product is None or hit.product == product)
+        ]
         return kept
 
     def _product_name(self, product_id: str) -> str:
