@@ -26,6 +26,10 @@ from gigcx.store import ConversationStore, create_engine, upgrade_database
 
 log = logging.getLogger(__name__)
 WARM_UP_SECONDS = 60.0
+# Loading the knowledge before the first question waits this long at most: a knowledge
+# index that hangs (a Chroma server that accepts and never answers) must not keep the server
+# from listening. The load goes on in its thread; the first question waits for the rest.
+KNOWLEDGE_WARM_UP_SECONDS = 20.0
 
 
 @dataclass
@@ -72,7 +76,12 @@ class GigCX:
         try:
             await asyncio.wait_for(
                 asyncio.to_thread(self.front_line.bot.decide, "How do I get started?"),
-                WARM_UP_SECONDS,
+                KNOWLEDGE_WARM_UP_SECONDS,
+            )
+        except TimeoutError:
+            log.warning(
+                "the knowledge did not load within %g s; the first question waits for it",
+                KNOWLEDGE_WARM_UP_SECONDS,
             )
         except Exception as error:
             # The knowledge (say a Chroma server) is loaded on the first question instead.
