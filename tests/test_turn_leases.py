@@ -5,9 +5,10 @@ is let go, and a turn waits for another worker's turn on the same conversation."
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as redis
@@ -15,7 +16,8 @@ import redis.asyncio as redis
 from gigcx.bot.turn_leases import TurnLeases
 from tests.helpers.check_services import REDIS_URL
 
-LEASE = 0.3
+# Long enough that a busy machine's stalls of the event loop do not let a lease run out.
+LEASE = 1.0
 
 
 @pytest.fixture
@@ -33,17 +35,42 @@ async def clients() -> AsyncIterator[tuple[redis.Redis, redis.Redis]]:
     await two.aclose()
 
 
+async def until(condition: Callable[[], bool | Awaitable[int]], seconds: float = 10.0) -> None:
+    """Wait until `condition()` (a value, or an awaitable one) is true."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"not within {seconds:g} s"
+        await asyncio.sleep(0.02)
+
+
+Workers = Callable[[float], tuple[TurnLeases, TurnLeases]]
+
+
 @pytest.fixture
-def prefix() -> str:
-    return f"gigcx-test-{uuid.uuid4().hex[:10]}"
+def workers(clients: tuple[redis.Redis, redis.Redis]) -> Workers:
+    """Two workers' turn leases, in a namespace of this test's own; each waits up to the
+    given seconds for another's turn."""
+    prefix = f"gigcx-test-{uuid.uuid4().hex[:10]}"
+
+    def make(wait_seconds: float) -> tuple[TurnLeases, TurnLeases]:
+        one, two = clients
+        return (
+            TurnLeases(one, prefix, LEASE, wait_seconds=wait_seconds),
+            TurnLeases(two, prefix, LEASE, wait_seconds=wait_seconds),
+        )
+
+    return make
 
 
 async def test_many_turns_longer_than_a_lease_keep_theirs_with_one_call_a_round(
-    clients: tuple[redis.Redis, redis.Redis], prefix: str
+    workers: Workers,
 ) -> None:
-    one, two = clients
-    mine = TurnLeases(one, prefix, LEASE, wait_seconds=0.0)
-    other_worker = TurnLeases(two, prefix, LEASE, wait_seconds=0.0)
+    mine, other_worker = workers(0.0)
     conversations = [f"c{n}" for n in range(200)]
     entered = asyncio.Event()
     finish = asyncio.Event()
@@ -76,12 +103,8 @@ async def test_many_turns_longer_than_a_lease_keep_theirs_with_one_call_a_round(
     assert mine._renewing is not None and mine._renewing.done(), "renewing with nothing held"
 
 
-async def test_a_second_worker_waits_for_the_turn_then_takes_it(
-    clients: tuple[redis.Redis, redis.Redis], prefix: str
-) -> None:
-    one, two = clients
-    first = TurnLeases(one, prefix, LEASE, wait_seconds=10.0)
-    second = TurnLeases(two, prefix, LEASE, wait_seconds=10.0)
+async def test_a_second_worker_waits_for_the_turn_then_takes_it(workers: Workers) -> None:
+    first, second = workers(10.0)
     order: list[str] = []
 
     async def slow() -> None:
@@ -102,29 +125,28 @@ async def test_a_second_worker_waits_for_the_turn_then_takes_it(
 
 
 async def test_a_lease_taken_by_another_worker_after_a_stall_is_let_go(
-    clients: tuple[redis.Redis, redis.Redis], prefix: str, caplog: pytest.LogCaptureFixture
+    clients: tuple[redis.Redis, redis.Redis], workers: Workers, caplog: pytest.LogCaptureFixture
 ) -> None:
     one, two = clients
-    stalled = TurnLeases(one, prefix, LEASE, wait_seconds=0.0)
+    stalled, _ = workers(0.0)
     async with stalled.hold("c"):
         # The lease runs out (as if this process stalled) and another worker takes it.
         await one.delete(stalled.key("c"))
         await two.set(stalled.key("c"), "another worker's token", px=10_000)
         with caplog.at_level(logging.WARNING, logger="gigcx.bot.turn_leases"):
-            await asyncio.sleep(LEASE)
-        assert "ran out before the turn ended" in caplog.text
+            await until(lambda: "ran out before the turn ended" in caplog.text)
     # Leaving the turn does not give back the other worker's lease.
     assert await two.get(stalled.key("c")) == b"another worker's token"
 
 
 async def test_a_lease_that_ran_out_with_nobody_waiting_is_taken_again(
-    clients: tuple[redis.Redis, redis.Redis], prefix: str
+    clients: tuple[redis.Redis, redis.Redis], workers: Workers
 ) -> None:
-    one, two = clients
-    stalled = TurnLeases(one, prefix, LEASE, wait_seconds=0.0)
-    other_worker = TurnLeases(two, prefix, LEASE, wait_seconds=0.0)
+    one, _ = clients
+    stalled, other_worker = workers(0.0)
     async with stalled.hold("c"):
         await one.delete(stalled.key("c"))  # ran out while this process stalled
-        await asyncio.sleep(LEASE)  # the next renewal round takes it again
+        key = stalled.key("c")
+        await until(lambda: one.exists(key))  # the next renewal round takes it again
         async with other_worker.hold("c") as waited:
             assert waited, "another worker took a turn that was still running"
