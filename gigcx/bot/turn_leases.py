@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator
 
 import redis.asyncio as redis
+from redis.asyncio.lock import Lock
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -27,14 +26,6 @@ log = logging.getLogger(__name__)
 # How often a waiting turn looks again whether the lease is free.
 POLL_SECONDS = 0.05
 RENEWALS_PER_LEASE = 3
-
-# Gives the lease back only if it is still this turn's.
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 # ARGV[1]: the lease in milliseconds; ARGV[i + 1]: the token of KEYS[i]. For each lease:
 # 1 renewed; 0 it ran out (this process stalled for longer than a lease); -1 another worker
@@ -57,7 +48,10 @@ return kept
 
 
 class TurnLeases:
-    """The turn leases of one process, all renewed together while their turns run."""
+    """The turn leases of one process, all renewed together while their turns run.
+
+    Each lease is a redis-py `Lock` (taken, waited for and given back as the library does);
+    only its renewal is shared."""
 
     def __init__(
         self, client: redis.Redis, prefix: str, lease_seconds: float, wait_seconds: float
@@ -66,9 +60,8 @@ class TurnLeases:
         self.prefix = prefix
         self.lease_seconds = lease_seconds
         self.wait_seconds = wait_seconds
-        self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
-        self._held: dict[str, str] = {}  # key -> this turn's token
+        self._held: dict[str, Lock] = {}  # key -> the lock of the turn holding it
         self._renewing: asyncio.Task[None] | None = None
         self.renewal_calls = 0  # Redis calls made to renew (for tests and benchmarks)
 
@@ -80,9 +73,19 @@ class TurnLeases:
         """The conversation's turn while the block runs. Yields whether it had to wait for
         another worker's turn (or could not tell: Redis unavailable, answered anyway)."""
         key = self.key(conversation_id)
-        token = uuid.uuid4().hex
+        lock = self.client.lock(
+            key,
+            timeout=self.lease_seconds,
+            blocking_timeout=self.wait_seconds,
+            sleep=POLL_SECONDS,
+        )
+        waited = False
         try:
-            held, waited = await self._acquire(key, token)
+            # Free at once, as it nearly always is: nobody's turn ran in between.
+            held = bool(await lock.acquire(blocking=False))
+            if not held:
+                waited = True
+                held = bool(await lock.acquire())
         except (RedisError, OSError) as error:
             log.warning("turn lock unavailable, answering anyway: %s", error)
             yield True
@@ -91,7 +94,7 @@ class TurnLeases:
             log.warning("turn lock of %s still held; answering anyway", conversation_id)
             yield True
             return
-        self._held[key] = token
+        self._held[key] = lock
         if self._renewing is None or self._renewing.done():
             self._renewing = asyncio.create_task(self._renew_all())
         try:
@@ -99,24 +102,12 @@ class TurnLeases:
         finally:
             self._held.pop(key, None)
             with contextlib.suppress(RedisError, OSError):
-                await self._release(keys=[key], args=[token])
+                await lock.release()  # only if still this turn's
 
     def stop(self) -> None:
         """Stop renewing (the process is closing; its leases run out after one lease)."""
         if self._renewing is not None:
             self._renewing.cancel()
-
-    async def _acquire(self, key: str, token: str) -> tuple[bool, bool]:
-        """(held, waited): free at once, as it nearly always is, or after another's turn."""
-        lease = int(self.lease_seconds * 1000)
-        if await self.client.set(key, token, nx=True, px=lease):
-            return True, False
-        deadline = time.monotonic() + self.wait_seconds
-        while time.monotonic() < deadline:
-            await asyncio.sleep(POLL_SECONDS)
-            if await self.client.set(key, token, nx=True, px=lease):
-                return True, True
-        return False, True
 
     async def _renew_all(self) -> None:
         """Renew every held lease a few times a lease; stop when none is held."""
@@ -125,22 +116,23 @@ class TurnLeases:
             held = dict(self._held)
             if not held:
                 return
-            args: list[str | int] = [int(self.lease_seconds * 1000), *held.values()]
+            tokens = [lock.local.token for lock in held.values()]
             try:
                 self.renewal_calls += 1
-                kept = await self._renew(keys=list(held), args=args)
+                kept = await self._renew(
+                    keys=list(held), args=[int(self.lease_seconds * 1000), *tokens]
+                )
             except (RedisError, OSError) as error:
                 log.warning("could not renew %d turn leases: %s", len(held), error)
                 continue
-            lease = int(self.lease_seconds * 1000)
-            for key, state in zip(held, kept, strict=True):
-                if state == 1 or self._held.get(key) != held[key]:
+            for (key, lock), state in zip(held.items(), kept, strict=True):
+                if state == 1 or self._held.get(key) is not lock:
                     continue  # renewed, or the turn has ended meanwhile
                 # This process stalled for longer than a lease. Nobody else took the turn
                 # meanwhile: it is this turn's again; else another worker answers beside it.
                 with contextlib.suppress(RedisError, OSError):
-                    if state == 0 and await self.client.set(key, held[key], nx=True, px=lease):
+                    if state == 0 and await lock.acquire(blocking=False):
                         continue
-                if self._held.get(key) == held[key]:
+                if self._held.get(key) is lock:
                     del self._held[key]
                     log.warning("turn lease %s ran out before the turn ended", key)
