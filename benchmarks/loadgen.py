@@ -28,6 +28,13 @@ def questions() -> list[tuple[str, bool]]:
     return found
 
 
+def customer_question(asked: list[tuple[str, bool]], n: int) -> str:
+    """Customer n's question: a case's first message, numbered so that no two customers ask
+    the very same text. The bot embeds a text once and remembers it for a while; 1,000
+    customers asking the 50 cases' exact words would measure that memory, not the model."""
+    return f"{asked[n % len(asked)][0]} ({n})"
+
+
 def percentile(values: list[float], share: float) -> float:
     if not values:
         return float("nan")

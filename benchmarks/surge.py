@@ -67,7 +67,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import gigcx  # noqa: E402
-from benchmarks.loadgen import Chat, count_lost, percentile, questions, run_chat  # noqa: E402
+from benchmarks.loadgen import (  # noqa: E402
+    Chat,
+    count_lost,
+    customer_question,
+    percentile,
+    questions,
+    run_chat,
+)
 from benchmarks.slack_experts import (  # noqa: E402
     SlackRun,
     backlog_in_slack,
@@ -369,7 +376,7 @@ async def surge(
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            question, _ = asked[n % len(asked)]
+            question = customer_question(asked, n)
             tasks.append(asyncio.create_task(customer(question, due, clients[n % CLIENTS])))
         chats = list(await asyncio.gather(*tasks))
         return chats, time.perf_counter() - started

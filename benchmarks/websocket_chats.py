@@ -2,16 +2,19 @@
 SQLite, a local Chroma folder, the in-process event bus).
 
 Every customer opens a conversation and its WebSocket first; once all are connected they
-all ask their question at once (questions from the example brand's cases) and wait for the
-reply to be pushed. Reported: chats, errors, messages lost (see loadgen.count_lost), reply
+all ask their question at once (the example brand's cases, numbered so that no two customers
+ask the same text: see loadgen.customer_question) and wait for the reply to be pushed. Reported: chats, errors, messages lost (see loadgen.count_lost), reply
 latency p50/p99 (question sent -> reply pushed), throughput (replies per second from the
 first question to the last reply), the server's peak RSS, and the ceiling it is measured
 against: how many queries a second the embedding model embeds when batched, measured in the
 same run on the same machine (before the server starts, in a process of its own, on the
-same questions made distinct), and the ratio of the two.
+same questions), and the ratio of the two. Also the CPU time the server and the load
+generator used while answering, per reply, beside the CPU a query took the model alone.
 
-With --profile, py-spy samples the server while the questions are answered and a table
-says where each thread's time went, by kind of work (the README's profile); the raw samples
+With --profile, the server's CPU time is split by thread (from /proc), and py-spy samples the
+server while the questions are answered and a table says where each thread's samples went,
+by kind of work (the README's profile; py-spy counts a thread waiting in C code, such as
+the event loop in epoll, as busy: the CPU table is the one to trust); the raw samples
 are kept in benchmarks/out/websocket_profile.txt (for a flame graph: flamegraph.pl).
 
 Run: .venv/bin/python benchmarks/websocket_chats.py [--chats 1000] [--profile]
@@ -23,6 +26,9 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import json
+import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -39,7 +45,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.loadgen import count_lost, percentile, questions, run_chat  # noqa: E402
+from benchmarks.loadgen import count_lost, customer_question, percentile, questions, run_chat  # noqa: E402
 from gigcx.config import load_settings  # noqa: E402
 from gigcx.knowledge import open_index, sync_knowledge  # noqa: E402
 from tests.helpers.processes import ServerProcess  # noqa: E402
@@ -78,15 +84,18 @@ from gigcx.knowledge.embeddings import load_local_model
 texts = [line for line in sys.stdin.read().splitlines() if line]
 model = load_local_model()
 model.encode(texts[:64], batch_size=64)  # warm up
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 model.encode(texts, batch_size=64, normalize_embeddings=True)
-print(len(texts) / (time.perf_counter() - started))
+print(len(texts) / (time.perf_counter() - started), (time.process_time() - cpu) / len(texts))
 """
 
 
-def raw_embedding_throughput(asked: list[str], count: int = 2048) -> float:
-    """Queries a second the local model embeds in batches of 64: the ceiling of a turn."""
-    texts = [f"{asked[n % len(asked)]} ({n})" for n in range(count)]  # distinct, same lengths
+def raw_embedding_throughput(
+    asked: list[tuple[str, bool]], count: int = 2048
+) -> tuple[float, float]:
+    """Queries a second the local model embeds in batches of 64 (the ceiling of a turn), and
+    the CPU seconds each query took."""
+    texts = [customer_question(asked, n) for n in range(count)]  # what the customers ask
     result = subprocess.run(
         [sys.executable, "-c", RAW_EMBEDDING],
         input="\n".join(texts),
@@ -95,7 +104,8 @@ def raw_embedding_throughput(asked: list[str], count: int = 2048) -> float:
         check=True,
         cwd=REPO,
     )
-    return float(result.stdout.strip().splitlines()[-1])
+    rate, cpu = result.stdout.strip().splitlines()[-1].split()
+    return float(rate), float(cpu)
 
 
 def start_profiler(pid: int, raw: Path) -> subprocess.Popen[bytes]:
@@ -143,6 +153,55 @@ def profile_table(raw: Path) -> Table:
     return table
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time each thread of a process has used so far, by its OS thread id."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            found[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def thread_groups(pid: int) -> dict[int, str]:
+    """Each Python thread's group (see _thread_group), by OS thread id, from py-spy's dump;
+    a thread Python does not know (torch's OpenMP pool) is not in it."""
+    command = [str(Path(sys.executable).parent / "py-spy"), "dump", "--pid", str(pid), "--json"]
+    dumped = json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
+    return {
+        thread["os_thread_id"]: _thread_group(
+            thread["thread_name"] or "", ";".join(f["name"] for f in thread["frames"])
+        )
+        for thread in dumped
+    }
+
+
+def cpu_table(before: dict[int, float], after: dict[int, float], groups: dict[int, str]) -> Table:
+    """CPU seconds per thread group between two readings of thread_cpu_seconds."""
+    spent: collections.Counter[str] = collections.Counter()
+    for tid, seconds in after.items():
+        group = groups.get(tid, "native threads (torch's OpenMP pool)")
+        spent[group] += seconds - before.get(tid, 0.0)
+    table = Table(title="The server's CPU time while answering, by thread (from /proc)")
+    table.add_column("threads")
+    table.add_column("CPU s", justify="right")
+    table.add_column("share", justify="right")
+    for group, seconds in spent.most_common():
+        table.add_row(group, f"{seconds:.1f}", f"{seconds / spent.total():.0%}")
+    return table
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident memory (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -164,7 +223,7 @@ async def main() -> None:
         settings = load_settings(brand / "gigcx.yaml")
         sync_knowledge(settings.knowledge.path, open_index(settings))
         asked = questions()
-        ceiling = raw_embedding_throughput([question for question, _ in asked])
+        ceiling, ceiling_cpu = raw_embedding_throughput(asked)
         env = {"GIGCX_WEB__MESSAGES_PER_MINUTE_PER_IP": "1000000"}  # one client address
         server = ServerProcess(brand / "gigcx.yaml", env, Path(folder) / "serve.log").start()
         try:
@@ -192,7 +251,11 @@ async def main() -> None:
                 tasks = [
                     asyncio.create_task(
                         run_chat(
-                            clients[n % CLIENTS], ws_base, asked[n % len(asked)][0], 120, together
+                            clients[n % CLIENTS],
+                            ws_base,
+                            customer_question(asked, n),
+                            120,
+                            together,
                         )
                     )
                     for n in range(args.chats)
@@ -202,10 +265,19 @@ async def main() -> None:
                 if args.profile:
                     OUT.mkdir(parents=True, exist_ok=True)
                     profiler = start_profiler(server.process.pid, raw)
+                    threads_before = thread_cpu_seconds(server.process.pid)
                 started = time.perf_counter()
+                server_cpu, load_cpu = cpu_seconds(server.process.pid), own_cpu_seconds()
                 chats = await asyncio.gather(*tasks)
                 took = time.perf_counter() - started
+                server_cpu = cpu_seconds(server.process.pid) - server_cpu
+                load_cpu = own_cpu_seconds() - load_cpu
                 if args.profile:
+                    threads = cpu_table(
+                        threads_before,
+                        thread_cpu_seconds(server.process.pid),
+                        thread_groups(server.process.pid),
+                    )
                     profiler.send_signal(signal.SIGINT)
                     profiler.wait(timeout=60)
                 lost = await count_lost(clients[0], chats)
@@ -232,9 +304,17 @@ async def main() -> None:
         f"{rss:.0f}",
     )
     console.print(table)
+    replies = max(1, len(latencies))
+    console.print(
+        f"CPU while answering ({took:.1f} s, {os.cpu_count()} cores): server "
+        f"{server_cpu:.1f} s ({server_cpu / replies * 1000:.1f} ms a reply), load generator "
+        f"{load_cpu:.1f} s ({load_cpu / replies * 1000:.1f} ms a reply); the raw embedding "
+        f"took {ceiling_cpu * 1000:.1f} ms of CPU a query"
+    )
     for error in sorted(set(errors))[:5]:
         console.print(f"error: {error}")
     if args.profile:
+        console.print(threads)
         console.print(profile_table(OUT / "websocket_profile.txt"))
 
 

@@ -122,6 +122,7 @@ def test_queries_asked_at_once_are_embedded_as_one_batch_with_the_same_vectors()
 def test_a_query_is_answered_while_others_keep_arriving():
     """Under a steady surge the queue of queries never empties: the caller that embeds must
     still get back to its own customer as soon as its own query is done."""
+    import itertools
     import threading
     import time
 
@@ -147,8 +148,11 @@ def test_a_query_is_answered_while_others_keep_arriving():
         answered.append(time.monotonic() - asked)
 
     def surge() -> None:  # then a new customer every 5 ms, each on a thread of its own
-        while not stop.is_set():
-            threading.Thread(target=batcher.embed_query, args=("another",), daemon=True).start()
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            asked = f"another {n}"
+            threading.Thread(target=batcher.embed_query, args=(asked,), daemon=True).start()
             time.sleep(0.005)
 
     first = threading.Thread(target=mine)
@@ -158,3 +162,86 @@ def test_a_query_is_answered_while_others_keep_arriving():
     first.join(timeout=5)
     stop.set()
     assert answered and answered[0] < 0.5  # its own batch, not the rest of the surge
+
+
+class _Recording:
+    """A model that records what it was asked to embed; `fail` makes the next batch fail."""
+
+    model_id = "recording"
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.batches: list[list[str]] = []
+        self.fail = False
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        import time
+
+        self.batches.append(list(texts))
+        time.sleep(self.seconds)
+        if self.fail:
+            self.fail = False
+            raise RuntimeError("the model fell over")
+        return [[float(len(text)), 0.5] for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def test_a_text_embedded_lately_is_not_embedded_again():
+    """A turn embeds the message for its meaning, searches for it, and an escalation searches
+    again for the expert's packet: the model sees the text once."""
+    from gigcx.knowledge.embeddings import QueryBatcher
+
+    model = _Recording()
+    batcher = QueryBatcher(model, remembered=2)
+    first = batcher.embed_query("my headset will not pair")
+    first.append(99.0)  # a caller changing its copy changes nobody else's
+    assert batcher.embed_query("my headset will not pair") == [24.0, 0.5]
+    assert batcher.embed_documents(["my headset will not pair", "and it hisses"]) == [
+        [24.0, 0.5],
+        [13.0, 0.5],
+    ]
+    assert model.batches == [["my headset will not pair"], ["and it hisses"]]
+    batcher.embed_query("a third text")  # only the last two are kept
+    batcher.embed_query("my headset will not pair")
+    assert model.batches[-1] == ["my headset will not pair"]
+
+
+def test_identical_questions_asked_at_once_go_to_the_model_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gigcx.knowledge.embeddings import QueryBatcher
+
+    model = _Recording(seconds=0.05)
+    batcher = QueryBatcher(model)
+    asked = ["are tickets on sale yet?"] * 20 + ["is the venue step-free?"] * 20
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        vectors = list(pool.map(batcher.embed_query, asked))
+    assert vectors == [[24.0, 0.5]] * 20 + [[23.0, 0.5]] * 20
+    embedded = [text for batch in model.batches for text in batch]
+    assert sorted(embedded) == ["are tickets on sale yet?", "is the venue step-free?"]
+
+
+def test_a_failed_batch_fails_its_callers_and_is_not_remembered():
+    import pytest
+
+    from gigcx.knowledge.embeddings import QueryBatcher
+
+    model = _Recording()
+    batcher = QueryBatcher(model)
+    model.fail = True
+    with pytest.raises(RuntimeError, match="fell over"):
+        batcher.embed_query("where is my order?")
+    assert batcher.embed_query("where is my order?") == [18.0, 0.5]  # asked again, embedded
+    assert len(model.batches) == 2
+
+
+def test_a_sync_s_many_documents_go_to_the_model_as_they_are():
+    from gigcx.knowledge.embeddings import QueryBatcher
+
+    model = _Recording()
+    batcher = QueryBatcher(model, max_batch=4)
+    texts = [f"section {n}" for n in range(10)]
+    assert len(batcher.embed_documents(texts)) == 10
+    assert model.batches == [texts]

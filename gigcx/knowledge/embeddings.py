@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
 
 from gigcx.config import EmbeddingSettings
 
@@ -119,54 +122,90 @@ class QueryBatcher:
     fill: a caller finding nobody embedding embeds what is queued, and whatever arrives
     meanwhile is the next batch.
 
-    The caller that embeds does so only until its own query is done, then hands over to a
+    The caller that embeds does so only until its own texts are done, then hands over to a
     caller still waiting: under a steady surge the queue is never empty, and a caller that
-    served batches until it was would never get back to its own customer."""
+    served batches until it was would never get back to its own customer.
 
-    def __init__(self, inner: Embedder, max_batch: int = 32) -> None:
+    A text is embedded once: the vectors of the last `remembered` texts are kept (a turn
+    embeds the customer's message for its meaning, then searches for it, and an escalation
+    searches again for the expert's packet), and a text already queued or being embedded is
+    waited for, not queued again (a surge brings many identical questions at once). Only
+    one batch is in the model at a time, so two turns never split the cores between them.
+    A sync's many documents go to the model directly."""
+
+    def __init__(self, inner: Embedder, max_batch: int = 32, remembered: int = 1024) -> None:
         self.inner = inner
         self.model_id = inner.model_id
         self.max_batch = max_batch
+        self.remembered = remembered
         self._ready = threading.Condition()
-        self._queued: list[tuple[str, Future[list[float]]]] = []
+        self._queued: list[str] = []
+        self._pending: dict[str, Future[np.ndarray]] = {}  # queued or in the model
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # 3 KB each
         self._embedding = False
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.inner.embed_documents(texts)
+        if len(texts) > self.max_batch:
+            return self.inner.embed_documents(texts)  # a sync: a batch of its own
+        return self._embed(texts)
 
     def embed_query(self, text: str) -> list[float]:
-        wanted: Future[list[float]] = Future()
-        with self._ready:
-            self._queued.append((text, wanted))
-            while self._embedding and not wanted.done():
-                self._ready.wait()
-            if wanted.done():
-                return wanted.result()
-            self._embedding = True
-        try:
-            self._embed_until_done(wanted)
-        finally:
-            with self._ready:
-                self._embedding = False
-                self._ready.notify_all()  # a caller still waiting takes over
-        return wanted.result()
+        return self._embed([text])[0]
 
-    def _embed_until_done(self, own: Future[list[float]]) -> None:
-        while not own.done():
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        with self._ready:
+            wanted = [self._wanted(text) for text in texts]
+            while self._embedding and not all(future.done() for future in wanted):
+                self._ready.wait()
+            must_embed = not all(future.done() for future in wanted)
+            if must_embed:
+                self._embedding = True
+        if must_embed:
+            try:
+                self._embed_until_done(wanted)
+            finally:
+                with self._ready:
+                    self._embedding = False
+                    self._ready.notify_all()  # a caller still waiting takes over
+        return [future.result().tolist() for future in wanted]  # copies: callers own them
+
+    def _wanted(self, text: str) -> Future[np.ndarray]:
+        """The future of `text`'s vector: already done if it was embedded lately. Call with
+        `_ready` held."""
+        pending = self._pending.get(text)
+        if pending is not None:
+            return pending
+        future: Future[np.ndarray] = Future()
+        vector = self._vectors.get(text)
+        if vector is not None:
+            self._vectors.move_to_end(text)
+            future.set_result(vector)
+            return future
+        self._pending[text] = future
+        self._queued.append(text)
+        return future
+
+    def _embed_until_done(self, own: list[Future[np.ndarray]]) -> None:
+        while not all(future.done() for future in own):
             with self._ready:
                 batch = self._queued[: self.max_batch]
                 del self._queued[: self.max_batch]
             if not batch:
                 return
             try:
-                vectors = self.inner.embed_documents([text for text, _ in batch])
+                vectors = self.inner.embed_documents(batch)
             except Exception as error:  # every caller in the batch gets the error
-                for _, wanted in batch:
-                    wanted.set_exception(error)
-            else:
-                for (_, wanted), vector in zip(batch, vectors, strict=True):
-                    wanted.set_result(vector)
+                with self._ready:
+                    for text in batch:
+                        self._pending.pop(text).set_exception(error)
+                    self._ready.notify_all()
+                continue
             with self._ready:
+                for text, vector in zip(batch, vectors, strict=True):
+                    self._vectors[text] = kept = np.asarray(vector, dtype=np.float64)
+                    self._pending.pop(text).set_result(kept)
+                while len(self._vectors) > self.remembered:
+                    self._vectors.popitem(last=False)
                 self._ready.notify_all()  # their answers are ready
 
 
