@@ -2,20 +2,22 @@
 SQLite, a local Chroma folder, the in-process event bus).
 
 Every customer opens a conversation and its WebSocket first; once all are connected they
-all ask their question at once (the example brand's cases, numbered so that no two customers
-ask the same text: see loadgen.customer_question) and wait for the reply to be pushed. Reported: chats, errors, messages lost (see loadgen.count_lost), reply
-latency p50/p99 (question sent -> reply pushed), throughput (replies per second from the
-first question to the last reply), the server's peak RSS, and the ceiling it is measured
-against: how many queries a second the embedding model embeds when batched, measured in the
-same run on the same machine (before the server starts, in a process of its own, on the
-same questions), and the ratio of the two. Also the CPU time the server and the load
-generator used while answering, per reply, beside the CPU a query took the model alone.
+all ask their question at once (the example brand's cases, numbered so that no two
+customers ask the same text: see loadgen.customer_question) and wait for the reply to be
+pushed. Reported: chats, errors, messages lost (see loadgen.count_lost), reply latency
+p50/p99 (question sent -> reply pushed), throughput (replies per second from the first
+question to the last reply), the server's peak RSS, and the ceiling it is measured against:
+how many queries a second the embedding model embeds when batched, measured in the same run
+on the same machine (before the server starts, in a process of its own, on the same
+questions), and the ratio of the two. Also the CPU time the server and the load generator
+used while answering, per reply, beside the CPU a query took the model alone.
 
-With --profile, the server's CPU time is split by thread (from /proc), and py-spy samples the
-server while the questions are answered and a table says where each thread's samples went,
-by kind of work (the README's profile; py-spy counts a thread waiting in C code, such as
-the event loop in epoll, as busy: the CPU table is the one to trust); the raw samples
-are kept in benchmarks/out/websocket_profile.txt (for a flame graph: flamegraph.pl).
+With --profile, the server's CPU time is split by thread (from /proc), and py-spy samples
+the server while the questions are answered: a table says where each thread's samples
+went, by kind of work (the README's profile). py-spy samples only the thread holding the
+interpreter lock, so the table shows Python's own work, not torch's or SQLite's C code
+(which the CPU table counts). The raw samples are kept in
+benchmarks/out/websocket_profile.txt (for a flame graph: flamegraph.pl).
 
 Run: .venv/bin/python benchmarks/websocket_chats.py [--chats 1000] [--profile]
 """
@@ -109,9 +111,11 @@ def raw_embedding_throughput(
 
 
 def start_profiler(pid: int, raw: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling every thread of `pid` (100 a second) until stopped."""
+    """py-spy sampling the thread of `pid` that holds the interpreter lock (100 a second)
+    until stopped. (Without --gil it counts a thread waiting in C, such as the event loop in
+    epoll or an idle aiosqlite thread, as busy.)"""
     command = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid)]
-    command += ["-r", "100", "-f", "raw", "--threads", "--nonblocking", "-o", str(raw)]
+    command += ["-r", "100", "-f", "raw", "--threads", "--nonblocking", "--gil", "-o", str(raw)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -139,7 +143,7 @@ def profile_table(raw: Path) -> Table:
             "event loop internals (uvloop, sockets, C code)",
         )
         by_thread[group][kind] += int(count)
-    table = Table(title="Where the server's time went while answering (py-spy, busy samples)")
+    table = Table(title="Who held the interpreter lock while answering (py-spy samples)")
     table.add_column("threads")
     table.add_column("samples", justify="right")
     table.add_column("work")
