@@ -18,7 +18,7 @@ from gigcx.connectors.web.dependencies import authorized
 from gigcx.connectors.web.schemas import MAX_SEQ
 from gigcx.escalation.lifecycle import agent_of
 from gigcx.events import Subscription, SubscriptionOverflow
-from gigcx.store import Message
+from gigcx.store import Conversation, Message
 from gigcx.store.models import as_utc, utcnow
 
 router = APIRouter(prefix="/v1")
@@ -68,19 +68,20 @@ async def conversation_socket(websocket: WebSocket, conversation_id: str) -> Non
         wanted = f"after must be a whole number from 0 to {MAX_SEQ}"
         await _refuse(websocket, WS_BAD_REQUEST, f"{wanted}, got after={query['after']!r}")
         return
-    try:
-        conversation = await authorized(gigcx, conversation_id, _socket_token(offered))
-    except HTTPException as error:
-        if error.status_code == 404:
-            await _refuse(websocket, WS_NOT_FOUND, str(error.detail))
-        else:
-            await _refuse(websocket, WS_UNAUTHORIZED, TOKEN_IN_SUBPROTOCOL)
-        return
-    # Subscribe before reading the backlog, so nothing committed in between is missed;
-    # the sequence number drops what the backlog already sent.
-    async with gigcx.bus.subscribe(conversation.id) as subscription:
+    # Subscribe before reading the conversation, so nothing committed after that read is
+    # missed; the sequence number drops what the backlog already sent. The one read checks
+    # the token, says whether there is a backlog at all, and gives the state to show first.
+    async with gigcx.bus.subscribe(conversation_id) as subscription:
+        try:
+            conversation = await authorized(gigcx, conversation_id, _socket_token(offered))
+        except HTTPException as error:
+            if error.status_code == 404:
+                await _refuse(websocket, WS_NOT_FOUND, str(error.detail))
+            else:
+                await _refuse(websocket, WS_UNAUTHORIZED, TOKEN_IN_SUBPROTOCOL)
+            return
         with contextlib.suppress(WebSocketDisconnect):
-            sent = await _send_backlog(websocket, gigcx, conversation.id, after)
+            sent = await _send_backlog(websocket, gigcx, conversation, after)
             # Push until the client goes away: a push loop alone would never notice.
             pushing = asyncio.create_task(
                 _push(websocket, gigcx, conversation.id, subscription, sent)
@@ -117,26 +118,26 @@ async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 async def _send_backlog(
-    websocket: WebSocket, gigcx: GigCX, conversation_id: str, after: int
+    websocket: WebSocket, gigcx: GigCX, conversation: Conversation, after: int
 ) -> int:
-    """Send what was stored after `after` and the current state; the last seq sent."""
+    """Send the messages stored after `after` up to the conversation as read (what was
+    committed since comes through the subscription), then its state; the last seq sent."""
     sent = after
-    while True:
-        backlog = await gigcx.store.messages_after(conversation_id, sent)
+    while sent < conversation.last_seq:
+        backlog = await gigcx.store.messages_after(conversation.id, sent)
         for message in backlog:
             await websocket.send_json(_stored_message_event(message))
             sent = message.seq
         if not backlog:
             break
-    await websocket.send_json(
-        {"type": events.CONVERSATION_STATE, **await state_snapshot(gigcx, conversation_id)}
-    )
+    snapshot = await state_snapshot(gigcx, conversation.id, conversation.state)
+    await websocket.send_json({"type": events.CONVERSATION_STATE, **snapshot})
     return sent
 
 
-async def state_snapshot(gigcx: GigCX, conversation_id: str) -> dict[str, Any]:
-    """The state as the widget shows it: with the route while waiting, the agent once claimed."""
-    state = (await gigcx.store.get_conversation(conversation_id)).state
+async def state_snapshot(gigcx: GigCX, conversation_id: str, state: str) -> dict[str, Any]:
+    """The state as the widget shows it (`state`, as just read from the store): with the route
+    while waiting, the agent once claimed."""
     snapshot: dict[str, Any] = {"state": state}
     if state not in ("waiting", "assigned"):
         return snapshot  # with the bot, or resolved: no handoff to tell of
