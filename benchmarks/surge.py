@@ -31,7 +31,7 @@ but not yet visible there) beside the handoff queue.
 
 Run: .venv/bin/python benchmarks/surge.py [--normal-rate 1.7] [--seconds 60] [--workers 1,2]
      [--slack limited,unlimited] [--profile] (py-spy on every worker for 10 s, 20 s into the
-     surge: benchmarks/out/*.raw)
+     surge, sampling the thread that holds the interpreter lock: benchmarks/out/*.raw)
 """
 
 from __future__ import annotations
@@ -549,7 +549,7 @@ async def profile(pids: list[int], workers: int) -> None:
     for pid in pids:
         out = OUT / f"profile-{stamp}-{workers}w-{pid}.raw"
         command = [spy, "record", "-p", str(pid), "-d", str(PROFILE_SECONDS), "-r", "100"]
-        command += ["-f", "raw", "--threads", "--nonblocking", "-o", str(out)]
+        command += ["-f", "raw", "--threads", "--nonblocking", "--gil", "-o", str(out)]
         running.append(
             await asyncio.create_subprocess_exec(
                 *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
