@@ -237,6 +237,25 @@ def test_a_failed_batch_fails_its_callers_and_is_not_remembered():
     assert len(model.batches) == 2
 
 
+def test_a_model_that_returns_too_few_vectors_fails_every_caller_of_the_batch():
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pytest
+
+    from gigcx.knowledge.embeddings import EmbeddingError, QueryBatcher
+
+    class Short(_Recording):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return super().embed_documents(texts)[:-1]
+
+    batcher = QueryBatcher(Short(seconds=0.05))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        asked = [pool.submit(batcher.embed_query, f"question {n}") for n in range(8)]
+        for future in asked:  # each one fails: none of them waits for ever
+            with pytest.raises(EmbeddingError, match="vectors for"):
+                future.result(timeout=10)
+
+
 def test_a_sync_s_many_documents_go_to_the_model_as_they_are():
     from gigcx.knowledge.embeddings import QueryBatcher
 

@@ -194,11 +194,17 @@ class QueryBatcher:
                 return
             try:
                 vectors = self.inner.embed_documents(batch)
-            except Exception as error:  # every caller in the batch gets the error
+                if len(vectors) != len(batch):
+                    raise EmbeddingError(
+                        f"{self.model_id} gave {len(vectors)} vectors for {len(batch)} texts"
+                    )
+            except BaseException as error:  # every caller in the batch gets the error
                 with self._ready:
                     for text in batch:
                         self._pending.pop(text).set_exception(error)
                     self._ready.notify_all()
+                if not isinstance(error, Exception):
+                    raise  # the thread is being stopped: nobody is left waiting for ever
                 continue
             with self._ready:
                 for text, vector in zip(batch, vectors, strict=True):
