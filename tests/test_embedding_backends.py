@@ -237,6 +237,33 @@ def test_a_failed_batch_fails_its_callers_and_is_not_remembered():
     assert len(model.batches) == 2
 
 
+def test_a_bad_vector_fails_every_caller_of_its_batch_and_nothing_hangs():
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pytest
+
+    from gigcx.knowledge.embeddings import QueryBatcher
+
+    class Garbled(_Recording):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            vectors = super().embed_documents(texts)
+            garbled = [
+                ["not a number"] if "b" in text else vector
+                for text, vector in zip(texts, vectors, strict=True)
+            ]
+            return garbled  # type: ignore[return-value]
+
+    batcher = QueryBatcher(Garbled(seconds=0.05))
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        asked = [pool.submit(batcher.embed_query, text) for text in ("a", "b", "c", "b", "c", "a")]
+        for future in asked:
+            with contextlib.suppress(ValueError):  # an answer or an error, never a wait for ever
+                future.result(timeout=10)
+    with pytest.raises(ValueError):
+        batcher.embed_query("b")  # asked again: embedded again, not left waiting
+
+
 def test_a_model_that_returns_too_few_vectors_fails_every_caller_of_the_batch():
     from concurrent.futures import ThreadPoolExecutor
 

@@ -234,6 +234,28 @@ async def test_a_bad_after_or_a_token_in_the_url_is_closed_with_a_reason(
         assert code == 4400 and "Sec-WebSocket-Protocol" in reason
 
 
+async def test_a_socket_resuming_after_more_messages_than_exist_still_gets_new_ones(
+    server: tuple[str, Any],
+):
+    """A widget that kept `after` from a store since reset still sees what is said next."""
+    address, _app = server
+    async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+        cid, token = created.json()["conversation_id"], created.json()["token"]
+        async with widget_socket(address, cid, token, after=40) as socket_:
+            [state] = await receive(socket_, 1)
+            assert state == {"type": "conversation.state", "state": "bot"}
+            posted = await http.post(
+                f"/v1/conversations/{cid}/messages",
+                json={"text": "are the buds waterproof?"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert posted.status_code == 201
+            question, answer = await messages_only(socket_, 2)
+    assert (question["seq"], question["text"]) == (1, "are the buds waterproof?")
+    assert answer["author"] == "bot" and "IPX4" in answer["text"]
+
+
 async def test_the_server_log_shows_every_request_but_never_a_conversation_token(
     synced_brand: Path, tmp_path: Path
 ):

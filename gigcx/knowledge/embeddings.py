@@ -190,7 +190,13 @@ class QueryBatcher:
             with self._ready:
                 batch = self._queued[: self.max_batch]
                 del self._queued[: self.max_batch]
-            if not batch:
+            if not batch:  # cannot happen (an unsettled text of ours is queued): fail, not hang
+                lost = EmbeddingError(f"{self.model_id}: a query was lost from the batch queue")
+                with self._ready:
+                    for text, future in list(self._pending.items()):
+                        if future in own:
+                            del self._pending[text]
+                            future.set_exception(lost)
                 return
             try:
                 vectors = self.inner.embed_documents(batch)
@@ -198,6 +204,7 @@ class QueryBatcher:
                     raise EmbeddingError(
                         f"{self.model_id} gave {len(vectors)} vectors for {len(batch)} texts"
                     )
+                kept = [np.asarray(vector, dtype=np.float64) for vector in vectors]
             except BaseException as error:  # every caller in the batch gets the error
                 with self._ready:
                     for text in batch:
@@ -207,9 +214,9 @@ class QueryBatcher:
                     raise  # the thread is being stopped: nobody is left waiting for ever
                 continue
             with self._ready:
-                for text, vector in zip(batch, vectors, strict=True):
-                    self._vectors[text] = kept = np.asarray(vector, dtype=np.float64)
-                    self._pending.pop(text).set_result(kept)
+                for text, vector in zip(batch, kept, strict=True):
+                    self._vectors[text] = vector
+                    self._pending.pop(text).set_result(vector)
                 while len(self._vectors) > self.remembered:
                     self._vectors.popitem(last=False)
                 self._ready.notify_all()  # their answers are ready

@@ -121,8 +121,11 @@ async def _send_backlog(
     websocket: WebSocket, gigcx: GigCX, conversation: Conversation, after: int
 ) -> int:
     """Send the messages stored after `after` up to the conversation as read (what was
-    committed since comes through the subscription), then its state; the last seq sent."""
-    sent = after
+    committed since comes through the subscription), then its state; the last seq sent.
+
+    An `after` beyond the conversation's newest message (a client that kept a number from a
+    store since reset) counts from that newest message: new messages are still pushed."""
+    sent = min(after, conversation.last_seq)
     while sent < conversation.last_seq:
         backlog = await gigcx.store.messages_after(conversation.id, sent)
         for message in backlog:
