@@ -16,7 +16,7 @@ import websockets
 
 from gigcx.app import GigCX
 from gigcx.config import Settings
-from gigcx.events import MESSAGE_CREATED, Event
+from gigcx.events import MESSAGE_CREATED, MESSAGE_DRAFT, Event
 from tests.helpers.experts import ALEX, register_experts
 from tests.helpers.live_server import live_server
 from tests.helpers.processes import ServerProcess
@@ -232,6 +232,45 @@ async def test_a_bad_after_or_a_token_in_the_url_is_closed_with_a_reason(
     async with websockets.connect(url) as socket_:
         code, reason = await close_of(socket_)
         assert code == 4400 and "Sec-WebSocket-Protocol" in reason
+
+
+async def test_a_late_draft_of_a_message_already_shown_is_not_pushed(server: tuple[str, Any]):
+    """LLM mode streams drafts, then stores the reply that replaces them. A widget that
+    connects as the reply is stored gets the reply from the backlog; a draft of it published
+    meanwhile must not follow it, or the widget shows it under the reply for good."""
+    address, app = server
+    runtime: GigCX = app.state.gigcx
+    async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+        cid, token = created.json()["conversation_id"], created.json()["token"]
+    await runtime.store.add_customer_message(cid, "how do I pair my X2?")
+    await runtime.store.add_message(
+        cid, "bot", "Hold the button for 5 s.", meta={"draft_id": "draft-2"}
+    )
+
+    async def draft(draft_id: str, text: str) -> None:
+        data = {"draft_id": draft_id, "author": "bot", "text": text}
+        await runtime.bus.publish(Event(MESSAGE_DRAFT, "kestrel", cid, data))
+
+    async with widget_socket(address, cid, token) as socket_:
+        backlog = await receive(socket_, 3)
+        assert [e["type"] for e in backlog] == [
+            "message.created",
+            "message.created",
+            "conversation.state",
+        ]
+        assert backlog[1]["draft_id"] == "draft-2"
+        await draft("draft-2", "Hold the button")  # late: its message is shown already
+        await draft("draft-3", "And then")  # the next answer's draft is shown
+        [shown] = await receive(socket_, 1)
+        assert shown == {
+            "type": "message.draft",
+            "draft_id": "draft-3",
+            "author": "bot",
+            "text": "And then",
+        }
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(socket_.recv(), 0.5)
 
 
 async def test_a_socket_resuming_after_more_messages_than_exist_still_gets_new_ones(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -117,20 +118,35 @@ async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
     await websocket.close(code=code, reason=reason.encode()[:120].decode(errors="ignore"))
 
 
+@dataclass
+class _Sent:
+    """What a socket has sent: its last message's seq, and the drafts its messages replaced
+    (a draft of one of them that comes after it, say one published while the socket read
+    the backlog, would stay on the customer's screen: it is dropped)."""
+
+    seq: int
+    replaced_drafts: set[str] = field(default_factory=set)
+
+    async def message(self, websocket: WebSocket, event: dict[str, Any]) -> None:
+        await websocket.send_json(event)
+        self.seq = event["message"]["seq"]
+        if event.get("draft_id"):
+            self.replaced_drafts.add(event["draft_id"])
+
+
 async def _send_backlog(
     websocket: WebSocket, gigcx: GigCX, conversation: Conversation, after: int
-) -> int:
+) -> _Sent:
     """Send the messages stored after `after` up to the conversation as read (what was
-    committed since comes through the subscription), then its state; the last seq sent.
+    committed since comes through the subscription), then its state.
 
     An `after` beyond the conversation's newest message (a client that kept a number from a
     store since reset) counts from that newest message: new messages are still pushed."""
-    sent = min(after, conversation.last_seq)
-    while sent < conversation.last_seq:
-        backlog = await gigcx.store.messages_after(conversation.id, sent)
+    sent = _Sent(min(after, conversation.last_seq))
+    while sent.seq < conversation.last_seq:
+        backlog = await gigcx.store.messages_after(conversation.id, sent.seq)
         for message in backlog:
-            await websocket.send_json(_stored_message_event(message))
-            sent = message.seq
+            await sent.message(websocket, _stored_message_event(message))
         if not backlog:
             break
     snapshot = await state_snapshot(gigcx, conversation.id, conversation.state)
@@ -154,46 +170,53 @@ async def state_snapshot(gigcx: GigCX, conversation_id: str, state: str) -> dict
 
 
 async def _push(
-    websocket: WebSocket, gigcx: GigCX, conversation_id: str, subscription: Subscription, sent: int
+    websocket: WebSocket,
+    gigcx: GigCX,
+    conversation_id: str,
+    subscription: Subscription,
+    sent: _Sent,
 ) -> None:
     """Send the conversation's events as they come, its messages in sequence order, each once.
 
     Events arrive in publish order, which is not commit order: when a message's event comes
     before that of an earlier message, the ones in between are read from the store and sent
-    first, and their own events, coming later, are dropped.
+    first, and their own events, coming later, are dropped. So is a draft of a message
+    already sent.
     """
     try:
         async for event in subscription:
             if event.type not in CUSTOMER_EVENTS:
                 continue
-            if event.type == events.MESSAGE_CREATED:
+            if event.type == events.MESSAGE_DRAFT:
+                if event.data.get("draft_id") in sent.replaced_drafts:
+                    continue  # its message is on the customer's screen already
+            elif event.type == events.MESSAGE_CREATED:
                 seq = event.data["message"]["seq"]
-                if seq <= sent:
+                if seq <= sent.seq:
                     continue  # already sent: in the backlog, or to fill a gap
-                if seq > sent + 1:
-                    sent = await _send_missed(websocket, gigcx, conversation_id, sent, seq)
-                sent = seq
-            await websocket.send_json({"type": event.type, **event.data})
-            if event.type == events.MESSAGE_CREATED:
+                if seq > sent.seq + 1:
+                    await _send_missed(websocket, gigcx, conversation_id, sent, seq)
+                await sent.message(websocket, {"type": event.type, **event.data})
                 _observe_relay(event.data["message"])
+                continue
+            await websocket.send_json({"type": event.type, **event.data})
     except SubscriptionOverflow:
         await websocket.close(code=WS_TRY_AGAIN, reason="reconnect with ?after=")
 
 
 async def _send_missed(
-    websocket: WebSocket, gigcx: GigCX, conversation_id: str, sent: int, before: int
-) -> int:
-    """Send the stored messages after `sent` and before `before`; the last seq sent.
+    websocket: WebSocket, gigcx: GigCX, conversation_id: str, sent: _Sent, before: int
+) -> None:
+    """Send the stored messages after the last one sent and before `before`.
 
     A message is committed before its event is published, and sequence numbers are handed
     out in commit order, so every message below one whose event has come is in the store.
     """
-    for message in await gigcx.store.messages_after(conversation_id, sent, before - sent - 1):
+    missed = await gigcx.store.messages_after(conversation_id, sent.seq, before - sent.seq - 1)
+    for message in missed:
         if message.seq >= before:
             break
-        await websocket.send_json(_stored_message_event(message))
-        sent = message.seq
-    return sent
+        await sent.message(websocket, _stored_message_event(message))
 
 
 def _stored_message_event(message: Message) -> dict[str, Any]:
