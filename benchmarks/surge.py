@@ -75,6 +75,7 @@ from benchmarks.loadgen import (  # noqa: E402
     questions,
     run_chat,
 )
+from benchmarks.procfs import TICKS, peak_rss, thread_times  # noqa: E402
 from benchmarks.slack_experts import (  # noqa: E402
     SlackRun,
     backlog_in_slack,
@@ -95,7 +96,6 @@ NORMAL_RATE = 1.7  # conversations a second on a normal day (issue 17)
 CONSOLE_TOKEN = secrets.token_urlsafe(16)
 OUT = REPO / "benchmarks" / "out"
 DOCS_PLOT = REPO / "docs" / "surge_queue.png"
-TICKS = os.sysconf("SC_CLK_TCK")
 PROFILE_AFTER, PROFILE_SECONDS = 20.0, 10
 CLIENTS = 32  # HTTP clients the customers share (see surge)
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -405,26 +405,6 @@ def worker_pids(server: ServerProcess) -> list[int]:
         if "resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes().decode()
     ]
     return workers or [pid]
-
-
-def peak_rss(pid: int) -> int:
-    """The process's peak resident memory (VmHWM), bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def thread_times(pid: int) -> dict[int, tuple[str, float]]:
-    """Each thread's name and CPU seconds so far."""
-    times = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            stat = (task / "stat").read_text()
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
-            fields = stat[stat.rindex(")") + 2 :].split()
-            times[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
-    return times
 
 
 def run_queue_wait(pid: int) -> float:

@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.loadgen import count_lost, customer_question, percentile, questions, run_chat  # noqa: E402
+from benchmarks.procfs import cpu_seconds, peak_rss, thread_times  # noqa: E402
 from gigcx.config import load_settings  # noqa: E402
 from gigcx.knowledge import open_index, sync_knowledge  # noqa: E402
 from tests.helpers.processes import ServerProcess  # noqa: E402
@@ -157,22 +158,6 @@ def profile_table(raw: Path) -> Table:
     return table
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def thread_cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU time each thread of a process has used so far, by its OS thread id."""
-    found = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
-            found[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return found
-
-
 def thread_groups(pid: int) -> dict[int, str]:
     """Each Python thread's group (see _thread_group), by OS thread id, from py-spy's dump;
     a thread Python does not know (torch's OpenMP pool) is not in it."""
@@ -186,12 +171,16 @@ def thread_groups(pid: int) -> dict[int, str]:
     }
 
 
-def cpu_table(before: dict[int, float], after: dict[int, float], groups: dict[int, str]) -> Table:
-    """CPU seconds per thread group between two readings of thread_cpu_seconds."""
+def cpu_table(
+    before: dict[int, tuple[str, float]],
+    after: dict[int, tuple[str, float]],
+    groups: dict[int, str],
+) -> Table:
+    """CPU seconds per thread group between two readings of thread_times."""
     spent: collections.Counter[str] = collections.Counter()
-    for tid, seconds in after.items():
+    for tid, (_, seconds) in after.items():
         group = groups.get(tid, "native threads (torch's OpenMP pool)")
-        spent[group] += seconds - before.get(tid, 0.0)
+        spent[group] += seconds - before.get(tid, ("", 0.0))[1]
     table = Table(title="The server's CPU time while answering, by thread (from /proc)")
     table.add_column("threads")
     table.add_column("CPU s", justify="right")
@@ -204,14 +193,6 @@ def cpu_table(before: dict[int, float], after: dict[int, float], groups: dict[in
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def main() -> None:
@@ -269,7 +250,7 @@ async def main() -> None:
                 if args.profile:
                     OUT.mkdir(parents=True, exist_ok=True)
                     profiler = start_profiler(server.process.pid, raw)
-                    threads_before = thread_cpu_seconds(server.process.pid)
+                    threads_before = thread_times(server.process.pid)
                 started = time.perf_counter()
                 server_cpu, load_cpu = cpu_seconds(server.process.pid), own_cpu_seconds()
                 chats = await asyncio.gather(*tasks)
@@ -279,13 +260,13 @@ async def main() -> None:
                 if args.profile:
                     threads = cpu_table(
                         threads_before,
-                        thread_cpu_seconds(server.process.pid),
+                        thread_times(server.process.pid),
                         thread_groups(server.process.pid),
                     )
                     profiler.send_signal(signal.SIGINT)
                     profiler.wait(timeout=60)
                 lost = await count_lost(clients[0], chats)
-            rss = peak_rss_mb(server.process.pid)
+            rss = peak_rss(server.process.pid) / 2**20
         finally:
             server.stop()
     latencies = [c.reply_latency for c in chats if c.reply_latency is not None]

@@ -33,6 +33,19 @@ def widget_socket(address: str, cid: str, token: str, after: int | str = 0) -> A
     )
 
 
+async def new_conversation(http: httpx.AsyncClient) -> tuple[str, str]:
+    """A conversation opened the way the widget opens one: its id and token."""
+    created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
+    assert created.status_code == 201
+    return created.json()["conversation_id"], created.json()["token"]
+
+
+async def nothing_more(socket_: Any) -> None:
+    """Nothing else is pushed on `socket_` (within half a second)."""
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(socket_.recv(), 0.5)
+
+
 async def close_of(socket_: Any) -> tuple[int, str]:
     """The code and reason the server closed `socket_` with."""
     with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
@@ -79,9 +92,7 @@ ANA_HAS_IT = {
 async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[str, Any]):
     address, app = server
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
-        assert created.status_code == 201
-        cid, token = created.json()["conversation_id"], created.json()["token"]
+        cid, token = await new_conversation(http)
         auth = {"Authorization": f"Bearer {token}"}
         async with widget_socket(address, cid, token) as live:
             assert live.subprotocol == "gigcx.v1"  # the server never echoes the token
@@ -142,8 +153,7 @@ async def test_live_chat_expert_reply_and_resume_after_reconnect(server: tuple[s
             [live_again] = await messages_only(resumed, 1)
             assert live_again["seq"] == 8
             # Nothing else is waiting: no duplicates of what the backlog sent.
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(resumed.recv(), 0.5)
+            await nothing_more(resumed)
 
         listed = await http.get(f"/v1/conversations/{cid}/messages", headers=auth)
         assert [m["seq"] for m in listed.json()["messages"]] == list(range(1, 9))
@@ -157,8 +167,7 @@ async def test_messages_published_out_of_order_reach_the_widget_in_order_each_on
     address, app = server
     runtime: GigCX = app.state.gigcx
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
-        cid, token = created.json()["conversation_id"], created.json()["token"]
+        cid, token = await new_conversation(http)
     async with widget_socket(address, cid, token) as live:
         [state] = await receive(live, 1)
         assert state == {"type": "conversation.state", "state": "bot"}
@@ -194,8 +203,7 @@ async def test_messages_published_out_of_order_reach_the_widget_in_order_each_on
         # widget does not leave the draft on screen beside it.
         assert pushed[1]["draft_id"] == "draft-2"
         # The late event of seq 2 is not shown a second time.
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(live.recv(), 0.5)
+        await nothing_more(live)
 
 
 async def test_a_socket_with_a_wrong_token_or_unknown_conversation_is_closed(
@@ -203,8 +211,7 @@ async def test_a_socket_with_a_wrong_token_or_unknown_conversation_is_closed(
 ):
     address, _app = server
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
-        cid = created.json()["conversation_id"]
+        cid, _token = await new_conversation(http)
     for socket_cid, token, code in [(cid, "wrong", 4401), ("nope", "x", 4404)]:
         async with widget_socket(address, socket_cid, token) as socket_:
             assert (await close_of(socket_))[0] == code
@@ -219,8 +226,7 @@ async def test_a_bad_after_or_a_token_in_the_url_is_closed_with_a_reason(
 ):
     address, _app = server
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
-        cid, token = created.json()["conversation_id"], created.json()["token"]
+        cid, token = await new_conversation(http)
     for after in ["abc", "-1", "2147483648"]:
         async with widget_socket(address, cid, token, after=after) as socket_:
             code, reason = await close_of(socket_)
@@ -241,8 +247,7 @@ async def test_a_late_draft_of_a_message_already_shown_is_not_pushed(server: tup
     address, app = server
     runtime: GigCX = app.state.gigcx
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
-        cid, token = created.json()["conversation_id"], created.json()["token"]
+        cid, token = await new_conversation(http)
     await runtime.store.add_customer_message(cid, "how do I pair my X2?")
     await runtime.store.add_message(
         cid, "bot", "Hold the button for 5 s.", meta={"draft_id": "draft-2"}
@@ -269,8 +274,7 @@ async def test_a_late_draft_of_a_message_already_shown_is_not_pushed(server: tup
             "author": "bot",
             "text": "And then",
         }
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(socket_.recv(), 0.5)
+        await nothing_more(socket_)
 
 
 async def test_a_socket_resuming_after_more_messages_than_exist_still_gets_new_ones(
@@ -279,8 +283,7 @@ async def test_a_socket_resuming_after_more_messages_than_exist_still_gets_new_o
     """A widget that kept `after` from a store since reset still sees what is said next."""
     address, _app = server
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
-        cid, token = created.json()["conversation_id"], created.json()["token"]
+        cid, token = await new_conversation(http)
         async with widget_socket(address, cid, token, after=40) as socket_:
             [state] = await receive(socket_, 1)
             assert state == {"type": "conversation.state", "state": "bot"}
@@ -308,8 +311,7 @@ async def test_the_server_log_shows_every_request_but_never_a_conversation_token
         await serve.ready()
         address = serve.url.removeprefix("http://")
         async with httpx.AsyncClient(base_url=serve.url, timeout=30) as http:
-            created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
-            cid, token = created.json()["conversation_id"], created.json()["token"]
+            cid, token = await new_conversation(http)
             auth = {"Authorization": f"Bearer {token}"}
             async with widget_socket(address, cid, token) as live:
                 [state] = await receive(live, 1)
@@ -376,12 +378,11 @@ async def test_the_first_question_finds_the_knowledge_and_phrases_already_loaded
 
     runtime.index.embedder.embed_documents = counting  # type: ignore[method-assign]
     async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-        created = await http.post("/v1/brands/kestrel/conversations", json={"widget_key": KEY})
-        body = created.json()
+        cid, token = await new_conversation(http)
         reply = await http.post(
-            f"/v1/conversations/{body['conversation_id']}/messages",
+            f"/v1/conversations/{cid}/messages",
             json={"text": "How long does the X2 battery last?"},
-            headers={"Authorization": f"Bearer {body['token']}"},
+            headers={"Authorization": f"Bearer {token}"},
         )
     assert reply.status_code == 201
     assert [r["author"] for r in reply.json()["replies"]] == ["bot"]
