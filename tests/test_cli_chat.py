@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 
+from tests.helpers.processes import free_port
 from tests.test_cli import gigcx
 
 
@@ -101,8 +103,15 @@ def test_serve_runs_the_chat_api_and_a_console_with_a_token_made_for_the_run(
     assert "Uvicorn running" in output or "Application startup complete" in output
 
 
+def _serve_two_workers(brand: Path) -> Result:
+    """`gigcx serve --workers 2` on a free port: a `make demo` left running on the default
+    port must not change what these tests see."""
+    port = str(free_port())
+    return gigcx("serve", "--config", str(brand / "gigcx.yaml"), "--workers", "2", "--port", port)
+
+
 def test_serve_with_several_workers_needs_redis(synced_brand: Path):
-    result = gigcx("serve", "--config", str(synced_brand / "gigcx.yaml"), "--workers", "2")
+    result = _serve_two_workers(synced_brand)
     assert result.exit_code != 0
     assert "--workers 2 needs redis.url" in " ".join(result.output.split())
 
@@ -111,7 +120,7 @@ def test_serve_names_an_unreachable_redis_before_starting(
     synced_brand: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("GIGCX_REDIS__URL", "redis://127.0.0.1:1/0")
-    result = gigcx("serve", "--config", str(synced_brand / "gigcx.yaml"), "--workers", "2")
+    result = _serve_two_workers(synced_brand)
     assert result.exit_code != 0
     assert "cannot reach Redis at redis://127.0.0.1:1/0 (redis.url)" in " ".join(
         result.output.split()
