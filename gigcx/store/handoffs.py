@@ -335,7 +335,6 @@ class Handoffs(Repository):
                 )
                 assert appended is not None  # moved to waiting in this transaction
                 message = appended.message
-                await session.flush()  # the message's id, for the outbox item
                 session.add_all(
                     outbox_rows(self.consumers, handoff_id, OutboxKind.TIMED_OUT, message.id)
                 )

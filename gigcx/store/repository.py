@@ -45,12 +45,12 @@ class Repository:
         # Reads need no transaction of their own. On PostgreSQL each runs in autocommit: one
         # round trip instead of three (BEGIN, the query, ROLLBACK), and every statement still
         # sees what was committed before it, as in a READ COMMITTED transaction.
-        reading = (
+        self._reading = (
             engine.execution_options(isolation_level="AUTOCOMMIT")
             if engine.dialect.name == "postgresql"
             else engine
         )
-        self._reads = async_sessionmaker(reading, expire_on_commit=False)
+        self._reads = async_sessionmaker(self._reading, expire_on_commit=False)
         # SQLite writes one transaction at a time: the busiest writes (messages, new
         # conversations) share transactions there. PostgreSQL commits concurrent
         # transactions side by side, and groups their disk flushes itself.
