@@ -62,6 +62,33 @@ async def test_sync_adds_updates_and_deactivates_but_keeps_availability(
     assert jordan is not None and not jordan.active
 
 
+async def test_nobody_available_counts_the_active_experts_of_the_route(
+    gigcx_runtime: GigCX, tmp_path: Path
+):
+    store, brand = gigcx_runtime.store, gigcx_runtime.settings.brand
+    escalations = gigcx_runtime.escalations
+    # No registry yet: the route may be staffed another way, so nobody is judged missing.
+    assert await store.availability(brand, "gig") == (0, 0)
+    assert not await escalations.nobody_available("expert")
+    await sync_experts(store, brand, gigcx_runtime.settings.escalation.experts_file)
+    assert await store.availability(brand, "gig") == (2, 2)  # Alex and Sami
+    assert await store.availability(brand, "staff") == (1, 1)  # Jordan
+    await store.set_available(brand, ALEX, False)
+    assert await store.availability(brand, "gig") == (2, 1)
+    assert not await escalations.nobody_available("expert")
+    await store.set_available(brand, SAMI, False)
+    assert await escalations.nobody_available("expert")
+    assert not await escalations.nobody_available("staff")
+    assert await store.availability("another-brand", "gig") == (0, 0)
+    # Jordan leaves the file: an inactive expert is not counted at all.
+    source = gigcx_runtime.settings.escalation.experts_file
+    edited = tmp_path / "experts.yaml"
+    edited.write_text(source.read_text().split("- slack_user_id: U04JORDN")[0])
+    await sync_experts(store, brand, edited)
+    assert await store.availability(brand, "staff") == (0, 0)
+    assert not await escalations.nobody_available("staff")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -290,10 +290,8 @@ class Escalations:
         route another way.
         """
         tier = "staff" if route == "staff" else "gig"
-        registered = [
-            e for e in await self.store.experts(self.settings.brand) if e.tier == tier and e.active
-        ]
-        return bool(registered) and not any(e.available for e in registered)
+        registered, available = await self.store.availability(self.settings.brand, tier)
+        return registered > 0 and available == 0
 
     async def leave_contact(self, conversation_id: str, email: str) -> Message | None:
         """The customer's e-mail for a reply when nobody is available; confirmed in the chat."""

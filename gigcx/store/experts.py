@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -98,6 +98,16 @@ class Experts(Repository):
                 select(Expert).where(Expert.brand == brand).order_by(Expert.name)
             )
             return list(rows)
+
+    async def availability(self, brand: str, tier: str) -> tuple[int, int]:
+        """How many of the brand's experts of `tier` are active, and how many of those are
+        available: one count on every escalation, not every expert and their handles."""
+        query = select(func.count(), func.count().filter(Expert.available)).where(
+            Expert.brand == brand, Expert.tier == tier, Expert.active
+        )
+        async with self._reading.connect() as connection:
+            active, available = (await connection.execute(query)).one()
+        return int(active), int(available)
 
     async def find_expert(self, brand: str, key: str) -> Expert | None:
         """The brand's expert with gigcx id `key`."""
