@@ -66,8 +66,9 @@ class GroupCommit:
     async def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
         try:
             async with self._sessions.begin() as session:
-                # One write's rows are not flushed before the next one's statements: the
-                # batch's inserts go to the database together at the commit.
+                # Messages and new conversations are table statements, run as each write
+                # runs; rows added to the session (outbox items) are not flushed before the
+                # next write's statements, but go to the database together at the commit.
                 with session.sync_session.no_autoflush:
                     results = [await work(session) for work, _ in batch]
         except Exception as error:
